@@ -1,0 +1,55 @@
+# The front door: `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+GO        ?= go
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+BIN       := $(CURDIR)/bin
+TOOLBIN   := $(CURDIR)/.bin
+PROGRAMS  := yggd ygg yggsim echo-worker
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build the programs into ./bin
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
+
+.PHONY: test
+test: ## run every test (unit, integration, e2e scenarios) with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+.PHONY: race
+race: test ## same as test: the suite always runs with -race
+
+.PHONY: e2e
+e2e: ## run only the testscript scenarios (e2e/testdata/script)
+	$(GO) test -count=1 ./e2e
+
+.PHONY: lint
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: generate
+generate: ## regenerate proto/*.pb.go with protoc and the plugins pinned in go.mod
+	@mkdir -p $(TOOLBIN)
+	$(GO) build -o $(TOOLBIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	cd proto && protoc --plugin=protoc-gen-go=$(TOOLBIN)/protoc-gen-go \
+		--plugin=protoc-gen-go-grpc=$(TOOLBIN)/protoc-gen-go-grpc \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative yggdrasil.proto
+
+.PHONY: check
+check: generate lint ## fail when generate, go mod tidy or gofmt would change anything
+	$(GO) mod tidy
+	gofmt -w $$(git ls-files '*.go')
+	@if [ -n "$$(git status --porcelain)" ]; then echo "make check: the tree changed:"; git status --porcelain; git diff | head -50; exit 1; fi
+
+.PHONY: demo
+demo: ## run the simulated cloud, yggd and the echo worker, and show round trips
+	$(GO) run ./cmd/yggsim demo

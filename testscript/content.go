@@ -1,0 +1,4 @@
+package testscript
+
+// contentCommands returns the content command family (to be filled in).
+func contentCommands() map[string]command { return nil }
