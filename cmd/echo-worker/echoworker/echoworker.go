@@ -1,14 +1,80 @@
-// Package echoworker is the echo-worker program, importable so that the e2e suite can run
-// the real program (not yet written).
+// Package echoworker is the echo worker: it registers the handler "echo" and
+// answers every message with the content and metadata it received, with
+// the directive "echo" and response_to set to the message's id. It is the
+// worker of the demo and of the tests, and the example of the worker SDK.
+// It is importable so that the e2e suite runs the real program.
 package echoworker
 
 import (
+	"context"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/worker"
 )
 
-// Main runs echo-worker with os.Args and returns the exit code.
+const usage = `Usage: echo-worker [--help]
+
+echo-worker is an yggdrasil worker: yggd starts it from its worker directory
+with YGG_SOCKET_ADDR set. It registers the handler "echo" and answers every
+message with the content and metadata it received (directive "echo",
+response_to = the message's id).
+
+Install it by copying it into yggd's worker directory
+(pkg-config --variable workerexecdir yggdrasil).
+
+Environment:
+  YGG_SOCKET_ADDR  the dispatcher's address (required)
+  YGG_LOG_LEVEL    error, warn, info, debug or trace (default info)
+`
+
+// Main runs the echo worker with os.Args and returns the exit code.
 func Main() int {
-	fmt.Fprintln(os.Stderr, "echo-worker: not yet")
-	return 2
+	fs := flag.NewFlagSet("echo-worker", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			fmt.Print(usage)
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "echo-worker: %v\n%s", err, usage)
+		return 2
+	}
+	level := slog.LevelInfo
+	switch strings.ToLower(os.Getenv("YGG_LOG_LEVEL")) {
+	case "debug", "trace":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, log); err != nil {
+		log.Error("echo-worker stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// Run serves the echo handler until ctx ends.
+func Run(ctx context.Context, log *slog.Logger) error {
+	w := &worker.Worker{
+		Handler: "echo",
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			log.Debug("echo", "message_id", m.ID, "bytes", len(m.Content))
+			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
+				log.Error("answer not sent", "message_id", m.ID, "error", err)
+			}
+		},
+	}
+	return w.Run(ctx)
 }

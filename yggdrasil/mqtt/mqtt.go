@@ -1,0 +1,321 @@
+// Package mqtt is yggd's connection to the broker, over paho.
+//
+// Unlike yggdrasil 0.1.x it makes a new paho client for every connection, so
+// that each connection carries a fresh will (a retained offline status with
+// a current id and time); it connects with clean session off, so the broker
+// keeps QoS 1 messages for this client id while it is away; it never gives up
+// connecting (a broker that is down at boot does not end the daemon) and
+// backs off exponentially with jitter between attempts; and every wait on a
+// paho token is bounded.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/ygglab/yggdrasil/yggdrasil"
+)
+
+// Handler is what the transport calls: the core router implements it.
+type Handler interface {
+	// Will returns the payload of the will for a new connection.
+	Will() []byte
+	// WillTopic returns the topic of the will.
+	WillTopic() string
+	// Connected is called after each connection, once subscribed.
+	Connected()
+	// HandleControl and HandleData handle a payload from control/in and
+	// data/in. They run on their own goroutine per message; the broker's
+	// QoS 1 message is acknowledged when they return.
+	HandleControl(payload []byte)
+	HandleData(payload []byte)
+}
+
+// Config configures a Transport. Zero values mean the defaults.
+type Config struct {
+	Brokers        []string    // tried in order on each connect: tcp://, ssl://, ws://, wss://, ...
+	ClientID       string      // the MQTT client id, also in every topic
+	TopicPrefix    string      // default yggdrasil.DefaultTopicPrefix
+	TLS            *tls.Config // for ssl://, tls://, mqtts://, wss:// brokers
+	KeepAlive      time.Duration
+	ConnectTimeout time.Duration
+	MaxBackoff     time.Duration // cap of the delay between attempts; default 30 s
+	Log            *slog.Logger
+}
+
+// ErrNotConnected is returned by Publish while there is no connection.
+var ErrNotConnected = errors.New("not connected to the broker")
+
+// Transport keeps yggd connected to the broker.
+type Transport struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	client paho.Client   // nil while disconnected
+	up     chan struct{} // closed while connected
+
+	cmds chan command // Disconnect and Reconnect requests
+}
+
+type command struct {
+	stay  bool // stay disconnected
+	delay time.Duration
+}
+
+// New returns a transport; Run connects it.
+func New(cfg Config) *Transport {
+	if cfg.TopicPrefix == "" {
+		cfg.TopicPrefix = yggdrasil.DefaultTopicPrefix
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 30 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Transport{cfg: cfg, log: log, up: make(chan struct{}), cmds: make(chan command, 1)}
+}
+
+// Run connects and stays connected until ctx ends, then disconnects
+// cleanly. It returns an error only for a configuration that can never
+// connect.
+func (t *Transport) Run(ctx context.Context, h Handler) error {
+	if len(t.cfg.Brokers) == 0 {
+		return errors.New("mqtt: no broker configured")
+	}
+	if t.cfg.ClientID == "" {
+		return errors.New("mqtt: no client id")
+	}
+	failures := 0
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		c, lost, err := t.connect(ctx, h)
+		if err != nil {
+			failures++
+			d := Backoff(failures, t.cfg.MaxBackoff)
+			t.log.Warn("connect to broker failed", "brokers", t.cfg.Brokers, "error", err, "retry_in", d.Round(time.Millisecond))
+			if !sleep(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		failures = 0
+		t.setClient(c)
+		t.log.Info("connected to broker", "client_id", t.cfg.ClientID)
+		h.Connected()
+		select {
+		case <-ctx.Done():
+			t.setClient(nil)
+			c.Disconnect(250)
+			t.log.Info("disconnected from broker")
+			return nil
+		case err := <-lost:
+			t.setClient(nil)
+			failures = 1 // the first retry comes after about a second
+			t.log.Warn("connection to broker lost", "error", err)
+			if !sleep(ctx, Backoff(failures, t.cfg.MaxBackoff)) {
+				return nil
+			}
+		case cmd := <-t.cmds:
+			t.setClient(nil)
+			c.Disconnect(250)
+			if cmd.stay {
+				t.log.Info("disconnected from broker on request; restart yggd to connect again")
+				<-ctx.Done()
+				return nil
+			}
+			t.log.Info("disconnected from broker on request", "reconnect_in", cmd.delay)
+			if !sleep(ctx, cmd.delay) {
+				return nil
+			}
+		}
+	}
+}
+
+// connect makes a new client with a fresh will, connects it and subscribes.
+func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan error, error) {
+	lost := make(chan error, 1)
+	controlIn := yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindControl, yggdrasil.DirIn)
+	dataIn := yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindData, yggdrasil.DirIn)
+	route := func(_ paho.Client, m paho.Message) {
+		switch m.Topic() {
+		case controlIn:
+			h.HandleControl(m.Payload())
+		case dataIn:
+			h.HandleData(m.Payload())
+		default:
+			t.log.Warn("message on an unexpected topic dropped", "topic", m.Topic())
+		}
+	}
+	opts := paho.NewClientOptions().
+		SetClientID(t.cfg.ClientID).
+		SetCleanSession(false).
+		SetOrderMatters(false).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(t.cfg.KeepAlive).
+		SetPingTimeout(10*time.Second).
+		SetConnectTimeout(t.cfg.ConnectTimeout).
+		SetWriteTimeout(30*time.Second).
+		SetBinaryWill(h.WillTopic(), h.Will(), 1, true).
+		SetDefaultPublishHandler(route).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	if t.cfg.TLS != nil {
+		opts.SetTLSConfig(t.cfg.TLS)
+	}
+	for _, b := range t.cfg.Brokers {
+		opts.AddBroker(b)
+	}
+	c := paho.NewClient(opts)
+	if err := wait(ctx, c.Connect(), t.cfg.ConnectTimeout+time.Second); err != nil {
+		c.Disconnect(0)
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	// 0.1.x publishes an empty message to data/out on connect (a topic must
+	// exist before use on some brokers); clouds ignore it.
+	c.Publish(yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindData, yggdrasil.DirOut), 0, false, []byte{})
+	tok := c.SubscribeMultiple(map[string]byte{controlIn: 1, dataIn: 1}, route)
+	if err := wait(ctx, tok, t.cfg.ConnectTimeout); err != nil {
+		c.Disconnect(0)
+		return nil, nil, fmt.Errorf("subscribe: %w", err)
+	}
+	for topic, code := range tok.(*paho.SubscribeToken).Result() {
+		if code >= 0x80 {
+			c.Disconnect(0)
+			return nil, nil, fmt.Errorf("subscribe %s: refused by the broker (code %#x)", topic, code)
+		}
+	}
+	return c, lost, nil
+}
+
+func (t *Transport) setClient(c paho.Client) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.client = c
+	if c != nil {
+		close(t.up)
+	} else {
+		select {
+		case <-t.up:
+			t.up = make(chan struct{})
+		default:
+		}
+	}
+}
+
+// Publish sends payload on topic at QoS 1 and waits for the broker's
+// acknowledgement until ctx ends.
+func (t *Transport) Publish(ctx context.Context, topic string, payload []byte, retained bool) error {
+	t.mu.Lock()
+	c := t.client
+	t.mu.Unlock()
+	if c == nil {
+		return ErrNotConnected
+	}
+	tok := c.Publish(topic, 1, retained, payload)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("publish %s: %w", topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", topic, context.Cause(ctx))
+	}
+}
+
+// WaitConnected returns once connected, or with ctx's error.
+func (t *Transport) WaitConnected(ctx context.Context) error {
+	t.mu.Lock()
+	up := t.up
+	t.mu.Unlock()
+	select {
+	case <-up:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Connected reports whether there is a connection now.
+func (t *Transport) Connected() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.client != nil
+}
+
+// Disconnect closes the connection cleanly (the broker discards the will)
+// and stays disconnected until the process restarts.
+func (t *Transport) Disconnect() { t.request(command{stay: true}) }
+
+// Reconnect closes the connection cleanly, waits delay and connects again.
+func (t *Transport) Reconnect(delay time.Duration) { t.request(command{delay: delay}) }
+
+func (t *Transport) request(c command) {
+	select {
+	case t.cmds <- c:
+	default: // one request is already pending: it wins
+	}
+}
+
+// Backoff returns the delay before attempt n (n ≥ 1) after failures: 1 s
+// doubling up to max, with jitter in [d/2, d] so that many hosts cut off at
+// once do not come back at once.
+func Backoff(n int, max time.Duration) time.Duration {
+	d := time.Second
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return d/2 + rand.N(d/2+1)
+}
+
+func wait(ctx context.Context, tok paho.Token, timeout time.Duration) error {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-timer.C:
+		return fmt.Errorf("no answer from the broker within %s", timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
