@@ -119,7 +119,7 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 		}
 		failures = 0
 		t.setClient(c)
-		t.log.Info("connected to broker", "client_id", t.cfg.ClientID)
+		t.log.Info("connected to broker")
 		h.Connected()
 		select {
 		case <-ctx.Done():

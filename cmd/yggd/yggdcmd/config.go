@@ -1,0 +1,242 @@
+package yggdcmd
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/ygglab/yggdrasil/yggdrasil"
+	"github.com/ygglab/yggdrasil/yggdrasil/build"
+)
+
+// Config is yggd's configuration: defaults, then the TOML file, then flags.
+// The TOML keys are the flag names; those of 0.1.x keep their 0.1.x names.
+type Config struct {
+	Brokers         []string `toml:"broker"`
+	LogLevel        string   `toml:"log-level"`
+	CertFile        string   `toml:"cert-file"`
+	KeyFile         string   `toml:"key-file"`
+	CARoot          string   `toml:"ca-root"`
+	TopicPrefix     string   `toml:"topic-prefix"`
+	DataHost        string   `toml:"data-host"`
+	WorkerDir       string   `toml:"worker-dir"`
+	ClientID        string   `toml:"client-id"`
+	DispatchTimeout Duration `toml:"dispatch-timeout"`
+	MaxMessageSize  int      `toml:"max-message-size"`
+	KeepAlive       Duration `toml:"keepalive"`
+	QueueCount      int      `toml:"queue-max-count"`
+	QueueBytes      int      `toml:"queue-max-bytes"`
+	FetchTimeout    Duration `toml:"fetch-timeout"`
+	// File is the configuration file read ("" when none).
+	File string `toml:"-"`
+}
+
+// DefaultConfig returns the built-in defaults.
+func DefaultConfig() Config {
+	return Config{
+		LogLevel:        "info",
+		TopicPrefix:     build.TopicPrefix,
+		DataHost:        build.DataHost,
+		WorkerDir:       filepath.Join(build.LibexecDir, build.LongName),
+		DispatchTimeout: Duration(yggdrasil.DefaultDispatchTimeout),
+		MaxMessageSize:  yggdrasil.DefaultMaxMessageSize,
+		KeepAlive:       Duration(30 * time.Second),
+		QueueCount:      10_000,
+		QueueBytes:      256 << 20,
+		FetchTimeout:    Duration(30 * time.Second),
+	}
+}
+
+// DefaultConfigFile is read when --config is not given and it exists.
+func DefaultConfigFile() string {
+	return filepath.Join(build.SysconfDir, build.LongName, "config.toml")
+}
+
+// Duration is a TOML or flag duration: a Go duration ("90s", "1m30s") or
+// a number of seconds.
+type Duration time.Duration
+
+func (d *Duration) Set(s string) error {
+	if secs, err := strconv.ParseFloat(s, 64); err == nil {
+		*d = Duration(secs * float64(time.Second))
+		return d.check()
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use 90s, 1m30s, or a number of seconds)", s)
+	}
+	*d = Duration(v)
+	return d.check()
+}
+
+func (d *Duration) check() error {
+	if *d <= 0 {
+		return fmt.Errorf("duration must be positive, got %s", time.Duration(*d))
+	}
+	return nil
+}
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalTOML accepts a string or a number of seconds.
+func (d *Duration) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		return d.Set(v)
+	case int64:
+		return d.Set(strconv.FormatInt(v, 10))
+	case float64:
+		return d.Set(strconv.FormatFloat(v, 'f', -1, 64))
+	}
+	return fmt.Errorf("want a duration string or a number of seconds, got %T", v)
+}
+
+// brokers is the repeatable --broker flag.
+type brokers []string
+
+func (b *brokers) String() string     { return strings.Join(*b, ",") }
+func (b *brokers) Set(v string) error { *b = append(*b, v); return nil }
+
+// errHelp asks for the usage and exit 0.
+var errHelp = errors.New("help requested")
+
+// options are the command line switches that are not configuration.
+type options struct {
+	version bool
+	manPage bool
+}
+
+// ParseConfig builds the configuration from args (without the program name):
+// defaults, then the TOML file (--config, or the default file if it
+// exists), then the flags given. Every error names the key or flag.
+func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
+	cfg := DefaultConfig()
+	var opt options
+	var flagCfg Config
+	var bs brokers
+	var configFile string
+	fs := flag.NewFlagSet("yggd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&configFile, "config", "", "")
+	fs.Var(&bs, "broker", "")
+	fs.StringVar(&flagCfg.LogLevel, "log-level", "", "")
+	fs.StringVar(&flagCfg.CertFile, "cert-file", "", "")
+	fs.StringVar(&flagCfg.KeyFile, "key-file", "", "")
+	fs.StringVar(&flagCfg.CARoot, "ca-root", "", "")
+	fs.StringVar(&flagCfg.TopicPrefix, "topic-prefix", "", "")
+	fs.StringVar(&flagCfg.DataHost, "data-host", "", "")
+	fs.StringVar(&flagCfg.WorkerDir, "worker-dir", "", "")
+	fs.StringVar(&flagCfg.ClientID, "client-id", "", "")
+	fs.Var(&flagCfg.DispatchTimeout, "dispatch-timeout", "")
+	fs.IntVar(&flagCfg.MaxMessageSize, "max-message-size", 0, "")
+	fs.Var(&flagCfg.KeepAlive, "keepalive", "")
+	fs.IntVar(&flagCfg.QueueCount, "queue-max-count", 0, "")
+	fs.IntVar(&flagCfg.QueueBytes, "queue-max-bytes", 0, "")
+	fs.Var(&flagCfg.FetchTimeout, "fetch-timeout", "")
+	fs.BoolVar(&opt.version, "version", false, "")
+	fs.BoolVar(&opt.manPage, "generate-man-page", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, opt, errHelp
+		}
+		return cfg, opt, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, opt, fmt.Errorf("unexpected argument %q (yggd takes only flags)", fs.Arg(0))
+	}
+	if opt.version || opt.manPage {
+		return cfg, opt, nil
+	}
+	if configFile == "" {
+		if _, err := os.Stat(DefaultConfigFile()); err == nil {
+			configFile = DefaultConfigFile()
+		}
+	}
+	if configFile != "" {
+		md, err := toml.DecodeFile(configFile, &cfg)
+		if err != nil {
+			return cfg, opt, fmt.Errorf("read config %s: %w", configFile, err)
+		}
+		if undecoded := md.Undecoded(); len(undecoded) > 0 {
+			keys := make([]string, len(undecoded))
+			for i, k := range undecoded {
+				keys[i] = k.String()
+			}
+			sort.Strings(keys)
+			return cfg, opt, fmt.Errorf("read config %s: unknown key %s", configFile, strings.Join(keys, ", "))
+		}
+		cfg.File = configFile
+	}
+	// Flags given on the command line win over the file.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "broker":
+			cfg.Brokers = bs
+		case "log-level":
+			cfg.LogLevel = flagCfg.LogLevel
+		case "cert-file":
+			cfg.CertFile = flagCfg.CertFile
+		case "key-file":
+			cfg.KeyFile = flagCfg.KeyFile
+		case "ca-root":
+			cfg.CARoot = flagCfg.CARoot
+		case "topic-prefix":
+			cfg.TopicPrefix = flagCfg.TopicPrefix
+		case "data-host":
+			cfg.DataHost = flagCfg.DataHost
+		case "worker-dir":
+			cfg.WorkerDir = flagCfg.WorkerDir
+		case "client-id":
+			cfg.ClientID = flagCfg.ClientID
+		case "dispatch-timeout":
+			cfg.DispatchTimeout = flagCfg.DispatchTimeout
+		case "max-message-size":
+			cfg.MaxMessageSize = flagCfg.MaxMessageSize
+		case "keepalive":
+			cfg.KeepAlive = flagCfg.KeepAlive
+		case "queue-max-count":
+			cfg.QueueCount = flagCfg.QueueCount
+		case "queue-max-bytes":
+			cfg.QueueBytes = flagCfg.QueueBytes
+		case "fetch-timeout":
+			cfg.FetchTimeout = flagCfg.FetchTimeout
+		}
+	})
+	return cfg, opt, cfg.Validate()
+}
+
+// Validate checks the values that defaults cannot fix.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("broker: no broker configured (set broker in the config file or give --broker)")
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return errors.New("cert-file and key-file: give both or neither")
+	case c.CertFile == "" && c.ClientID == "":
+		return errors.New("client-id: without a certificate (cert-file, key-file) a client id is required")
+	case c.MaxMessageSize <= 0:
+		return fmt.Errorf("max-message-size: must be positive, got %d", c.MaxMessageSize)
+	case c.QueueCount <= 0 || c.QueueBytes <= 0:
+		return errors.New("queue-max-count and queue-max-bytes: must be positive")
+	case c.TopicPrefix == "":
+		return errors.New("topic-prefix: must not be empty")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return fmt.Errorf("log-level: %w", err)
+	}
+	for _, b := range c.Brokers {
+		if !strings.Contains(b, "://") {
+			return fmt.Errorf("broker: %q has no scheme (use tcp://host:1883 or ssl://host:8883)", b)
+		}
+	}
+	return nil
+}

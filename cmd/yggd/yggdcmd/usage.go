@@ -1,0 +1,86 @@
+package yggdcmd
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/build"
+)
+
+// flagDoc documents one flag; usage and the man page are made from it.
+type flagDoc struct {
+	name, arg, text string
+}
+
+var flagDocs = []flagDoc{
+	{"config", "FILE", "read the configuration from FILE (TOML; default " + DefaultConfigFile() + " when it exists)"},
+	{"broker", "URI", "MQTT broker to connect to, tried in order; repeat for several (tcp://host:1883, ssl://host:8883, wss://host/path)"},
+	{"cert-file", "FILE", "client certificate (PEM or DER); its CN is the client id"},
+	{"key-file", "FILE", "private key of the certificate (PEM or DER); should be mode 600"},
+	{"ca-root", "FILE", "extra CA certificates (PEM) trusted for the broker and for content URLs"},
+	{"client-id", "ID", "client id when there is no certificate (local use, for example with yggsim)"},
+	{"topic-prefix", "PREFIX", "first segment of every topic (default " + build.TopicPrefix + ")"},
+	{"data-host", "HOST", "replace the host of every content URL by HOST"},
+	{"worker-dir", "DIR", "directory of the worker executables (names ending in \"worker\")"},
+	{"dispatch-timeout", "DURATION", "how long a worker may take to accept a message (default 60s)"},
+	{"max-message-size", "BYTES", "largest data message accepted or sent, over MQTT and gRPC (default 33554432)"},
+	{"keepalive", "DURATION", "MQTT keep-alive interval (default 30s)"},
+	{"queue-max-count", "N", "answers kept while the broker is unreachable (default 10000)"},
+	{"queue-max-bytes", "BYTES", "bytes of answers kept while the broker is unreachable (default 268435456)"},
+	{"fetch-timeout", "DURATION", "total time allowed to fetch detached content (default 30s)"},
+	{"log-level", "LEVEL", "error, warn, info, debug or trace (default info)"},
+	{"version", "", "print the version and exit"},
+	{"help", "", "print this help and exit"},
+}
+
+const description = `yggd keeps this host connected to the cloud's MQTT broker. It publishes the
+host's connection status (retained, with a retained offline will), answers
+the ping, disconnect and reconnect commands, and routes every data message
+to the worker that serves its directive, over gRPC on a UNIX socket. Worker
+answers go back on the data/out topic, or by HTTP POST when their directive
+is a URL. yggd starts every executable in its worker directory whose name
+ends in "worker", restarts it when it dies, and stops it on exit.
+
+Every flag can be set in the TOML configuration file under the same name;
+flags win over the file, the file wins over the defaults.`
+
+const signals = `SIGINT and SIGTERM stop yggd cleanly: workers get SIGTERM (SIGKILL after a
+grace period), queued answers are sent, a retained offline status is
+published, and yggd exits 0.`
+
+func usage() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: yggd [flags]\n\n%s\n\nFlags:\n", description)
+	for _, f := range flagDocs {
+		left := "--" + f.name
+		if f.arg != "" {
+			left += " " + f.arg
+		}
+		fmt.Fprintf(&b, "  %-28s %s\n", left, f.text)
+	}
+	fmt.Fprintf(&b, "\nSignals:\n%s\n\nExit status: 0 after a clean stop, 1 when yggd cannot run, 2 for a usage error.\n", indent(signals))
+	return b.String()
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+// manPage returns yggd(8) in troff, from the same text as usage.
+func manPage() string {
+	esc := func(s string) string { return strings.ReplaceAll(s, "-", `\-`) }
+	var b strings.Builder
+	fmt.Fprintf(&b, ".TH YGGD 8 \"\" \"yggd %s\" \"System Administration\"\n", build.Version)
+	fmt.Fprintf(&b, ".SH NAME\nyggd \\- the yggdrasil host agent\n.SH SYNOPSIS\n.B yggd\n[\\fIflags\\fR]\n")
+	fmt.Fprintf(&b, ".SH DESCRIPTION\n%s\n.SH OPTIONS\n", esc(description))
+	for _, f := range flagDocs {
+		fmt.Fprintf(&b, ".TP\n.BR \\-\\-%s", esc(f.name))
+		if f.arg != "" {
+			fmt.Fprintf(&b, " \" \\fI%s\\fR\"", f.arg)
+		}
+		fmt.Fprintf(&b, "\n%s\n", esc(f.text))
+	}
+	fmt.Fprintf(&b, ".SH SIGNALS\n%s\n.SH FILES\n.TP\n%s\nconfiguration file\n", esc(signals), esc(DefaultConfigFile()))
+	fmt.Fprintf(&b, ".SH EXIT STATUS\n0 after a clean stop, 1 when yggd cannot run, 2 for a usage error.\n.SH SEE ALSO\n.BR ygg (1)\n")
+	return b.String()
+}
