@@ -1,0 +1,78 @@
+// Package supervisor starts, watches and stops yggd's worker processes
+// (Linux only).
+//
+// # What runs
+//
+// Every entry of the worker directory whose name ends in "worker" and that
+// is a regular file (symbolic links are followed) executable by yggd is a
+// worker. Anything else is skipped with a debug log; sub-directories are
+// ignored. The set of running workers follows the directory, watched with
+// inotify: a file that appears, or becomes executable (chmod +x), is started
+// once it has settled (no event for Config.Settle, so that a file still
+// being written is not started half-done); a file that is removed, renamed
+// away or loses its exec bit has its worker stopped and not restarted; a
+// file that is replaced while its worker runs (renamed over, or written and
+// closed) has its worker restarted so that the new program runs.
+//
+// Each worker runs as the absolute path of its file, with no arguments, with
+// exactly Config.Env as its environment (nothing is inherited from yggd),
+// with stdin from /dev/null and "/" as its working directory (not the worker
+// directory: workers must not depend on, or write into, the libexec
+// directory, and "/" keeps no mount point busy). It stays in yggd's process
+// group. Its stdout and stderr are read line by line and logged with the
+// worker's name, pid and stream as attributes: stderr lines at info level
+// (that is where programs, including Go's log package, write their
+// diagnostics, and we want worker errors visible in yggd's journal by
+// default), stdout lines at debug level (upstream logged both at debug).
+// A line longer than 8 KiB is logged in 8 KiB pieces marked partial, so a
+// worker cannot make yggd buffer without bound.
+//
+// # Restart policy
+//
+// A worker whose process exits, for whatever reason and with whatever
+// status, is started again after a delay taken from Backoff: 1 s after the
+// first exit, doubling on every further exit up to 30 s, and back to 1 s
+// once a process has stayed up for 60 s. A worker is never abandoned, and
+// one that fails at once forever costs one start every 30 s. While it waits
+// it is "restarting" (down); Status reports the state, the number of starts,
+// the consecutive failures, the last exit status and the time of the next
+// start. A failed start (for example a missing interpreter) counts as a
+// crash. Each exit is logged with its status or signal and the delay before
+// the next start.
+//
+// # Stopping
+//
+// A worker is stopped with SIGTERM; if it has not exited after Config.Grace
+// (5 s by default) it gets SIGKILL. This is os/exec's own Cmd.Cancel and
+// Cmd.WaitDelay machinery, so every child is reaped through Cmd.Wait and its
+// pipes are closed by it. When Run's context is cancelled every worker is
+// stopped this way and Run returns only after all of them have been reaped.
+// Should yggd itself die without that chance (SIGKILL, crash), each worker
+// receives SIGTERM from the kernel (Linux's parent-death signal, see
+// starter.go for how the thread that forks is kept alive).
+//
+// # Who is a worker
+//
+// Owner tells the dispatcher whether a pid belongs to a supervised worker:
+// the worker's current process or one of its descendants (found by walking
+// the parent chain in /proc). Registered and Starting let the core hold a
+// message for a worker that is about to register instead of failing it.
+//
+// # What we do better than upstream yggdrasil 0.1.5
+//
+//   - Restarts use capped exponential backoff that decays after a healthy
+//     run, and a worker is never given up; upstream added 5 s per quick
+//     crash, abandoned a worker after 7 starts and never relaxed the penalty.
+//   - No pid files: upstream's orphan clean-up SIGKILLed whatever process
+//     had later taken a stale pid. Here the kernel's parent-death signal
+//     ends workers when yggd dies, so there are no orphans to hunt.
+//   - No descriptor leak: children are reaped through Cmd.Wait, which closes
+//     the pipes; upstream waited by pid and leaked two descriptors per
+//     restart.
+//   - Deleting a file that runs nothing is harmless; upstream panicked.
+//   - SIGTERM with a grace period, then SIGKILL; upstream sent SIGKILL at
+//     once, on shutdown and on delete.
+//   - Only regular executable files are started, in a fixed environment,
+//     and files that are still being written are not started half-done.
+//   - Owner lets the dispatcher admit only processes that yggd started.
+package supervisor

@@ -1,0 +1,490 @@
+//go:build linux
+
+package supervisor
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for Config.
+const (
+	DefaultGrace      = 5 * time.Second
+	DefaultLateWindow = 30 * time.Second
+	DefaultSettle     = 500 * time.Millisecond
+)
+
+// Config is what a Supervisor needs.
+type Config struct {
+	// Dir is the worker directory. It is created (0755) if missing.
+	Dir string
+	// Env is the complete environment of every worker, as "KEY=value"
+	// (YGG_SOCKET_ADDR, PATH, YGG_CLIENT_ID, YGG_LOG_LEVEL). Nothing else
+	// is passed on; nil means an empty environment.
+	Env []string
+	// Log receives the supervisor's logs and the workers' output; nil
+	// discards them.
+	Log *slog.Logger
+	// Grace is how long a worker has to exit after SIGTERM before it gets
+	// SIGKILL (default 5 s). It also bounds how long output pipes held
+	// open by a worker's descendants are read after the worker exits.
+	Grace time.Duration
+	// Backoff is the restart schedule (defaults 1 s, 30 s, 60 s).
+	Backoff Backoff
+	// LateWindow is how long after its start a worker that has not
+	// registered yet still counts as Starting (default 30 s).
+	LateWindow time.Duration
+	// Settle is how quiet a new or changed file must stay before it is
+	// started (default 500 ms).
+	Settle time.Duration
+	// OnExit, if set, is called after a worker process has exited and been
+	// reaped, with the worker's name and the process's pid. It runs on the
+	// supervisor's goroutine for that worker and must return quickly.
+	OnExit func(name string, pid int)
+}
+
+// Supervisor runs the workers of one directory. Its methods are safe for
+// concurrent use.
+type Supervisor struct {
+	cfg   Config
+	log   *slog.Logger
+	spawn spawnFunc
+	ran   atomic.Bool
+
+	startReqs chan startReq // to the starter thread, set by Run
+
+	mu      sync.Mutex
+	workers map[string]*worker // by file name
+	pids    map[int]*worker    // by current process id
+	pending int                // files waiting to settle
+	scanned bool               // Run has looked at the directory (or returned)
+
+	// Owned by Run's goroutine.
+	exited   chan *worker           // a supervision goroutine has ended
+	active   int                    // supervision goroutines running
+	due      map[string]settleCheck // files waiting to settle
+	shutdown bool
+}
+
+// settleCheck is a file to look at once it has been quiet.
+type settleCheck struct {
+	at       time.Time
+	replaced bool // its content changed: restart a running worker
+}
+
+// New returns a supervisor for cfg; Run starts it.
+func New(cfg Config) *Supervisor {
+	if cfg.Dir != "" {
+		if abs, err := filepath.Abs(cfg.Dir); err == nil {
+			cfg.Dir = abs // workers run in "/": their path must not be relative
+		}
+	}
+	cfg.Env = slices.Clone(cfg.Env)
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.LateWindow <= 0 {
+		cfg.LateWindow = DefaultLateWindow
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = DefaultSettle
+	}
+	cfg.Backoff = cfg.Backoff.withDefaults()
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Supervisor{
+		cfg:     cfg,
+		log:     log.With("component", "supervisor"),
+		workers: map[string]*worker{},
+		pids:    map[int]*worker{},
+		exited:  make(chan *worker),
+		due:     map[string]settleCheck{},
+	}
+	s.spawn = s.spawnExec
+	return s
+}
+
+// isWorkerName reports whether a directory entry is meant to be a worker.
+func isWorkerName(name string) bool { return strings.HasSuffix(name, "worker") }
+
+// Run starts the workers, keeps them running and follows the directory
+// until ctx is done; then it stops every worker and returns once all of
+// them have been reaped. It returns nil after cancellation, and an error
+// only if the worker directory is unusable. Run may be called once.
+func (s *Supervisor) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("run supervisor: already run")
+	}
+	defer func() {
+		s.mu.Lock()
+		s.scanned = true
+		s.mu.Unlock()
+	}()
+	if err := ensureDir(s.cfg.Dir); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+
+	reqs := make(chan startReq)
+	s.startReqs = reqs
+	wg.Go(func() { runStarter(reqs) })
+
+	events := make(chan dirEvent)
+	watch, err := newWatcher(s.cfg.Dir)
+	if err != nil {
+		// Degrade rather than refuse: the workers present now still run.
+		s.log.Error("workers added or removed from now on will go unnoticed", "err", err)
+	} else {
+		wg.Go(func() {
+			if err := watch.read(ctx, events); err != nil {
+				s.log.Error("stop watching worker directory", "dir", s.cfg.Dir, "err", err)
+			}
+		})
+	}
+
+	s.log.Info("supervising workers", "dir", s.cfg.Dir)
+	s.scan(ctx, &wg)
+	s.mu.Lock()
+	s.scanned = true
+	s.mu.Unlock()
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for ctx.Err() == nil {
+		var timerC <-chan time.Time
+		if at, ok := s.nextDue(); ok {
+			timer.Reset(time.Until(at))
+			timerC = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case ev := <-events:
+			s.handle(ctx, &wg, ev)
+		case <-timerC:
+			s.settled(ctx, &wg)
+		case w := <-s.exited:
+			s.reaped(ctx, &wg, w)
+		}
+		timer.Stop()
+	}
+
+	s.shutdown = true
+	s.log.Info("stopping workers", "count", s.active)
+	s.due = map[string]settleCheck{}
+	s.setPending()
+	for s.active > 0 {
+		s.reaped(ctx, &wg, <-s.exited)
+	}
+	if watch != nil {
+		watch.Close()
+	}
+	close(reqs)
+	wg.Wait()
+	s.log.Info("all workers stopped")
+	return nil
+}
+
+// ensureDir makes sure dir is a directory, creating it if missing.
+func ensureDir(dir string) error {
+	if dir == "" {
+		return errors.New("prepare worker directory: no directory configured")
+	}
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create worker directory: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("prepare worker directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("prepare worker directory: %s is not a directory", dir)
+	}
+	return nil
+}
+
+// scan starts every worker file of the directory that has no worker yet and
+// stops the workers whose file is gone.
+func (s *Supervisor) scan(ctx context.Context, wg *sync.WaitGroup) {
+	entries, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		s.log.Error("cannot list worker directory", "err", err)
+		return
+	}
+	present := map[string]bool{}
+	for _, e := range entries {
+		if isWorkerName(e.Name()) {
+			present[e.Name()] = true
+			s.check(ctx, wg, e.Name(), false)
+		}
+	}
+	for name, w := range s.workers {
+		if !present[name] {
+			s.stop(w, "file removed")
+		}
+	}
+}
+
+// handle acts on one inotify event.
+func (s *Supervisor) handle(ctx context.Context, wg *sync.WaitGroup, ev dirEvent) {
+	switch {
+	case ev.mask&unix.IN_Q_OVERFLOW != 0:
+		s.log.Warn("worker directory events overflowed; rescanning")
+		s.scan(ctx, wg)
+	case ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
+		s.log.Error("worker directory removed or moved; workers added from now on will go unnoticed", "dir", s.cfg.Dir)
+	case ev.name == "" || ev.mask&unix.IN_ISDIR != 0 || !isWorkerName(ev.name):
+	case ev.mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
+		delete(s.due, ev.name)
+		s.setPending()
+		if w := s.workers[ev.name]; w != nil {
+			s.stop(w, "file removed")
+		}
+	case ev.mask&(unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE|unix.IN_ATTRIB) != 0:
+		c := s.due[ev.name]
+		c.at = time.Now().Add(s.cfg.Settle)
+		c.replaced = c.replaced || ev.mask&(unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE) != 0
+		s.due[ev.name] = c
+		s.setPending()
+	}
+}
+
+// nextDue returns when the earliest settling file is due.
+func (s *Supervisor) nextDue() (time.Time, bool) {
+	var at time.Time
+	for _, c := range s.due {
+		if at.IsZero() || c.at.Before(at) {
+			at = c.at
+		}
+	}
+	return at, !at.IsZero()
+}
+
+// settled checks the files that have been quiet long enough.
+func (s *Supervisor) settled(ctx context.Context, wg *sync.WaitGroup) {
+	now := time.Now()
+	for name, c := range s.due {
+		if !c.at.After(now) {
+			delete(s.due, name)
+			s.check(ctx, wg, name, c.replaced)
+		}
+	}
+	s.setPending()
+}
+
+func (s *Supervisor) setPending() {
+	s.mu.Lock()
+	s.pending = len(s.due)
+	s.mu.Unlock()
+}
+
+// runnable reports whether name is a file we can run, logging why not.
+func (s *Supervisor) runnable(name string) bool {
+	path := filepath.Join(s.cfg.Dir, name)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false
+	case err != nil:
+		s.log.Debug("skip worker file", "file", name, "err", err)
+		return false
+	case fi.IsDir():
+		return false
+	case !fi.Mode().IsRegular():
+		s.log.Debug("skip worker file: not a regular file", "file", name, "mode", fi.Mode())
+		return false
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		s.log.Debug("skip worker file: not executable", "file", name, "mode", fi.Mode(), "err", err)
+		return false
+	}
+	return true
+}
+
+// check brings the worker of file name in line with the file: start it if
+// runnable and not running, stop it if not runnable, restart it if
+// replaced.
+func (s *Supervisor) check(ctx context.Context, wg *sync.WaitGroup, name string, replaced bool) {
+	w := s.workers[name]
+	if !s.runnable(name) {
+		if w != nil {
+			s.stop(w, "file no longer an executable file")
+		}
+		return
+	}
+	if w == nil {
+		w = &worker{name: name, path: filepath.Join(s.cfg.Dir, name)}
+		s.mu.Lock()
+		s.workers[name] = w
+		s.mu.Unlock()
+	}
+	if w.cancel != nil {
+		switch {
+		case w.stopping:
+			w.again = true
+		case replaced:
+			s.log.Info("worker file replaced; restarting worker", "worker", name)
+			w.again = true
+			w.stopping = true
+			w.cancel()
+		}
+		return
+	}
+	s.launch(ctx, wg, w)
+}
+
+// launch starts the supervision goroutine of w.
+func (s *Supervisor) launch(ctx context.Context, wg *sync.WaitGroup, w *worker) {
+	wctx, cancel := context.WithCancel(ctx)
+	w.cancel = cancel
+	w.stopping, w.removed, w.again = false, false, false
+	s.mu.Lock()
+	w.state = StateStarting
+	s.mu.Unlock()
+	s.active++
+	wg.Go(func() {
+		defer cancel()
+		s.supervise(wctx, w)
+		s.exited <- w
+	})
+}
+
+// stop stops w for good: its file is gone or no longer runnable.
+func (s *Supervisor) stop(w *worker, why string) {
+	if w.cancel == nil {
+		s.forget(w)
+		return
+	}
+	w.removed = true
+	w.again = false
+	if !w.stopping {
+		s.log.Info("stopping worker", "worker", w.name, "reason", why)
+		w.stopping = true
+		w.cancel()
+	}
+}
+
+// forget drops w from the worker table.
+func (s *Supervisor) forget(w *worker) {
+	s.mu.Lock()
+	if s.workers[w.name] == w {
+		delete(s.workers, w.name)
+	}
+	s.mu.Unlock()
+}
+
+// reaped handles the end of w's supervision goroutine.
+func (s *Supervisor) reaped(ctx context.Context, wg *sync.WaitGroup, w *worker) {
+	s.active--
+	w.cancel = nil
+	w.stopping = false
+	switch {
+	case w.again && !s.shutdown:
+		w.again = false
+		s.check(ctx, wg, w.name, false)
+	case w.removed:
+		s.forget(w)
+	}
+	// Otherwise it was stopped by shutdown: keep it, stopped, so that
+	// Status shows how it ended.
+}
+
+// Status returns a snapshot of every worker, sorted by name.
+func (s *Supervisor) Status() []WorkerStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]WorkerStatus, 0, len(s.workers))
+	for _, w := range s.workers {
+		out = append(out, w.status())
+	}
+	slices.SortFunc(out, func(a, b WorkerStatus) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// maxAncestry bounds the walk up the process tree in Owner.
+const maxAncestry = 64
+
+// Owner returns the name of the worker whose current process is pid or an
+// ancestor of pid. ok is false for any other process, including one whose
+// worker process has exited (its orphans are re-parented away from it).
+func (s *Supervisor) Owner(pid int) (name string, ok bool) {
+	self := os.Getpid()
+	for range maxAncestry {
+		if pid <= 1 || pid == self {
+			return "", false
+		}
+		s.mu.Lock()
+		w := s.pids[pid]
+		s.mu.Unlock()
+		if w != nil {
+			return w.name, true
+		}
+		ppid, err := parentPID(pid)
+		if err != nil {
+			return "", false
+		}
+		pid = ppid
+	}
+	return "", false
+}
+
+// Registered records that the current process of worker name has
+// registered with the dispatcher. The mark is cleared on each new start.
+func (s *Supervisor) Registered(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.workers[name]; w != nil && w.pid != 0 {
+		w.registered = true
+	}
+}
+
+// Starting reports whether some worker is expected to register soon: one
+// whose current process started less than LateWindow ago and has not
+// registered yet, one being started or restarted after a process that had
+// registered, or a new file about to be started. It is also true before Run
+// has looked at the directory, since every worker is about to start then.
+func (s *Supervisor) Starting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.scanned || s.pending > 0 {
+		return true
+	}
+	now := time.Now()
+	for _, w := range s.workers {
+		switch w.state {
+		case StateStarting:
+			if w.starts == 0 || w.lastRegistered {
+				return true
+			}
+		case StateRunning:
+			if !w.registered && now.Sub(w.startedAt) < s.cfg.LateWindow {
+				return true
+			}
+		case StateRestarting:
+			if w.lastRegistered {
+				return true
+			}
+		}
+	}
+	return false
+}
