@@ -1,4 +1,268 @@
 package testscript
 
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	goscript "github.com/rogpeppe/go-internal/testscript"
+)
+
 // coreCommands returns the commands about processes and files.
-func coreCommands() map[string]command { return nil }
+func coreCommands() map[string]command {
+	return map[string]command{
+		"install-worker": {
+			usage: "install-worker [-delay d] program [name]",
+			run:   installWorker,
+		},
+		"signal": {
+			usage: "signal SIG program",
+			run:   sendSignal,
+		},
+		"waitfile": {
+			usage:     "waitfile [-timeout d] path",
+			negatable: true,
+			run:       waitFile,
+		},
+		"waitsock": {
+			usage:     "waitsock [-timeout d] path",
+			negatable: true,
+			run:       waitSock,
+		},
+		"workers-running": {
+			usage: "workers-running [-timeout d] n",
+			run:   workersRunning,
+		},
+	}
+}
+
+// flags parses a command's flags; a bad flag is a usage error.
+func flags(name string, args []string, define func(fs *flag.FlagSet)) ([]string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	define(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return fs.Args(), nil
+}
+
+// installWorker puts a program of the test binary (found on $PATH) into
+// $YGG_WORKER_DIR. Under its own name it is a hard link (or a copy); under
+// another name, or with -delay, it is a bash wrapper that keeps argv[0] so
+// that the test binary still runs the right program.
+func installWorker(ts *goscript.TestScript, args []string) error {
+	var delay time.Duration
+	args, err := flags("install-worker", args, func(fs *flag.FlagSet) { fs.DurationVar(&delay, "delay", 0, "") })
+	if err != nil {
+		return err
+	}
+	if len(args) < 1 || len(args) > 2 {
+		return ErrUsage
+	}
+	program, name := args[0], args[0]
+	if len(args) == 2 {
+		name = args[1]
+	}
+	src, err := lookPath(ts, program)
+	if err != nil {
+		return err
+	}
+	dir := ts.Getenv("YGG_WORKER_DIR")
+	dst := filepath.Join(dir, name)
+	// Write under a temporary name and rename, so that yggd's watcher sees
+	// a complete file appear at once.
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if name == program && delay == 0 {
+		if err := os.Link(src, tmp); err != nil {
+			if err := copyFile(src, tmp); err != nil {
+				return err
+			}
+		}
+	} else {
+		// argv[0] = <this file>/<program>: the test binary dispatches on
+		// its base name, and workers-running finds it under the dir.
+		script := fmt.Sprintf("#!/bin/bash\nsleep %g\nexec -a \"$0/%s\" %s \"$@\"\n", delay.Seconds(), program, src)
+		if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+			return err
+		}
+	}
+	return os.Rename(tmp, dst)
+}
+
+func lookPath(ts *goscript.TestScript, program string) (string, error) {
+	for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+		p := filepath.Join(dir, program)
+		if info, err := os.Stat(p); err == nil && info.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("program %q not found on $PATH", program)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// sendSignal sends a signal by name (TERM, HUP, KILL, INT, USR1, STOP,
+// CONT) to the background programs started as "exec program ... &".
+func sendSignal(ts *goscript.TestScript, args []string) error {
+	if len(args) != 2 {
+		return ErrUsage
+	}
+	sig, ok := map[string]syscall.Signal{
+		"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL, "HUP": syscall.SIGHUP,
+		"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
+	}[strings.TrimPrefix(strings.ToUpper(args[0]), "SIG")]
+	if !ok {
+		return fmt.Errorf("%w: unknown signal %q", ErrUsage, args[0])
+	}
+	n := 0
+	for _, cmd := range ts.BackgroundCmds() {
+		if cmd.Process == nil || filepath.Base(cmd.Args[0]) != args[1] || cmd.ProcessState != nil {
+			continue
+		}
+		if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("signal %s to %s (pid %d): %w", args[0], args[1], cmd.Process.Pid, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no background %s running", args[1])
+	}
+	return nil
+}
+
+// poll calls check until it returns nil or the timeout passes, and returns
+// check's last error.
+func poll(ts *goscript.TestScript, timeout time.Duration, check func() error) error {
+	ctx := scriptContext(ts)
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitFile waits for a file to exist; negated, it waits for it to be gone.
+func waitFile(ts *goscript.TestScript, args []string) error {
+	timeout := 10 * time.Second
+	args, err := flags("waitfile", args, func(fs *flag.FlagSet) { fs.DurationVar(&timeout, "timeout", timeout, "") })
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		return ErrUsage
+	}
+	path := ts.MkAbs(args[0])
+	return poll(ts, timeout, func() error {
+		_, err := os.Stat(path)
+		return err
+	})
+}
+
+// waitSock waits for a UNIX socket (a path, or @name for the abstract
+// namespace) to accept a connection.
+func waitSock(ts *goscript.TestScript, args []string) error {
+	timeout := 10 * time.Second
+	args, err := flags("waitsock", args, func(fs *flag.FlagSet) { fs.DurationVar(&timeout, "timeout", timeout, "") })
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		return ErrUsage
+	}
+	addr := args[0]
+	if !strings.HasPrefix(addr, "@") {
+		addr = ts.MkAbs(addr)
+	}
+	return poll(ts, timeout, func() error {
+		c, err := net.Dial("unix", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+// workersRunning waits until exactly n processes run from
+// $YGG_WORKER_DIR (by their argv[0] or their executable), and prints
+// their names.
+func workersRunning(ts *goscript.TestScript, args []string) error {
+	timeout := 10 * time.Second
+	args, err := flags("workers-running", args, func(fs *flag.FlagSet) { fs.DurationVar(&timeout, "timeout", timeout, "") })
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		return ErrUsage
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	dir := ts.Getenv("YGG_WORKER_DIR")
+	var names []string
+	err = poll(ts, timeout, func() error {
+		names = processesIn(dir)
+		if len(names) != want {
+			return fmt.Errorf("%d worker processes running (%s), want %d", len(names), strings.Join(names, " "), want)
+		}
+		return nil
+	})
+	if err == nil {
+		fmt.Fprintln(ts.Stdout(), strings.Join(names, "\n"))
+	}
+	return err
+}
+
+// processesIn lists the processes whose command line starts with a path in
+// dir (the wrappers of install-worker run "bash <dir>/name").
+func processesIn(dir string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var names []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv := strings.Split(string(cmdline), "\x00")
+		if len(argv) > 2 {
+			argv = argv[:2] // the program, or bash and its script
+		}
+		for _, arg := range argv {
+			if strings.HasPrefix(arg, dir+"/") {
+				names = append(names, strings.TrimPrefix(arg, dir+"/"))
+				break
+			}
+		}
+	}
+	return names
+}
