@@ -18,12 +18,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goscript.Main(m, map[string]func(){
+	programs := map[string]func(){
 		"yggd":        exit(yggdcmd.Main),
 		"ygg":         exit(yggcmd.Main),
 		"yggsim":      exit(yggsimcmd.Main),
 		"echo-worker": exit(echoworker.Main),
-	})
+	}
+	for name, main := range testPrograms {
+		programs[name] = exit(main)
+	}
+	goscript.Main(m, programs)
 }
 
 func exit(main func() int) func() { return func() { os.Exit(main()) } }

@@ -49,6 +49,10 @@ type Worker struct {
 	// Receive is called for every message on its own goroutine, after the
 	// dispatcher has been given its receipt: it may take as long as it needs.
 	Receive func(ctx context.Context, w *Worker, m Message)
+	// Sync runs Receive inside the Worker.Send call instead, with that
+	// call's context: the dispatcher gets its receipt when Receive returns,
+	// and gives up (worker-timeout) after its dispatch deadline.
+	Sync bool
 	// SocketAddr is the dispatcher's address; default $YGG_SOCKET_ADDR.
 	SocketAddr string
 	// MaxMessageSize bounds gRPC messages; default 32 MiB.
@@ -120,10 +124,17 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // Send implements the Worker service: it returns the receipt at once and
-// hands the message to Receive.
-func (w *Worker) Send(_ context.Context, d *pb.Data) (*pb.Receipt, error) {
+// hands the message to Receive (or, with Sync, returns after Receive).
+func (w *Worker) Send(ctx context.Context, d *pb.Data) (*pb.Receipt, error) {
 	m := Message{ID: d.GetMessageId(), ResponseTo: d.GetResponseTo(), Directive: d.GetDirective(),
 		Metadata: d.GetMetadata(), Content: d.GetContent()}
+	if w.Sync {
+		w.Receive(ctx, w, m)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return &pb.Receipt{}, nil
+	}
 	w.wg.Go(func() { w.Receive(w.ctx, w, m) })
 	return &pb.Receipt{}, nil
 }

@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/ygglab/yggdrasil/proto"
+	"github.com/ygglab/yggdrasil/yggdrasil/worker"
+)
+
+// Test-only programs, run like the real ones from scripts.
+var testPrograms = map[string]func() int{
+	"stall-worker": stallWorker,
+	"eager-worker": eagerWorker,
+	"stray":        stray,
+}
+
+// stallWorker registers "stall" and never takes a message: its Send blocks
+// until the dispatcher gives up.
+func stallWorker() int {
+	return runWorker(&worker.Worker{Handler: "stall", Sync: true,
+		Receive: func(ctx context.Context, _ *worker.Worker, _ worker.Message) { <-ctx.Done() }})
+}
+
+// eagerWorker registers "eager" and answers every message inside its
+// Worker.Send, before returning the receipt: the order that wedged 0.1.5.
+func eagerWorker() int {
+	return runWorker(&worker.Worker{Handler: "eager", Sync: true,
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}})
+}
+
+func runWorker(w *worker.Worker) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := w.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// stray is a local process that yggd did not start: it finds every
+// dispatcher socket the way any local user can (/proc/net/unix) and tries to
+// register and to send. It prints what each dispatcher answered and exits 0
+// only if every one refused both.
+func stray() int {
+	f, err := os.Open("/proc/net/unix")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer f.Close()
+	var addrs []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if last := fields[len(fields)-1]; strings.HasPrefix(last, "@yggd-dispatcher-") {
+			addrs = append(addrs, last)
+		}
+	}
+	if len(addrs) == 0 {
+		fmt.Println("no dispatcher found")
+		return 2
+	}
+	admitted := false
+	for _, addr := range addrs {
+		cc, err := grpc.NewClient("unix:"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		client := pb.NewDispatcherClient(cc)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := client.Register(ctx, &pb.RegistrationRequest{Handler: "echo", Pid: 1})
+		if err == nil && resp.GetRegistered() {
+			admitted = true
+			fmt.Println("register: admitted")
+		} else {
+			fmt.Printf("register: refused (%v)\n", err)
+		}
+		_, err = client.Send(ctx, &pb.Data{MessageId: "stray-1", Directive: "echo", Content: []byte(`"injected"`)})
+		if err == nil {
+			admitted = true
+			fmt.Println("send: admitted")
+		} else {
+			fmt.Printf("send: refused (%v)\n", err)
+		}
+		cancel()
+		cc.Close()
+	}
+	if admitted {
+		return 1
+	}
+	return 0
+}
