@@ -329,7 +329,11 @@ func (r *Router) deliver(d *Data) error {
 			return fail(CodeContentFetchFailed, errors.New("detached content is not supported by this yggd"))
 		}
 		body, err := r.cfg.Fetch(r.ctx, d)
-		if err != nil {
+		var de *DeliveryError
+		switch {
+		case errors.As(err, &de):
+			return de
+		case err != nil:
 			return fail(CodeContentFetchFailed, err)
 		}
 		d.Content = body
@@ -409,8 +413,11 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 		return fmt.Errorf("%w: content is %d bytes, the limit is %d", ErrInvalidAnswer, len(d.Content), r.cfg.MaxMessageSize)
 	}
 	if r.cfg.Post != nil && isURL(d.Directive) {
+		if err := r.cfg.Post(ctx, d); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidAnswer, err)
+		}
 		r.answers.Add(1)
-		return r.cfg.Post(ctx, d)
+		return nil
 	}
 	if len(d.Content) == 0 {
 		d.Content = json.RawMessage("null")

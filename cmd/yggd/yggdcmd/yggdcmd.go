@@ -23,6 +23,7 @@ import (
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
 	"github.com/ygglab/yggdrasil/yggdrasil/build"
+	"github.com/ygglab/yggdrasil/yggdrasil/content"
 	"github.com/ygglab/yggdrasil/yggdrasil/facts"
 	"github.com/ygglab/yggdrasil/yggdrasil/ipc"
 	"github.com/ygglab/yggdrasil/yggdrasil/mqtt"
@@ -96,6 +97,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		KeepAlive:   time.Duration(cfg.KeepAlive),
 		Log:         log.With("component", "mqtt"),
 	})
+	httpc := content.New(content.Config{
+		TLS:       tlsConfig,
+		DataHost:  cfg.DataHost,
+		Timeout:   time.Duration(cfg.FetchTimeout),
+		MaxSize:   cfg.MaxMessageSize,
+		UserAgent: build.LongName + "/" + build.Version,
+		Log:       log.With("component", "http"),
+	})
 	var sup *supervisor.Supervisor // set below; the router only calls it once running
 	router := yggdrasil.NewRouter(yggdrasil.RouterConfig{
 		ClientID:        clientID,
@@ -105,6 +114,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Outbox:          yggdrasil.OutboxLimits{Count: cfg.QueueCount, Bytes: cfg.QueueBytes},
 		Facts:           factsFunc(cfg, log.With("component", "facts")),
 		Starting:        func() bool { return sup.Starting() },
+		Fetch:           httpc.Fetch,
+		Post:            httpc.Post,
 		Log:             log.With("component", "router"),
 	}, tr)
 	srv, err := ipc.Listen(ipc.Config{
@@ -160,6 +171,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	router.Registry().Close()
 	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
 	router.Shutdown(sctx)
+	httpc.Close(sctx)
 	scancel()
 	tcancel()
 	transport.Wait()
