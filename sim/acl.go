@@ -1,0 +1,141 @@
+package sim
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Refusal is something the broker's ACL refused: a connection, a
+// subscription or a publish.
+type Refusal struct {
+	Time     time.Time `json:"time"`
+	ClientID string    `json:"client_id"`
+	Action   string    `json:"action"`          // "connect", "subscribe" (a filter with wildcards), "read" (subscribe to or receive on a topic) or "publish"
+	Topic    string    `json:"topic,omitempty"` // the topic or filter, for everything but connect
+	Reason   string    `json:"reason"`
+}
+
+func (r Refusal) String() string {
+	if r.Topic == "" {
+		return fmt.Sprintf("refused %s by %q: %s", r.Action, r.ClientID, r.Reason)
+	}
+	return fmt.Sprintf("refused %s %s by %q: %s", r.Action, r.Topic, r.ClientID, r.Reason)
+}
+
+// acl is the broker's access policy, the one a cloud-connector deployment
+// gives its broker: a host may subscribe only to <prefix>/<its id>/+/in and
+// publish only to <prefix>/<its id>/+/out (its will included), and on the
+// TLS listener its client id must be the CN of its certificate. The sim's
+// own inline client is not subject to it.
+type acl struct {
+	prefix      string
+	open        bool   // allow every topic (the ACL is off)
+	tlsListener string // the listener id on which the CN rule applies
+	log         *slog.Logger
+	refused     func(Refusal)
+}
+
+// checkTopic says why client may not use topic (a name or a filter) in
+// direction dir ("in" to subscribe and receive, "out" to publish); "" when
+// it may.
+func (a *acl) checkTopic(client, topic, dir string) string {
+	if a.open {
+		return ""
+	}
+	parts := strings.Split(topic, "/")
+	prefix := strings.Split(a.prefix, "/")
+	want := fmt.Sprintf("%s/%s/+/%s", a.prefix, client, dir)
+	if len(parts) != len(prefix)+3 {
+		return "topic is not " + want
+	}
+	for i, p := range prefix {
+		if parts[i] != p {
+			return "topic is not " + want
+		}
+	}
+	host, kind, d := parts[len(prefix)], parts[len(prefix)+1], parts[len(prefix)+2]
+	switch {
+	case host != client:
+		return fmt.Sprintf("topic belongs to %q, not to %q", host, client)
+	case kind == "#" || d != dir:
+		return "topic is not " + want
+	}
+	return ""
+}
+
+// connect says why a CONNECT may not be accepted; "" when it may.
+func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
+	if cl.Net.Listener == a.tlsListener && a.tlsListener != "" {
+		tc, ok := cl.Net.Conn.(*tls.Conn)
+		if !ok {
+			return "not a TLS connection"
+		}
+		certs := tc.ConnectionState().PeerCertificates
+		if len(certs) == 0 {
+			return "no client certificate"
+		}
+		if cn := certs[0].Subject.CommonName; cn != cl.ID {
+			return fmt.Sprintf("client id %q differs from certificate CN %q", cl.ID, cn)
+		}
+	}
+	if pk.Connect.WillFlag {
+		if why := a.checkTopic(cl.ID, pk.Connect.WillTopic, "out"); why != "" {
+			return "will " + pk.Connect.WillTopic + ": " + why
+		}
+	}
+	return ""
+}
+
+func (a *acl) refuse(r Refusal) {
+	r.Time = time.Now()
+	a.log.Warn("acl "+r.String(), "client", r.ClientID, "action", r.Action, "topic", r.Topic, "reason", r.Reason)
+	if a.refused != nil {
+		a.refused(r)
+	}
+}
+
+// hook returns a mochi hook enforcing a.
+func (a *acl) hook() mqtt.Hook { return &aclHook{acl: a} }
+
+type aclHook struct {
+	mqtt.HookBase
+	acl *acl
+}
+
+func (h *aclHook) ID() string { return "sim-acl" }
+
+func (h *aclHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+}
+
+func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if why := h.acl.connect(cl, pk); why != "" {
+		h.acl.refuse(Refusal{ClientID: cl.ID, Action: "connect", Reason: why})
+		return false
+	}
+	return true
+}
+
+func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	dir, action := "in", "subscribe"
+	if write {
+		dir, action = "out", "publish"
+	} else if !strings.ContainsAny(topic, "+#") {
+		action = "read" // subscribe to an exact topic, or receive on it
+	}
+	if why := h.acl.checkTopic(cl.ID, topic, dir); why != "" {
+		h.acl.refuse(Refusal{ClientID: cl.ID, Action: action, Topic: topic, Reason: why})
+		return false
+	}
+	return true
+}

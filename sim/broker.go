@@ -1,0 +1,151 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// ErrBrokerStopped is returned when the cloud side publishes while the
+// broker is stopped (see Server.StopBroker).
+var ErrBrokerStopped = errors.New("broker is stopped")
+
+// ErrNotSupported is returned by the fault methods that need the embedded
+// broker when an external one is used.
+var ErrNotSupported = errors.New("not supported with an external broker")
+
+const (
+	listenerTCP = "tcp"
+	listenerTLS = "tls"
+)
+
+// broker is the embedded mochi broker. It can be stopped and started again
+// on the same ports; its sessions live in store, which outlives each mochi
+// server, unless they are deliberately lost.
+type broker struct {
+	tcpAddr   string      // bound address, fixed after the first start
+	tlsAddr   string      // "" for no TLS listener; fixed after the first start
+	tlsConfig *tls.Config // for the TLS listener
+	acl       *acl
+	store     *sessionStore
+	log       *slog.Logger
+	record    func(cl *mqtt.Client, pk packets.Packet, will bool)
+
+	mu  sync.Mutex
+	srv *mqtt.Server // nil while stopped
+}
+
+// start starts a new mochi server with the stored sessions.
+func (b *broker) start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv != nil {
+		return nil
+	}
+	srv := mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Logger:       slog.New(minLevel{b.log.Handler(), slog.LevelWarn}).With("component", "mochi"),
+	})
+	for _, h := range []mqtt.Hook{b.acl.hook(), b.store.hook(), &recordHook{record: b.record}} {
+		if err := srv.AddHook(h, nil); err != nil {
+			return fmt.Errorf("add hook %s: %w", h.ID(), err)
+		}
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: listenerTCP, Address: b.tcpAddr})
+	if err := srv.AddListener(tcp); err != nil {
+		return fmt.Errorf("listen mqtt on %s: %w", b.tcpAddr, err)
+	}
+	var tlsL *listeners.TCP
+	if b.tlsAddr != "" {
+		tlsL = listeners.NewTCP(listeners.Config{ID: listenerTLS, Address: b.tlsAddr, TLSConfig: b.tlsConfig})
+		if err := srv.AddListener(tlsL); err != nil {
+			srv.Close()
+			return fmt.Errorf("listen mqtts on %s: %w", b.tlsAddr, err)
+		}
+	}
+	if err := srv.Serve(); err != nil {
+		srv.Close()
+		return fmt.Errorf("start broker: %w", err)
+	}
+	b.tcpAddr = tcp.Address()
+	if tlsL != nil {
+		b.tlsAddr = tlsL.Address()
+	}
+	b.srv = srv
+	b.log.Info("broker started", "mqtt", b.tcpAddr, "mqtts", b.tlsAddr)
+	return nil
+}
+
+// stop closes the mochi server and its connections. With loseSessions the
+// stored sessions and retained messages are forgotten.
+func (b *broker) stop(loseSessions bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.srv != nil {
+		b.srv.Close()
+		b.srv = nil
+		b.log.Info("broker stopped", "lose_sessions", loseSessions)
+	}
+	if loseSessions {
+		b.store.reset()
+	}
+}
+
+func (b *broker) running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.srv != nil
+}
+
+// publish publishes as the cloud side (mochi's inline client).
+func (b *broker) publish(_ context.Context, topic string, payload []byte, qos byte, retain bool) error {
+	b.mu.Lock()
+	srv := b.srv
+	b.mu.Unlock()
+	if srv == nil {
+		return ErrBrokerStopped
+	}
+	return srv.Publish(topic, payload, retain, qos)
+}
+
+// recordHook hands every publish and every will the broker sends to record.
+type recordHook struct {
+	mqtt.HookBase
+	record func(cl *mqtt.Client, pk packets.Packet, will bool)
+}
+
+func (h *recordHook) ID() string { return "sim-record" }
+
+func (h *recordHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnPublished, mqtt.OnWillSent}, []byte{b})
+}
+
+func (h *recordHook) OnPublished(cl *mqtt.Client, pk packets.Packet) { h.record(cl, pk, false) }
+func (h *recordHook) OnWillSent(cl *mqtt.Client, pk packets.Packet)  { h.record(cl, pk, true) }
+
+// minLevel is a slog handler that drops records below a level: mochi is
+// chatty at info level.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
+}

@@ -1,0 +1,242 @@
+package sim
+
+import (
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ygglab/yggdrasil/yggdrasil"
+)
+
+// Host is what the sim knows about one host, learnt from its traffic.
+type Host struct {
+	ID string `json:"client_id"`
+
+	// State is the state of the latest connection-status that counted:
+	// "online", "offline", or "" when none has been seen.
+	State           string          `json:"state"`
+	CanonicalFacts  json.RawMessage `json:"canonical_facts,omitempty"`
+	Dispatchers     json.RawMessage `json:"dispatchers,omitempty"`
+	Tags            json.RawMessage `json:"tags,omitempty"`
+	ClientName      string          `json:"client_name,omitempty"`
+	ClientVersion   string          `json:"client_version,omitempty"`
+	StatusMessageID string          `json:"status_message_id,omitempty"`
+	StatusSent      time.Time       `json:"status_sent,omitzero"`
+	StatusRetained  bool            `json:"status_retained,omitempty"`
+	StatusWill      bool            `json:"status_will,omitempty"` // the latest status is the broker's publication of the host's will
+
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"` // the latest message from the host
+
+	Nacks []Nack `json:"nacks,omitempty"` // negative acknowledgements the host sent, oldest first
+
+	history []Message
+}
+
+// Online reports whether the latest connection-status says online.
+func (h Host) Online() bool { return h.State == yggdrasil.StateOnline }
+
+// Nack is a negative acknowledgement: a data message on data/out whose
+// metadata carries yggdrasil-error, saying why the message it answers was
+// not delivered.
+type Nack struct {
+	Seq        int64     `json:"seq"`
+	Time       time.Time `json:"time"`
+	MessageID  string    `json:"message_id"`
+	ResponseTo string    `json:"response_to"`
+	Directive  string    `json:"directive"`
+	Code       string    `json:"code"`
+	Message    string    `json:"message"`
+}
+
+// registry holds the hosts, fed by every recorded message.
+type registry struct {
+	prefix string
+	limit  int
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	hosts map[string]*Host
+}
+
+func newRegistry(prefix string, limit int, log *slog.Logger) *registry {
+	return &registry{prefix: prefix, limit: limit, log: log, hosts: map[string]*Host{}}
+}
+
+// statusPayload is a connection-status as hosts of every version send it;
+// the parts the sim passes on are kept raw.
+type statusPayload struct {
+	Type      string    `json:"type"`
+	MessageID string    `json:"message_id"`
+	Sent      time.Time `json:"sent"`
+	Content   struct {
+		CanonicalFacts json.RawMessage `json:"canonical_facts"`
+		Dispatchers    json.RawMessage `json:"dispatchers"`
+		Tags           json.RawMessage `json:"tags"`
+		ClientName     string          `json:"client_name"`
+		ClientVersion  string          `json:"client_version"`
+		State          string          `json:"state"`
+	} `json:"content"`
+}
+
+// observe updates the host a message is to or from.
+func (r *registry) observe(m Message) {
+	if m.Host == "" || (m.Kind != yggdrasil.KindControl && m.Kind != yggdrasil.KindData) {
+		return
+	}
+	if len(m.Payload) == 0 {
+		return // a retained message being cleared, or 0.1.x's throwaway publish
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.hosts[m.Host]
+	if h == nil {
+		h = &Host{ID: m.Host, FirstSeen: m.Time}
+		r.hosts[m.Host] = h
+	}
+	h.history = append(h.history, m)
+	if len(h.history) > r.limit {
+		h.history = append(h.history[:0:0], h.history[len(h.history)-r.limit:]...)
+	}
+	if m.Dir != yggdrasil.DirOut {
+		return
+	}
+	h.LastSeen = m.Time
+	switch {
+	case m.Kind == yggdrasil.KindControl && m.Type == yggdrasil.TypeConnectionStatus:
+		r.status(h, m)
+	case m.Kind == yggdrasil.KindData && m.Type == yggdrasil.TypeData:
+		r.data(h, m)
+	}
+}
+
+// status applies a connection-status. Like cloud-connector, an offline
+// status always counts (a 0.1.x will carries the time yggd started), and an
+// online status counts unless it repeats the latest one (a retained status
+// delivered again) or is older than it.
+func (r *registry) status(h *Host, m Message) {
+	var st statusPayload
+	if err := json.Unmarshal(m.Payload, &st); err != nil {
+		r.log.Warn("host sent a connection-status that does not decode", "host", h.ID, "seq", m.Seq, "error", err)
+		return
+	}
+	switch st.Content.State {
+	case yggdrasil.StateOffline:
+	case yggdrasil.StateOnline:
+		if st.MessageID != "" && st.MessageID == h.StatusMessageID {
+			return
+		}
+		if h.State == yggdrasil.StateOnline && st.Sent.Before(h.StatusSent) {
+			r.log.Info("ignoring an online status older than the latest", "host", h.ID, "seq", m.Seq, "sent", st.Sent, "latest", h.StatusSent)
+			return
+		}
+	default:
+		r.log.Warn("host sent a connection-status with an unknown state", "host", h.ID, "seq", m.Seq, "state", st.Content.State)
+		return
+	}
+	h.State = st.Content.State
+	h.StatusMessageID, h.StatusSent = st.MessageID, st.Sent
+	h.StatusRetained, h.StatusWill = m.Retain, m.Will
+	if st.Content.State == yggdrasil.StateOnline || !isEmptyFacts(st.Content.CanonicalFacts) {
+		h.CanonicalFacts = st.Content.CanonicalFacts
+	}
+	if st.Content.State == yggdrasil.StateOnline {
+		h.Dispatchers, h.Tags = st.Content.Dispatchers, st.Content.Tags
+		h.ClientName, h.ClientVersion = st.Content.ClientName, st.Content.ClientVersion
+	}
+	r.log.Info("host "+h.State, "host", h.ID, "seq", m.Seq, "retained", m.Retain, "will", m.Will)
+}
+
+// isEmptyFacts reports whether facts carry no value, as in a 0.1.x will:
+// an offline status must not wipe the facts of the online one.
+func isEmptyFacts(raw json.RawMessage) bool {
+	var f map[string]any
+	if json.Unmarshal(raw, &f) != nil {
+		return true
+	}
+	for _, v := range f {
+		switch v := v.(type) {
+		case nil:
+		case string:
+			if v != "" {
+				return false
+			}
+		case []any:
+			if len(v) > 0 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// data records a negative acknowledgement.
+func (r *registry) data(h *Host, m Message) {
+	var d yggdrasil.Data
+	if json.Unmarshal(m.Payload, &d) != nil {
+		return
+	}
+	code, ok := d.Metadata[yggdrasil.MetadataError]
+	if !ok {
+		return
+	}
+	n := Nack{Seq: m.Seq, Time: m.Time, MessageID: d.MessageID, ResponseTo: d.ResponseTo, Directive: d.Directive, Code: code}
+	var body struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(d.Content, &body) == nil {
+		n.Message = body.Message
+		if n.Code == "" {
+			n.Code = body.Error
+		}
+	}
+	h.Nacks = append(h.Nacks, n)
+	if len(h.Nacks) > r.limit {
+		h.Nacks = append(h.Nacks[:0:0], h.Nacks[len(h.Nacks)-r.limit:]...)
+	}
+	r.log.Info("host refused a message", "host", h.ID, "response_to", d.ResponseTo, "code", n.Code, "message", n.Message)
+}
+
+func (r *registry) host(id string) (Host, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.hosts[id]
+	if !ok {
+		return Host{}, false
+	}
+	return h.copy(), true
+}
+
+func (r *registry) list() []Host {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Host, 0, len(r.hosts))
+	for _, h := range r.hosts {
+		out = append(out, h.copy())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// history returns the messages to and from host id, oldest first.
+func (r *registry) history(id string) ([]Message, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.hosts[id]
+	if !ok {
+		return nil, false
+	}
+	return append([]Message(nil), h.history...), true
+}
+
+func (h *Host) copy() Host {
+	c := *h
+	c.Nacks = append([]Nack(nil), h.Nacks...)
+	c.history = nil
+	return c
+}
