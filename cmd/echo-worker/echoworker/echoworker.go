@@ -1,12 +1,18 @@
 // Package echoworker is the echo worker: it registers the handler "echo" and
 // answers every message with the content and metadata it received, with
-// the directive "echo" and response_to set to the message's id. It is the
-// worker of the demo and of the tests, and the example of the worker SDK.
-// It is importable so that the e2e suite runs the real program.
+// the directive "echo" and response_to set to the message's id. It also
+// registers "echo-detached", a detached-content worker: yggd fetches the
+// content from the URL the message holds, and the worker POSTs the bytes
+// back to the URL in the message's "return_url" metadata (or, without one,
+// answers on MQTT with the bytes as a JSON string). It is the worker of the
+// demo and of the tests, and the example of the worker SDK. It is
+// importable so that the e2e suite runs the real program.
 package echoworker
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,15 +22,22 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ygglab/yggdrasil/yggdrasil"
 	"github.com/ygglab/yggdrasil/yggdrasil/worker"
 )
 
 const usage = `Usage: echo-worker [--help]
 
 echo-worker is an yggdrasil worker: yggd starts it from its worker directory
-with YGG_SOCKET_ADDR set. It registers the handler "echo" and answers every
-message with the content and metadata it received (directive "echo",
-response_to = the message's id).
+with YGG_SOCKET_ADDR set. It registers two handlers:
+
+  echo           answers every message with the content and metadata it
+                 received (directive "echo", response_to = the message's id)
+  echo-detached  a detached-content worker: yggd fetches the content from
+                 the URL the message holds; the worker answers with the
+                 fetched bytes by HTTP POST to the URL in the metadata key
+                 "return_url" (the metadata goes along as headers), or, when
+                 there is none, on MQTT with the bytes as a JSON string
 
 Install it by copying it into yggd's worker directory
 (pkg-config --variable workerexecdir yggdrasil).
@@ -65,9 +78,9 @@ func Main() int {
 	return 0
 }
 
-// Run serves the echo handler until ctx ends.
+// Run serves both handlers until ctx ends, or until one of them fails.
 func Run(ctx context.Context, log *slog.Logger) error {
-	w := &worker.Worker{
+	echo := &worker.Worker{
 		Handler: "echo",
 		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
 			log.Debug("echo", "message_id", m.ID, "bytes", len(m.Content))
@@ -76,5 +89,32 @@ func Run(ctx context.Context, log *slog.Logger) error {
 			}
 		},
 	}
-	return w.Run(ctx)
+	detached := &worker.Worker{
+		Handler:  "echo-detached",
+		Detached: true,
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			log.Debug("echo detached", "message_id", m.ID, "bytes", len(m.Content))
+			answer := worker.Message{ID: yggdrasil.NewMessageID(), ResponseTo: m.ID, Directive: m.Directive,
+				Metadata: m.Metadata, Content: m.Content}
+			if url := m.Metadata["return_url"]; url != "" {
+				answer.Directive = url
+			} else {
+				answer.Content, _ = json.Marshal(string(m.Content))
+			}
+			if err := w.SendData(ctx, answer); err != nil {
+				log.Error("answer not sent", "message_id", m.ID, "error", err)
+			}
+		},
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	for _, w := range []*worker.Worker{echo, detached} {
+		go func() {
+			err := w.Run(ctx)
+			cancel()
+			errs <- err
+		}()
+	}
+	return errors.Join(<-errs, <-errs)
 }
