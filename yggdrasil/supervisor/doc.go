@@ -23,7 +23,8 @@
 // worker's name, pid and stream as attributes: stderr lines at info level
 // (that is where programs, including Go's log package, write their
 // diagnostics, and we want worker errors visible in yggd's journal by
-// default), stdout lines at debug level (upstream logged both at debug).
+// default), stdout lines at debug level (upstream logged both at debug);
+// blank lines are skipped.
 // A line longer than 8 KiB is logged in 8 KiB pieces marked partial, so a
 // worker cannot make yggd buffer without bound.
 //

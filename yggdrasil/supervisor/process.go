@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os/exec"
 	"runtime"
-	"sync/atomic"
 	"syscall"
 )
 
@@ -63,8 +62,9 @@ func (s *Supervisor) spawnExec(ctx context.Context, name, path string) (process,
 	cmd.Dir = "/"
 	// cmd.Stdin stays nil: the child reads /dev/null.
 	log := s.log.With("worker", name)
-	stdout := &lineLogger{log: log, level: slog.LevelDebug, stream: "stdout"}
-	stderr := &lineLogger{log: log, level: slog.LevelInfo, stream: "stderr"}
+	started := make(chan struct{}) // closed once Start has returned
+	stdout := &lineLogger{log: log, level: slog.LevelDebug, stream: "stdout", started: started}
+	stderr := &lineLogger{log: log, level: slog.LevelInfo, stream: "stderr", started: started}
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -80,11 +80,15 @@ func (s *Supervisor) spawnExec(ctx context.Context, name, path string) (process,
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if err := <-errc; err != nil {
+	err := <-errc
+	if err == nil {
+		stdout.pid = cmd.Process.Pid
+		stderr.pid = cmd.Process.Pid
+	}
+	close(started)
+	if err != nil {
 		return nil, err
 	}
-	stdout.pid.Store(int64(cmd.Process.Pid))
-	stderr.pid.Store(int64(cmd.Process.Pid))
 	return &execProcess{cmd: cmd, stdout: stdout, stderr: stderr}, nil
 }
 
@@ -116,14 +120,20 @@ const maxLine = 8 << 10
 // line. It holds at most maxLine bytes of an unfinished line. os/exec calls
 // Write from one goroutine per stream, so it needs no lock.
 type lineLogger struct {
-	log    *slog.Logger
-	level  slog.Level
-	stream string
-	pid    atomic.Int64 // set once the process has started
-	buf    []byte
+	log     *slog.Logger
+	level   slog.Level
+	stream  string
+	started <-chan struct{} // closed once pid is set; nil: pid is set
+	pid     int
+	buf     []byte
 }
 
 func (l *lineLogger) Write(p []byte) (int, error) {
+	// A child may write before Start has even returned to us: wait (the
+	// pipe holds the output meanwhile) so that every line carries the pid.
+	if l.started != nil {
+		<-l.started
+	}
 	n := len(p)
 	for len(p) > 0 {
 		seg, rest, found := bytes.Cut(p, []byte{'\n'})
@@ -143,17 +153,17 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// flush logs the buffered line, if any; partial says that it is a piece of
-// a longer line.
+// flush logs the buffered line, unless it is empty (blank lines are noise
+// in a journal); partial says that it is a piece of a longer line.
 func (l *lineLogger) flush(partial bool) {
-	if len(l.buf) == 0 {
-		return
-	}
 	line := string(bytes.TrimSuffix(l.buf, []byte{'\r'}))
 	l.buf = l.buf[:0]
+	if line == "" {
+		return
+	}
 	attrs := make([]slog.Attr, 0, 4)
-	if pid := l.pid.Load(); pid != 0 {
-		attrs = append(attrs, slog.Int64("pid", pid))
+	if l.pid != 0 {
+		attrs = append(attrs, slog.Int("pid", l.pid))
 	}
 	attrs = append(attrs, slog.String("stream", l.stream), slog.String("line", line))
 	if partial {

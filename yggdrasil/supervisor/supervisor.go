@@ -427,21 +427,26 @@ const maxAncestry = 64
 // Owner returns the name of the worker whose current process is pid or an
 // ancestor of pid. ok is false for any other process, including one whose
 // worker process has exited (its orphans are re-parented away from it).
+//
+// A worker's process counts only while it is yggd's child: os/exec reaps a
+// process before it has finished reading the output pipes that the
+// process's descendants may hold, and in that window its pid could in
+// theory be reused by an unrelated process.
 func (s *Supervisor) Owner(pid int) (name string, ok bool) {
 	self := os.Getpid()
 	for range maxAncestry {
 		if pid <= 1 || pid == self {
 			return "", false
 		}
-		s.mu.Lock()
-		w := s.pids[pid]
-		s.mu.Unlock()
-		if w != nil {
-			return w.name, true
-		}
 		ppid, err := parentPID(pid)
 		if err != nil {
 			return "", false
+		}
+		s.mu.Lock()
+		w := s.pids[pid]
+		s.mu.Unlock()
+		if w != nil && ppid == self {
+			return w.name, true
 		}
 		pid = ppid
 	}

@@ -137,7 +137,9 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 				delay = s.cfg.Backoff.Next(delay, ran)
 			}
 			s.mu.Lock()
-			delete(s.pids, pid)
+			if s.pids[pid] == w {
+				delete(s.pids, pid)
+			}
 			w.pid = 0
 			w.startedAt = time.Time{}
 			w.lastRegistered = w.registered
