@@ -49,8 +49,8 @@
 // pipes are closed by it. When Run's context is cancelled every worker is
 // stopped this way and Run returns only after all of them have been reaped.
 // Should yggd itself die without that chance (SIGKILL, crash), each worker
-// receives SIGTERM from the kernel (Linux's parent-death signal, see
-// starter.go for how the thread that forks is kept alive).
+// receives SIGTERM from the kernel (Linux's parent-death signal; see
+// runStarter for why all workers are forked from one locked OS thread).
 //
 // # Who is a worker
 //

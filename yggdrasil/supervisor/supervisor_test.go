@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -109,7 +110,7 @@ func TestRunRestartsCrashedWorker(t *testing.T) {
 	fds := openFDs(t)
 	s, rec, stop := mustRun(t, Config{
 		Dir:     dir,
-		Backoff: Backoff{Min: 5e6, Max: 20e6}, // 5 ms, 20 ms
+		Backoff: Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
 		OnExit: func(name string, pid int) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -267,7 +268,7 @@ func TestRunShutdown(t *testing.T) {
 	var exited []int
 	s, rec, stop := mustRun(t, Config{
 		Dir:   dir,
-		Grace: 300e6, // 300 ms
+		Grace: 300 * time.Millisecond,
 		OnExit: func(name string, pid int) {
 			mu.Lock()
 			defer mu.Unlock()
