@@ -156,11 +156,16 @@ func newJournal(limit int) *journal {
 	return &journal{next: 1, limit: limit, notify: make(chan struct{})}
 }
 
-// add stamps m with the next sequence number, stores it and wakes waiters.
-func (j *journal) add(m Message) Message {
+// add stamps m with the next sequence number, stores it, lets observe see
+// it, and then wakes waiters: a waiter woken by m sees what observe did
+// with it. Lock order: the journal's lock, then observe's.
+func (j *journal) add(m Message, observe func(Message)) Message {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	m.Seq = j.next
+	if observe != nil {
+		observe(m)
+	}
 	j.next++
 	j.msgs = append(j.msgs, m)
 	if j.limit > 0 && len(j.msgs) > j.limit {

@@ -304,9 +304,10 @@ func (s *Server) recordExternal(topic string, payload []byte, qos byte, retained
 }
 
 func (s *Server) record(m Message) {
-	m = s.journal.add(m)
-	s.log.Debug("message", "seq", m.Seq, "topic", m.Topic, "from", m.From, "qos", m.QoS, "retain", m.Retain, "will", m.Will, "bytes", len(m.Payload))
-	s.registry.observe(m)
+	s.journal.add(m, func(m Message) {
+		s.log.Debug("message", "seq", m.Seq, "topic", m.Topic, "from", m.From, "qos", m.QoS, "retain", m.Retain, "will", m.Will, "bytes", len(m.Payload))
+		s.registry.observe(m)
+	})
 }
 
 func (s *Server) addRefusal(r Refusal) {

@@ -57,6 +57,7 @@ type hostOpts struct {
 	persistent  bool // clean session off
 	will        []byte
 	willRetain  bool
+	willTopic   string // default: the host's control/out
 	noReconnect bool
 }
 
@@ -73,7 +74,11 @@ func connectHost(t *testing.T, o hostOpts) (*host, error) {
 		opts.SetTLSConfig(o.tls)
 	}
 	if o.will != nil {
-		opts.SetBinaryWill(yggdrasil.Topic(yggdrasil.DefaultTopicPrefix, o.id, "control", "out"), o.will, 1, o.willRetain)
+		topic := o.willTopic
+		if topic == "" {
+			topic = yggdrasil.Topic(yggdrasil.DefaultTopicPrefix, o.id, "control", "out")
+		}
+		opts.SetBinaryWill(topic, o.will, 1, o.willRetain)
 	}
 	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 		h.mu.Lock()

@@ -1,0 +1,202 @@
+package sim
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"strings"
+	"testing"
+)
+
+// clientTLS returns a TLS configuration for a host whose certificate has CN
+// cn, trusting the sim's CA.
+func clientTLS(t *testing.T, s *Server, cn string) *tls.Config {
+	t.Helper()
+	certPEM, keyPEM, err := s.CertificateAuthority().IssueClient(cn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.CertificateAuthority().CertPEM())
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool}
+}
+
+func hasRefusal(s *Server, client, action, reason string) bool {
+	for _, r := range s.Refusals() {
+		if r.ClientID == client && r.Action == action && strings.Contains(r.Reason, reason) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestACLTopics(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off})
+	a := mustConnectHost(t, hostOpts{broker: s.BrokerURL(), id: "A"})
+
+	tests := []struct {
+		name   string
+		filter string
+		ok     bool
+	}{
+		{"own_in_wildcard", "yggdrasil/A/+/in", true},
+		{"own_data_in", "yggdrasil/A/data/in", true},
+		{"other_host", "yggdrasil/B/+/in", false},
+		{"other_host_exact", "yggdrasil/B/data/in", false},
+		{"every_host", "yggdrasil/+/data/in", false},
+		{"own_out", "yggdrasil/A/data/out", false},
+		{"everything", "#", false},
+		{"own_subtree", "yggdrasil/A/#", false},
+	}
+	for _, tt := range tests {
+		t.Run("subscribe_"+tt.name, func(t *testing.T) {
+			err := a.subscribe(tt.filter)
+			if (err == nil) != tt.ok {
+				t.Errorf("subscribe %s: err = %v, want ok=%v", tt.filter, err, tt.ok)
+			}
+		})
+	}
+	if !hasRefusal(s, "A", "subscribe", `belongs to "B"`) {
+		t.Errorf("refusals = %v, want A's subscription to B's topics", s.Refusals())
+	}
+
+	// Publishing to its own out topics is fine.
+	a.mustPublish("yggdrasil/A/data/out", []byte(`{}`), false)
+	// Publishing to another host's topic is refused (MQTT 3.1.1 closes the
+	// connection) and never reaches anybody.
+	a.publish("yggdrasil/B/data/out", []byte(`{"forged":true}`), false)
+	ctx := testContext(t)
+	if _, err := s.Await(ctx, 0, func(m Message) bool { return m.Topic == "yggdrasil/A/data/out" }); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Messages(0) {
+		if m.Topic == "yggdrasil/B/data/out" {
+			t.Errorf("a forged message was delivered: %v", m)
+		}
+	}
+	if !hasRefusal(s, "A", "publish", `topic belongs to "B", not to "A"`) {
+		t.Errorf("refusals = %v, want A's publish to B's topic", s.Refusals())
+	}
+}
+
+func TestACLWillOnOtherHost(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off})
+	_, err := connectHost(t, hostOpts{broker: s.BrokerURL(), id: "A", noReconnect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A will on another host's topic is refused at connect.
+	h, err := connectHost(t, hostOpts{broker: s.BrokerURL(), id: "C", noReconnect: true,
+		will: []byte("x"), willTopic: "yggdrasil/B/control/out"})
+	if err == nil {
+		h.client.Disconnect(0)
+		t.Fatal("connect with a will on B's topic succeeded, want refused")
+	}
+	if !hasRefusal(s, "C", "connect", "will") {
+		t.Errorf("refusals = %v, want C's connect refused for its will", s.Refusals())
+	}
+}
+
+func TestACLOpen(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off, OpenACL: true})
+	a := mustConnectHost(t, hostOpts{broker: s.BrokerURL(), id: "A"})
+	a.mustSubscribe("#")
+	a.mustPublish("yggdrasil/B/data/out", []byte(`{}`), false)
+}
+
+func TestTLSClientIdentity(t *testing.T) {
+	s := MustStart(t, &Server{})
+	if !strings.HasPrefix(s.TLSBrokerURL(), "ssl://127.0.0.1:") {
+		t.Fatalf("TLSBrokerURL = %q", s.TLSBrokerURL())
+	}
+	tests := []struct {
+		name, id, cn string
+		noCert       bool
+		ok           bool
+		reason       string
+	}{
+		{name: "cn_matches", id: "h1", cn: "h1", ok: true},
+		{name: "cn_differs", id: "h2", cn: "h1", reason: `client id "h2" differs from certificate CN "h1"`},
+		{name: "no_certificate", id: "h3", cn: "h3", noCert: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := clientTLS(t, s, tt.cn)
+			if tt.noCert {
+				cfg.Certificates = nil
+			}
+			h, err := connectHost(t, hostOpts{broker: s.TLSBrokerURL(), id: tt.id, tls: cfg, noReconnect: true})
+			if (err == nil) != tt.ok {
+				t.Fatalf("connect: err = %v, want ok=%v", err, tt.ok)
+			}
+			if tt.ok {
+				h.mustSubscribe(h.topic("data", "in"))
+			}
+			if tt.reason != "" && !hasRefusal(s, tt.id, "connect", tt.reason) {
+				t.Errorf("refusals = %v, want %q", s.Refusals(), tt.reason)
+			}
+		})
+	}
+}
+
+func TestCAKeptInStateDir(t *testing.T) {
+	dir := t.TempDir()
+	ca1, err := OpenCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _, err := ca1.IssueClient("h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv1, err := ca1.ServerCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca2, err := OpenCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ca1.CertPEM()) != string(ca2.CertPEM()) {
+		t.Error("the CA changed across opens of the same directory")
+	}
+	srv2, err := ca2.ServerCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(srv1.Certificate[0]) != string(srv2.Certificate[0]) {
+		t.Error("the server certificate changed across opens of the same directory")
+	}
+	// A client certificate issued before still verifies.
+	block, _ := pem.Decode(certPEM)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: ca2.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("verify old client certificate: %v", err)
+	}
+	if cert.Subject.CommonName != "h1" {
+		t.Errorf("CN = %q, want h1", cert.Subject.CommonName)
+	}
+	// The server certificate names the loopback addresses.
+	leaf := srv2.Leaf
+	if leaf == nil {
+		leaf, _ = x509.ParseCertificate(srv2.Certificate[0])
+	}
+	for _, name := range []string{"127.0.0.1", "::1", "localhost"} {
+		if err := leaf.VerifyHostname(name); err != nil {
+			t.Errorf("server certificate: %v", err)
+		}
+	}
+	// In memory, two CAs differ.
+	m1, _ := OpenCA("")
+	m2, _ := OpenCA("")
+	if string(m1.CertPEM()) == string(m2.CertPEM()) {
+		t.Error("two in-memory CAs are the same")
+	}
+}
