@@ -1,0 +1,113 @@
+package yggcmd
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/build"
+)
+
+func overview() string {
+	return fmt.Sprintf("%[1]s connects this host to %[2]s: it registers the host with Red Hat "+
+		"Subscription Management (RHSM), which gives it the identity certificate that %[1]sd uses to "+
+		"talk to %[2]s, and enables and starts the %[1]sd daemon (%[3]s). It also shows the state of "+
+		"both and prints the host's canonical facts.", build.ShortName, build.Provider, build.UnitName())
+}
+
+var formatFlag = flagSpec{long: "format", short: "f", arg: "FORMAT", help: "Output format.", values: []string{"table", "json"}}
+
+var factsFlags = []flagSpec{
+	{long: "root", arg: "DIR", complete: "dir",
+		help: "Read the fact files (etc/machine-id, etc/insights-client/machine-id, sys/devices/virtual/dmi/id/product_uuid, etc/pki/consumer/cert.pem) under DIR instead of /. Default: $YGG_FACTS_ROOT, else /."},
+	{long: "consumer-cert", arg: "FILE", complete: "file",
+		help: "Read subscription_manager_id from the CN of this certificate (PEM or DER). Default: <root>/etc/pki/consumer/cert.pem."},
+}
+
+// commands returns the command table, in the order help lists it.
+func commands() []command {
+	unit := build.UnitName()
+	return []command{
+		{
+			name: "register", aliases: []string{"connect"},
+			summary: "register with RHSM and start " + unit,
+			desc: fmt.Sprintf("Register this host with Red Hat Subscription Management, then enable and start %[1]s.\n\n"+
+				"Give either --username and --password (and --organization when the account belongs to several organizations), "+
+				"or --organization and one or more --activation-key. On a terminal, %[2]s asks for what is missing, the password without echo; "+
+				"otherwise missing credentials are an error. The credentials go to RHSM over its private peer-to-peer socket, never over the shared system bus.\n\n"+
+				"RHSM writes the consumer certificate and key (/etc/pki/consumer/cert.pem and key.pem) that %[2]sd uses as its identity. "+
+				"On a host that is already registered, %[2]s does not register again: it only makes sure that %[1]s is enabled and running.\n\n"+
+				"When RHSM refuses the registration, its message is printed and nothing is enabled. "+
+				"When %[1]s fails to start, the host stays registered and the message says what to run to find out why. "+
+				"The exit status is 0 only when the host is registered and %[1]s is running.",
+				unit, build.ShortName),
+			flags: []flagSpec{
+				{long: "username", short: "u", arg: "USERNAME", help: "Register as this RHSM user."},
+				{long: "password", short: "p", arg: "PASSWORD", help: "The user's password. Prefer the prompt: a password on the command line is visible to other users."},
+				{long: "organization", short: "o", arg: "ID", help: "Register into this organization (required with --activation-key)."},
+				{long: "activation-key", short: "a", arg: "KEY", repeat: true, help: "Register with this activation key of the organization."},
+				{long: "server", arg: "URL", help: "Set the RHSM server (host name, or URL with port and prefix) in rhsm.conf before registering."},
+			},
+			run: runRegister,
+		},
+		{
+			name: "unregister", aliases: []string{"disconnect"},
+			summary: "stop " + unit + " and unregister from RHSM",
+			desc: fmt.Sprintf("Stop and disable %[1]s, then unregister this host from Red Hat Subscription Management, which deletes its consumer certificate.\n\n"+
+				"Every step runs even when an earlier one fails, and all failures are listed. "+
+				"Steps that are already done are reported as such, so running unregister on an unregistered host succeeds.", unit),
+			run: runUnregister,
+		},
+		{
+			name:    "status",
+			summary: "show the registration and " + unit + " state",
+			desc: fmt.Sprintf("Show whether this host is registered with Red Hat Subscription Management (and its consumer id), and the state of %[1]s.\n\n"+
+				"The exit status is 0 when the host is registered and %[1]s is active, 1 otherwise.\n\n"+
+				"With --format json, print one JSON object with the keys hostname, registered, consumer_id, unit, active_state, unit_file_state and yggd_running, "+
+				"plus rhsm_error and unit_error when a state could not be read.", unit),
+			flags: []flagSpec{formatFlag},
+			run:   runStatus,
+		},
+		{
+			name:    "facts",
+			summary: "print the host's canonical facts",
+			desc: fmt.Sprintf("Print the canonical facts that identify this host to %[1]s, read from the host as %[2]sd reads them: "+
+				"insights_id, machine_id, bios_uuid, subscription_manager_id (the CN of the consumer certificate), ip_addresses (IPv4 and IPv6 of non-loopback interfaces), "+
+				"mac_addresses and fqdn.\n\n"+
+				"A fact that cannot be read is left empty and a warning says why; the exit status is still 0.", build.Provider, build.ShortName),
+			flags: append([]flagSpec{formatFlag}, factsFlags...),
+			run:   runFacts,
+		},
+		{
+			name:    "canonical-facts",
+			summary: "print the canonical facts as compact JSON",
+			desc: "Print the canonical facts as one compact JSON object without a trailing newline, as ygg 0.1.x does. " +
+				"See facts for what is collected.",
+			flags: factsFlags,
+			run:   runCanonicalFacts,
+		},
+		{
+			name:    "version",
+			summary: "print the version",
+			desc:    "Print the version of " + build.ShortName + ".",
+			run: func(ctx context.Context, a *app, p *parsed) error {
+				fmt.Fprintf(a.stdout, "%s version %s\n", build.ShortName, build.Version)
+				return nil
+			},
+		},
+		{
+			name: "help", args: "[COMMAND]", maxArgs: 1,
+			summary: "show help for a command",
+			desc:    "Show the help of COMMAND, or the list of commands.",
+			run: func(ctx context.Context, a *app, p *parsed) error {
+				if len(p.args) == 0 {
+					return a.printHelp(nil)
+				}
+				c := lookup(p.args[0])
+				if c == nil {
+					return usagef("help: unknown command %q", p.args[0])
+				}
+				return a.printHelp(c)
+			},
+		},
+	}
+}

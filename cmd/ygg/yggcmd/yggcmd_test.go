@@ -1,0 +1,443 @@
+package yggcmd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ygglab/yggdrasil/fakes/dbusd"
+	"github.com/ygglab/yggdrasil/fakes/rhsm"
+	"github.com/ygglab/yggdrasil/fakes/systemd"
+	"github.com/ygglab/yggdrasil/yggdrasil/facts"
+)
+
+// host is a private bus with the RHSM and systemd fakes, which ygg reaches
+// through DBUS_SYSTEM_BUS_ADDRESS.
+type host struct {
+	rhsm    *rhsm.Server
+	systemd *systemd.Server
+}
+
+func mustHost(t *testing.T, r *rhsm.Server, s *systemd.Server) *host {
+	t.Helper()
+	d := &dbusd.Daemon{}
+	if err := d.Start(context.Background()); errors.Is(err, dbusd.ErrNotInstalled) {
+		t.Skip(err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", d.Addr())
+	if r == nil {
+		r = &rhsm.Server{}
+	}
+	if s == nil {
+		s = &systemd.Server{}
+	}
+	r.ConsumerDir = filepath.Join(t.TempDir(), "consumer")
+	r.Bus, s.Bus = d.Addr(), d.Addr()
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &host{rhsm: r, systemd: s}
+}
+
+// systemdCalls returns the recorded systemd calls as strings.
+func (h *host) systemdCalls() []string {
+	var out []string
+	for _, c := range h.systemd.Calls() {
+		out = append(out, c.String())
+	}
+	return out
+}
+
+// rhsmCalls returns the recorded RHSM methods (interface.member).
+func (h *host) rhsmMethods() []string {
+	var out []string
+	for _, c := range h.rhsm.Calls() {
+		out = append(out, strings.TrimPrefix(c.Method, "com.redhat.RHSM1."))
+	}
+	return out
+}
+
+func (h *host) mustState(t *testing.T) systemd.UnitState {
+	t.Helper()
+	st, ok := h.systemd.Unit("yggd.service")
+	if !ok {
+		t.Fatal("no yggd.service in the fake")
+	}
+	return st
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, strings.NewReader(""), &out, &errb)
+	t.Logf("ygg %s → %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out.String(), errb.String())
+	return result{out.String(), errb.String(), code}
+}
+
+var enableAndStart = []string{"EnableUnitFiles [yggd.service] false true", "Reload", "StartUnit yggd.service replace"}
+
+func TestRegisterOK(t *testing.T) {
+	h := mustHost(t, nil, nil)
+	r := run(t, "register", "--username", "admin", "--password", "secret")
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0", r.code)
+	}
+	uuid := h.rhsm.UUID()
+	if uuid == "" {
+		t.Fatal("not registered")
+	}
+	cn, err := facts.CertCN(filepath.Join(h.rhsm.Dir(), "cert.pem"))
+	if err != nil || cn != uuid {
+		t.Errorf("cert CN = %q, %v; want %q", cn, err, uuid)
+	}
+	if _, err := os.Stat(filepath.Join(h.rhsm.Dir(), "key.pem")); err != nil {
+		t.Errorf("key.pem: %v", err)
+	}
+	if !strings.Contains(r.stdout, "Registered with Red Hat Subscription Management (consumer "+uuid+").") {
+		t.Errorf("stdout does not report the consumer id")
+	}
+	if strings.Contains(r.stdout, "\033") {
+		t.Errorf("stdout has ANSI codes but is not a terminal: %q", r.stdout)
+	}
+	if diff := cmp.Diff(enableAndStart, h.systemdCalls()); diff != "" {
+		t.Errorf("systemd calls (-want +got):\n%s", diff)
+	}
+	if st := h.mustState(t); st != (systemd.UnitState{ActiveState: "active", UnitFileState: "enabled"}) {
+		t.Errorf("unit state %+v, want active and enabled", st)
+	}
+	// The credentials went over the private connection, as a{ss}.
+	var private []string
+	for _, c := range h.rhsm.Calls() {
+		if c.Private {
+			private = append(private, c.String())
+		}
+	}
+	if want := []string{"com.redhat.RHSM1.Register.Register(sssa{ss}a{ss}s) private"}; !cmp.Equal(private, want) {
+		t.Errorf("private calls %q, want %q", private, want)
+	}
+}
+
+func TestRegisterActivationKey(t *testing.T) {
+	h := mustHost(t, nil, nil)
+	if r := run(t, "connect", "-o", "acme", "-a", "ygg-key"); r.code != 0 {
+		t.Fatalf("exit %d, want 0", r.code)
+	}
+	if h.rhsm.UUID() == "" {
+		t.Error("not registered")
+	}
+}
+
+func TestRegisterBadCredentials(t *testing.T) {
+	h := mustHost(t, nil, nil)
+	r := run(t, "register", "-u", "admin", "-p", "wrong")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	if want := "ygg: register with Red Hat Subscription Management: " + rhsm.BadCredentials + "\n"; r.stderr != want {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
+	}
+	if calls := h.systemdCalls(); len(calls) != 0 {
+		t.Errorf("systemd calls %q, want none", calls)
+	}
+	if h.rhsm.UUID() != "" {
+		t.Error("registered after bad credentials")
+	}
+}
+
+func TestRegisterSystemdFailure(t *testing.T) {
+	h := mustHost(t, nil, &systemd.Server{JobResult: func(method, unit string) string {
+		if method == "StartUnit" {
+			return systemd.ResultFailed
+		}
+		return ""
+	}})
+	r := run(t, "register", "-u", "admin", "-p", "secret")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	for _, want := range []string{"ygg: start yggd.service: job failed; run 'systemctl status yggd.service'", "run 'ygg register' again"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if h.rhsm.UUID() == "" {
+		t.Error("registration was undone; want the host to stay registered")
+	}
+}
+
+func TestRegisterAlreadyRegistered(t *testing.T) {
+	h := mustHost(t, nil, nil)
+	uuid, err := h.rhsm.RegisterConsumer("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "register") // no credentials needed
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0", r.code)
+	}
+	if !strings.Contains(r.stdout, "already registered with Red Hat Subscription Management (consumer "+uuid+")") {
+		t.Errorf("stdout does not say already registered")
+	}
+	for _, m := range h.rhsmMethods() {
+		if strings.HasPrefix(m, "Register") {
+			t.Errorf("RHSM got %s on a registered host", m)
+		}
+	}
+	if h.rhsm.UUID() != uuid {
+		t.Errorf("consumer changed to %q", h.rhsm.UUID())
+	}
+	if diff := cmp.Diff(enableAndStart, h.systemdCalls()); diff != "" {
+		t.Errorf("systemd calls (-want +got):\n%s", diff)
+	}
+}
+
+func TestUnregisterReversesRegister(t *testing.T) {
+	h := mustHost(t, nil, nil)
+	if r := run(t, "register", "-u", "admin", "-p", "secret"); r.code != 0 {
+		t.Fatalf("register: exit %d", r.code)
+	}
+	r := run(t, "unregister")
+	if r.code != 0 {
+		t.Fatalf("unregister: exit %d", r.code)
+	}
+	if h.rhsm.UUID() != "" {
+		t.Error("still registered")
+	}
+	if _, err := os.Stat(filepath.Join(h.rhsm.Dir(), "cert.pem")); !os.IsNotExist(err) {
+		t.Errorf("cert.pem: %v, want it deleted", err)
+	}
+	if st := h.mustState(t); st != (systemd.UnitState{ActiveState: "inactive", UnitFileState: "disabled"}) {
+		t.Errorf("unit state %+v, want inactive and disabled", st)
+	}
+	want := append(enableAndStart, "StopUnit yggd.service replace", "DisableUnitFiles [yggd.service] false", "Reload")
+	if diff := cmp.Diff(want, h.systemdCalls()); diff != "" {
+		t.Errorf("systemd calls (-want +got):\n%s", diff)
+	}
+
+	// Twice: a success that says "already".
+	r = run(t, "disconnect")
+	if r.code != 0 {
+		t.Fatalf("second unregister: exit %d", r.code)
+	}
+	for _, want := range []string{"yggd.service is already stopped.", "yggd.service is already disabled.", "already unregistered"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("second unregister: stdout lacks %q", want)
+		}
+	}
+}
+
+func TestUnregisterRunsEveryStep(t *testing.T) {
+	h := mustHost(t, &rhsm.Server{Hook: func(c rhsm.Call) error {
+		if strings.HasSuffix(c.Method, ".Unregister") {
+			return &rhsm.Error{Exception: "RestlibException", Severity: "error", Message: "Service unavailable"}
+		}
+		return nil
+	}}, &systemd.Server{JobResult: func(method, unit string) string {
+		if method == "StopUnit" {
+			return systemd.ResultTimeout
+		}
+		return ""
+	}})
+	if _, err := h.rhsm.RegisterConsumer("acme"); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "register"); r.code != 0 {
+		t.Fatalf("register: exit %d", r.code)
+	}
+	r := run(t, "unregister")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	want := "ygg: stop yggd.service: job timeout; run 'systemctl status yggd.service' and 'journalctl -u yggd.service' to see why\n" +
+		"ygg: unregister from Red Hat Subscription Management: Service unavailable\n"
+	if r.stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
+	}
+	if st := h.mustState(t); st.UnitFileState != "disabled" {
+		t.Errorf("unit file state %q: the disable step did not run after the stop failed", st.UnitFileState)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	h := mustHost(t, nil, nil)
+	r := run(t, "status", "--format", "json")
+	if r.code != 1 {
+		t.Errorf("status of an unregistered host: exit %d, want 1", r.code)
+	}
+	run(t, "register", "-u", "admin", "-p", "secret")
+	r = run(t, "status", "-f", "json")
+	if r.code != 0 {
+		t.Errorf("status: exit %d, want 0", r.code)
+	}
+	var got statusReport
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	want := statusReport{Hostname: host, Registered: true, ConsumerID: h.rhsm.UUID(), Unit: "yggd.service",
+		ActiveState: "active", UnitFileState: "enabled", Running: true}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+	r = run(t, "status")
+	if !strings.Contains(r.stdout, "registered (consumer "+h.rhsm.UUID()+")") || !strings.Contains(r.stdout, "active (enabled)") {
+		t.Errorf("table does not show the state")
+	}
+}
+
+func TestStatusNoBus(t *testing.T) {
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+	r := run(t, "status", "--format", "json")
+	if r.code != 1 || !strings.Contains(r.stdout, `"rhsm_error": "connect to the system bus:`) {
+		t.Errorf("exit %d, stdout %s; want 1 and an rhsm_error", r.code, r.stdout)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"no_command", nil, "ygg: no command given\n"},
+		{"unknown_command", []string{"frobnicate"}, `ygg: unknown command "frobnicate"`},
+		{"unknown_flag", []string{"register", "--bogus"}, "ygg: register: -bogus"},
+		{"extra_argument", []string{"status", "now"}, `ygg: status: unexpected argument "now"`},
+		{"bad_format", []string{"facts", "-f", "xml"}, `ygg: --format: "xml" is not one of table, json`},
+		{"no_credentials_no_terminal", []string{"register", "-u", "admin"}, "--username and --password are required when standard input is not a terminal"},
+		{"key_without_org", []string{"register", "-a", "k"}, "--activation-key needs --organization"},
+		{"key_and_password", []string{"register", "-o", "acme", "-a", "k", "-u", "x"}, "not both"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, tt.args...)
+			if r.code != 2 || !strings.Contains(r.stderr, tt.stderr) || !strings.Contains(r.stderr, "Run 'ygg --help' for usage.") {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", r.code, r.stderr, tt.stderr)
+			}
+		})
+	}
+}
+
+func TestHelpEveryCommand(t *testing.T) {
+	for _, c := range commands() {
+		t.Run(c.name, func(t *testing.T) {
+			r := run(t, c.name, "--help")
+			if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: ygg "+c.name) {
+				t.Errorf("exit %d, stdout %q", r.code, r.stdout)
+			}
+			for _, f := range c.flags {
+				if !f.hidden && !strings.Contains(r.stdout, "--"+f.long) {
+					t.Errorf("help lacks --%s", f.long)
+				}
+			}
+		})
+	}
+}
+
+func TestManPageRenders(t *testing.T) {
+	r := run(t, "--generate-man-page")
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	if _, err := exec.LookPath("man"); err != nil {
+		t.Skip("man is not installed")
+	}
+	page := filepath.Join(t.TempDir(), "ygg.1")
+	os.WriteFile(page, []byte(r.stdout), 0o644)
+	cmd := exec.Command("man", "-l", page)
+	cmd.Env = append(os.Environ(), "MANPAGER=cat", "PAGER=cat", "MANWIDTH=80")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil || stderr.Len() > 0 {
+		t.Fatalf("man -l: %v\n%s", err, stderr.String())
+	}
+	text := string(out)
+	for _, want := range []string{"NAME", "ygg - connect this host", "ygg register [--username USERNAME]", "--activation-key KEY", "EXIT STATUS", "DBUS_SYSTEM_BUS_ADDRESS"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("rendered page lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestBashCompletion(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash is not installed")
+	}
+	r := run(t, "--generate-bash-completion")
+	script := filepath.Join(t.TempDir(), "ygg")
+	os.WriteFile(script, []byte(r.stdout), 0o644)
+	for _, tt := range []struct {
+		words []string // the line; the last word is being completed
+		want  string
+	}{
+		{[]string{"ygg", "re"}, "register"},
+		{[]string{"ygg", "un"}, "unregister"},
+		{[]string{"ygg", "register", "--us"}, "--username"},
+		{[]string{"ygg", "connect", "--activation-k"}, "--activation-key"},
+		{[]string{"ygg", "facts", "--format", ""}, "table json"},
+		{[]string{"ygg", "status", "-f", "j"}, "json"},
+		{[]string{"ygg", "help", "stat"}, "status"},
+		{[]string{"ygg", "--ver"}, "--version"},
+	} {
+		t.Run(strings.Join(tt.words, "_"), func(t *testing.T) {
+			var quoted []string
+			for _, w := range tt.words {
+				quoted = append(quoted, "'"+w+"'")
+			}
+			prog := "source " + script + "; COMP_WORDS=(" + strings.Join(quoted, " ") + "); COMP_CWORD=" +
+				string(rune('0'+len(tt.words)-1)) + "; _ygg; echo \"${COMPREPLY[*]}\""
+			out, err := exec.Command(bash, "--norc", "-c", prog).CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != tt.want {
+				t.Errorf("completion = %q, %v; want %q", out, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFacts(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/machine-id"), []byte("0123456789abcdef0123456789abcdef\n"), 0o644)
+	t.Setenv("YGG_FACTS_ROOT", root)
+	r := run(t, "canonical-facts")
+	if r.code != 0 || strings.HasSuffix(r.stdout, "\n") {
+		t.Fatalf("exit %d, stdout %q: want 0 and no trailing newline", r.code, r.stdout)
+	}
+	var f map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &f); err != nil {
+		t.Fatal(err)
+	}
+	if f["machine_id"] != "01234567-89ab-cdef-0123-456789abcdef" || len(f) != 7 {
+		t.Errorf("facts %v", f)
+	}
+	if !strings.Contains(r.stderr, "ygg: warning: subscription_manager_id: open "+root) {
+		t.Errorf("no warning about the missing consumer certificate: %q", r.stderr)
+	}
+	r = run(t, "facts", "--root", root)
+	if !strings.Contains(r.stdout, "machine_id               01234567-89ab-cdef-0123-456789abcdef\n") {
+		t.Errorf("table: %q", r.stdout)
+	}
+}
