@@ -27,6 +27,10 @@ func coreCommands() map[string]command {
 			usage: "signal SIG program",
 			run:   sendSignal,
 		},
+		"signal-worker": {
+			usage: "signal-worker SIG name",
+			run:   signalWorker,
+		},
 		"waitfile": {
 			usage:     "waitfile [-timeout d] path",
 			negatable: true,
@@ -131,12 +135,9 @@ func sendSignal(ts *goscript.TestScript, args []string) error {
 	if len(args) != 2 {
 		return ErrUsage
 	}
-	sig, ok := map[string]syscall.Signal{
-		"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL, "HUP": syscall.SIGHUP,
-		"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
-	}[strings.TrimPrefix(strings.ToUpper(args[0]), "SIG")]
-	if !ok {
-		return fmt.Errorf("%w: unknown signal %q", ErrUsage, args[0])
+	sig, err := signalByName(args[0])
+	if err != nil {
+		return err
 	}
 	n := 0
 	for _, cmd := range ts.BackgroundCmds() {
@@ -152,6 +153,39 @@ func sendSignal(ts *goscript.TestScript, args []string) error {
 		return fmt.Errorf("no background %s running", args[1])
 	}
 	return nil
+}
+
+// signalWorker sends a signal by name to the worker processes started from
+// $YGG_WORKER_DIR/name, and prints their pids.
+func signalWorker(ts *goscript.TestScript, args []string) error {
+	if len(args) != 2 {
+		return ErrUsage
+	}
+	sig, err := signalByName(args[0])
+	if err != nil {
+		return err
+	}
+	pids := workerPids(ts.Getenv("YGG_WORKER_DIR"), args[1])
+	if len(pids) == 0 {
+		return fmt.Errorf("no worker %s running", args[1])
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil {
+			return fmt.Errorf("signal %s to worker %s (pid %d): %w", args[0], args[1], pid, err)
+		}
+	}
+	return nil
+}
+
+func signalByName(name string) (syscall.Signal, error) {
+	sig, ok := map[string]syscall.Signal{
+		"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL, "HUP": syscall.SIGHUP,
+		"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
+	}[strings.TrimPrefix(strings.ToUpper(name), "SIG")]
+	if !ok {
+		return 0, fmt.Errorf("%w: unknown signal %q", ErrUsage, name)
+	}
+	return sig, nil
 }
 
 // poll calls check until it returns nil or the timeout passes, and returns
@@ -240,13 +274,40 @@ func workersRunning(ts *goscript.TestScript, args []string) error {
 	return err
 }
 
-// processesIn lists the processes whose command line starts with a path in
-// dir (the wrappers of install-worker run "bash <dir>/name").
+// workerPids returns the pids of the processes started from dir/name.
+func workerPids(dir, name string) []int {
+	var pids []int
+	for _, p := range processes(dir) {
+		if p.name == name || strings.HasPrefix(p.name, name+"/") {
+			pids = append(pids, p.pid)
+		}
+	}
+	return pids
+}
+
+// processesIn lists the names of the processes started from dir.
 func processesIn(dir string) []string {
-	entries, _ := os.ReadDir("/proc")
 	var names []string
+	for _, p := range processes(dir) {
+		names = append(names, p.name)
+	}
+	return names
+}
+
+type process struct {
+	pid  int
+	name string // path below dir
+}
+
+// processes lists the processes whose command line starts with a path in
+// dir (the wrappers of install-worker run "bash <dir>/name", then
+// "<dir>/name/<program>").
+func processes(dir string) []process {
+	entries, _ := os.ReadDir("/proc")
+	var procs []process
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
@@ -259,10 +320,10 @@ func processesIn(dir string) []string {
 		}
 		for _, arg := range argv {
 			if strings.HasPrefix(arg, dir+"/") {
-				names = append(names, strings.TrimPrefix(arg, dir+"/"))
+				procs = append(procs, process{pid, strings.TrimPrefix(arg, dir+"/")})
 				break
 			}
 		}
 	}
-	return names
+	return procs
 }
