@@ -27,6 +27,10 @@ func coreCommands() map[string]command {
 			usage: "signal SIG program",
 			run:   sendSignal,
 		},
+		"gen-data": {
+			usage: "gen-data [-size n] id directive file",
+			run:   genData,
+		},
 		"signal-worker": {
 			usage: "signal-worker SIG name",
 			run:   signalWorker,
@@ -186,6 +190,24 @@ func signalByName(name string) (syscall.Signal, error) {
 		return 0, fmt.Errorf("%w: unknown signal %q", ErrUsage, name)
 	}
 	return sig, nil
+}
+
+// genData writes a data message whose content is a JSON string of size
+// bytes, for payloads too large to keep in an archive.
+func genData(ts *goscript.TestScript, args []string) error {
+	size := 0
+	args, err := flags("gen-data", args, func(fs *flag.FlagSet) { fs.IntVar(&size, "size", 0, "") })
+	if err != nil {
+		return err
+	}
+	if len(args) != 3 || size < 0 {
+		return ErrUsage
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"type":"data","message_id":%q,"version":1,"directive":%q,"content":"`, args[0], args[1])
+	b.WriteString(strings.Repeat("x", size))
+	b.WriteString(`"}`)
+	return os.WriteFile(ts.MkAbs(args[2]), []byte(b.String()), 0o644)
 }
 
 // poll calls check until it returns nil or the timeout passes, and returns
