@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+)
+
+// TestMakeInstall runs "make install" into a temporary DESTDIR with custom
+// paths and checks what a packager and a worker author rely on: pkg-config
+// names the worker directory, the paths reached the binaries through the
+// linker, the config parses, the unit starts the installed yggd, and the man
+// page renders.
+func TestMakeInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds both programs: skipped in -short mode")
+	}
+	for _, tool := range []string{"make", "pkg-config", "gzip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	dest, stage := t.TempDir(), t.TempDir()
+	make := exec.Command("make", "-C", "../..", "-f", "mk/install.mk", "install",
+		"DESTDIR="+dest, "STAGE="+stage, "PREFIX=/usr", "SYSCONFDIR=/etc", "VERSION=9.8.7",
+		"SYSTEMDUNITDIR=/usr/lib/systemd/system")
+	if out, err := make.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+
+	pc := exec.Command("pkg-config", "--variable", "workerexecdir", "yggdrasil")
+	pc.Env = append(os.Environ(), "PKG_CONFIG_PATH="+filepath.Join(dest, "usr/share/pkgconfig"))
+	if out, err := pc.Output(); err != nil || strings.TrimSpace(string(out)) != "/usr/libexec/yggdrasil" {
+		t.Errorf("pkg-config workerexecdir = %q, %v; want /usr/libexec/yggdrasil", out, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dest, "usr/libexec/yggdrasil")); err != nil || !fi.IsDir() {
+		t.Errorf("worker directory not created: %v", err)
+	}
+
+	ygg := filepath.Join(dest, "usr/bin/ygg")
+	if out, err := exec.Command(ygg, "version").Output(); err != nil || string(out) != "ygg version 9.8.7\n" {
+		t.Errorf("ygg version = %q, %v", out, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dest, "usr/sbin/yggd")); err != nil || fi.Mode()&0o111 == 0 {
+		t.Errorf("yggd not installed executable: %v", err)
+	}
+
+	var cfg map[string]any
+	if _, err := toml.DecodeFile(filepath.Join(dest, "etc/yggdrasil/config.toml"), &cfg); err != nil {
+		t.Errorf("config.toml: %v", err)
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/yggd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ExecStart=/usr/sbin/yggd\n", "Restart=on-failure\n", "WantedBy=multi-user.target\n"} {
+		if !bytes.Contains(unit, []byte(want)) {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+	if bytes.Contains(unit, []byte("@")) {
+		t.Errorf("unit has an unsubstituted @VARIABLE@:\n%s", unit)
+	}
+
+	if _, err := exec.LookPath("man"); err == nil {
+		man := exec.Command("man", "-l", filepath.Join(dest, "usr/share/man/man1/ygg.1.gz"))
+		man.Env = append(os.Environ(), "MANPAGER=cat", "MANWIDTH=100")
+		out, err := man.Output()
+		// The link-time SysconfDir reached the FILES section.
+		if err != nil || !strings.Contains(string(out), "/etc/yggdrasil/config.toml") {
+			t.Errorf("man -l ygg.1.gz: %v\n%s", err, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dest, "usr/share/bash-completion/completions/ygg")); err != nil {
+		t.Errorf("bash completion: %v", err)
+	}
+}
