@@ -56,22 +56,23 @@ type Server struct {
 
 	Logger *slog.Logger // nil means slog.Default()
 
-	mu       sync.Mutex
-	started  bool
-	closed   bool
-	log      *slog.Logger
-	ca       *CA
-	journal  *journal
-	registry *registry
-	broker   *broker   // nil with an external broker
-	ext      *external // nil with the embedded broker
-	tcpProxy *Proxy
-	tlsProxy *Proxy
-	refusals []Refusal
-	handler  http.Handler
-	api      *http.Server
-	apiLn    net.Listener
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	started   bool
+	closed    bool
+	log       *slog.Logger
+	ca        *CA
+	journal   *journal
+	registry  *registry
+	broker    *broker   // nil with an external broker
+	ext       *external // nil with the embedded broker
+	tcpProxy  *Proxy
+	tlsProxy  *Proxy
+	refusals  []Refusal
+	handler   http.Handler
+	api       *http.Server
+	apiLn     net.Listener
+	cancelAPI context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // Start starts the broker (or connects to the external one), the proxies
@@ -178,7 +179,11 @@ func (s *Server) Start() (err error) {
 		}
 		s.mu.Lock()
 		s.apiLn = ln
-		s.api = &http.Server{Handler: s.handler, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+		// Requests (event streams, long waits) end when the sim closes.
+		ctx, cancel := context.WithCancel(context.Background())
+		s.cancelAPI = cancel
+		s.api = &http.Server{Handler: s.handler, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+			BaseContext: func(net.Listener) context.Context { return ctx }}
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
@@ -217,9 +222,10 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	api, b, ext := s.api, s.broker, s.ext
+	api, b, ext, cancelAPI := s.api, s.broker, s.ext, s.cancelAPI
 	s.mu.Unlock()
 	if api != nil {
+		cancelAPI()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		api.Shutdown(ctx) // ends SSE streams through their request contexts
 		cancel()
@@ -323,7 +329,7 @@ func (s *Server) addRefusal(r Refusal) {
 func (s *Server) Refusals() []Refusal {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Refusal(nil), s.refusals...)
+	return append([]Refusal{}, s.refusals...)
 }
 
 // Publish publishes payload on topic as the cloud side.

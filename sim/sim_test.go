@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -16,9 +17,33 @@ import (
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
-// testLogger writes to the test's output.
+// testLogger writes to the test's output until the test ends: mochi's
+// listener may log from a goroutine Close does not wait for.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w := &testWriter{w: t.Output()}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	return w.w.Write(p)
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
 }
 
 // MustStart starts s with a test logger and closes it at the end of t.
@@ -262,3 +287,8 @@ func TestMessageJSON(t *testing.T) {
 		})
 	}
 }
+
+type (
+	pahoClient  = paho.Client
+	pahoMessage = paho.Message
+)
