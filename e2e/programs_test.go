@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +24,8 @@ var testPrograms = map[string]func() int{
 	"stall-worker": stallWorker,
 	"eager-worker": eagerWorker,
 	"stray":        stray,
+	"gate-worker":  func() int { return gateWorker("gate", false) },
+	"hold-worker":  func() int { return gateWorker("hold", true) },
 }
 
 // stallWorker registers "stall" and never takes a message: its Send blocks
@@ -36,6 +40,55 @@ func stallWorker() int {
 func eagerWorker() int {
 	return runWorker(&worker.Worker{Handler: "eager", Sync: true,
 		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}})
+}
+
+// gateWorker serves handler and holds every message until it gets
+// SIGUSR1, then answers them all in the order they came (and every later
+// one at once). With sync it holds the receipt too, so the messages stay
+// unacknowledged at the broker. Each time it holds n messages it renames
+// the marker file held-<n> beside its executable, so that a script can
+// "waitfile $YGG_WORKER_DIR/held-50".
+func gateWorker(handler string, holdReceipt bool) int {
+	release := make(chan os.Signal, 1)
+	signal.Notify(release, syscall.SIGUSR1)
+	open := make(chan struct{})
+	go func() { <-release; close(open) }()
+	// testscript rewrites os.Args[0]; the kernel keeps the path yggd ran.
+	cmdline, _ := os.ReadFile("/proc/self/cmdline")
+	argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+	dir := filepath.Dir(argv0) // hard link: <dir>/<program>
+	if strings.HasSuffix(dir, "worker") {
+		dir = filepath.Dir(dir) // wrapper: <dir>/<name>/<program>
+	}
+	if !filepath.IsAbs(dir) {
+		fmt.Fprintf(os.Stderr, "%s: not started by yggd from its worker directory\n", argv0)
+		return 2
+	}
+	var mu sync.Mutex
+	held := 0
+	last := make(chan struct{}) // closed when the previous answer has left
+	close(last)
+	return runWorker(&worker.Worker{Handler: handler, Sync: holdReceipt,
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			mu.Lock()
+			held++
+			os.Remove(filepath.Join(dir, fmt.Sprint("held-", held-1)))
+			os.WriteFile(filepath.Join(dir, fmt.Sprint("held-", held)), nil, 0o644)
+			prev, mine := last, make(chan struct{})
+			last = mine
+			mu.Unlock()
+			defer close(mine)
+			for _, ch := range []chan struct{}{open, prev} {
+				select {
+				case <-ch:
+				case <-ctx.Done():
+					return
+				}
+			}
 			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 			}
