@@ -21,6 +21,7 @@ type Message struct {
 	QoS    byte
 	Retain bool
 	Will   bool // published by the broker as a client's last will
+	Dup    bool // the publisher marked it as a redelivery (MQTT DUP flag)
 
 	// Host, Kind and Dir are read from a <prefix>/<host>/<kind>/<dir>
 	// topic; they are empty for other topics.
@@ -44,6 +45,7 @@ type messageJSON struct {
 	QoS           byte            `json:"qos"`
 	Retain        bool            `json:"retain,omitempty"`
 	Will          bool            `json:"will,omitempty"`
+	Dup           bool            `json:"dup,omitempty"`
 	Host          string          `json:"host,omitempty"`
 	Kind          string          `json:"kind,omitempty"`
 	Dir           string          `json:"dir,omitempty"`
@@ -58,7 +60,7 @@ type messageJSON struct {
 // MarshalJSON writes the API form of m.
 func (m Message) MarshalJSON() ([]byte, error) {
 	j := messageJSON{Seq: m.Seq, Time: m.Time, Topic: m.Topic, From: m.From, QoS: m.QoS,
-		Retain: m.Retain, Will: m.Will, Host: m.Host, Kind: m.Kind, Dir: m.Dir,
+		Retain: m.Retain, Will: m.Will, Dup: m.Dup, Host: m.Host, Kind: m.Kind, Dir: m.Dir,
 		Type: m.Type, MessageID: m.MessageID, ResponseTo: m.ResponseTo}
 	switch {
 	case len(m.Payload) > 0 && json.Valid(m.Payload):
@@ -79,7 +81,7 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*m = Message{Seq: j.Seq, Time: j.Time, Topic: j.Topic, From: j.From, QoS: j.QoS,
-		Retain: j.Retain, Will: j.Will, Host: j.Host, Kind: j.Kind, Dir: j.Dir,
+		Retain: j.Retain, Will: j.Will, Dup: j.Dup, Host: j.Host, Kind: j.Kind, Dir: j.Dir,
 		Type: j.Type, MessageID: j.MessageID, ResponseTo: j.ResponseTo}
 	switch {
 	case j.Payload != nil:
@@ -105,6 +107,9 @@ func (m Message) String() string {
 	}
 	if m.Will {
 		b.WriteString(" will")
+	}
+	if m.Dup {
+		b.WriteString(" dup")
 	}
 	if m.From != "" {
 		fmt.Fprintf(&b, " from=%s", m.From)

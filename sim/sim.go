@@ -298,7 +298,7 @@ func (s *Server) recordEmbedded(cl *mqtt.Client, pk packets.Packet, will bool) {
 	if !cl.Net.Inline {
 		m.From = cl.ID
 	}
-	m.QoS, m.Retain, m.Will = pk.FixedHeader.Qos, pk.FixedHeader.Retain, will
+	m.QoS, m.Retain, m.Will, m.Dup = pk.FixedHeader.Qos, pk.FixedHeader.Retain, will, pk.FixedHeader.Dup
 	s.record(m)
 }
 
@@ -311,7 +311,7 @@ func (s *Server) recordExternal(topic string, payload []byte, qos byte, retained
 
 func (s *Server) record(m Message) {
 	s.journal.add(m, func(m Message) {
-		s.log.Debug("message", "seq", m.Seq, "topic", m.Topic, "from", m.From, "qos", m.QoS, "retain", m.Retain, "will", m.Will, "bytes", len(m.Payload))
+		s.log.Debug("message", "seq", m.Seq, "topic", m.Topic, "from", m.From, "qos", m.QoS, "retain", m.Retain, "will", m.Will, "dup", m.Dup, "bytes", len(m.Payload))
 		s.registry.observe(m)
 	})
 }

@@ -513,37 +513,46 @@ func cmdMQTTFlood(ts *goscript.TestScript, args []string) error {
 }
 
 // answerStats counts the answers (data/out messages by response_to) to the
-// flooded ids.
+// flooded ids. An answer is identified by its own message_id: the same
+// answer received again (an MQTT QoS 1 redelivery) is "redelivered", while
+// a second, different answer to the same id is "duplicated".
 type answerStats struct {
-	sent, answered, duplicated, missing, nacked int
+	sent, answered, duplicated, missing, nacked, redelivered int
 }
 
 func (a answerStats) String() string {
-	return fmt.Sprintf("sent=%d answered=%d duplicated=%d missing=%d\nnacked=%d", a.sent, a.answered, a.duplicated, a.missing, a.nacked)
+	return fmt.Sprintf("sent=%d answered=%d duplicated=%d missing=%d\nnacked=%d redelivered=%d",
+		a.sent, a.answered, a.duplicated, a.missing, a.nacked, a.redelivered)
 }
 
 func countAnswers(s *sim.Server, ids []string) answerStats {
-	sent := make(map[string]int, len(ids))
+	answers := make(map[string]map[string]bool, len(ids)) // request id → answer ids
 	for _, id := range ids {
-		sent[id] = 0
+		answers[id] = nil
 	}
 	st := answerStats{sent: len(ids)}
 	for _, m := range s.Messages(0) {
 		if m.Kind != yggdrasil.KindData || m.Dir != yggdrasil.DirOut {
 			continue
 		}
-		n, ok := sent[m.ResponseTo]
+		seen, ok := answers[m.ResponseTo]
 		if !ok {
 			continue
 		}
-		sent[m.ResponseTo] = n + 1
-		if n > 0 {
-			st.duplicated++
+		switch {
+		case seen[m.MessageID]:
+			st.redelivered++
 			continue
+		case seen == nil:
+			seen = map[string]bool{}
+			answers[m.ResponseTo] = seen
+			st.answered++
+		default:
+			st.duplicated++
 		}
-		st.answered++
+		seen[m.MessageID] = true
 		var d yggdrasil.Data
-		if json.Unmarshal(m.Payload, &d) == nil {
+		if len(seen) == 1 && json.Unmarshal(m.Payload, &d) == nil {
 			if _, nack := d.Metadata[yggdrasil.MetadataError]; nack {
 				st.nacked++
 			}

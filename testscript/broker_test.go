@@ -31,8 +31,8 @@ func TestCommands(t *testing.T) {
 
 // cmdFakeHost connects a paho client as host id to $YGG_BROKER for the rest
 // of the script: it publishes a retained online status (its will is a
-// retained offline status), echoes data messages to data/out (twice with
-// -dup) and answers ping with pong.
+// retained offline status), echoes data messages to data/out (with -dup,
+// two different answers to each) and answers ping with pong.
 //
 //	fake-host [-dup] id
 func cmdFakeHost(ts *goscript.TestScript, neg bool, args []string) {
@@ -57,9 +57,9 @@ func cmdFakeHost(ts *goscript.TestScript, neg bool, args []string) {
 		if err != nil {
 			return
 		}
-		reply, _ := json.Marshal(yggdrasil.Data{Type: yggdrasil.TypeData, MessageID: yggdrasil.NewMessageID(), ResponseTo: d.MessageID,
-			Version: 1, Sent: time.Now(), Directive: d.Directive, Content: d.Content})
 		for range map[bool]int{false: 1, true: 2}[*dup] {
+			reply, _ := json.Marshal(yggdrasil.Data{Type: yggdrasil.TypeData, MessageID: yggdrasil.NewMessageID(), ResponseTo: d.MessageID,
+				Version: 1, Sent: time.Now(), Directive: d.Directive, Content: d.Content})
 			c.Publish(topic("data", "out"), 1, false, reply)
 		}
 	}
