@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,11 @@ func coreCommands() map[string]command {
 			usage:     "waitfile [-timeout d] path",
 			negatable: true,
 			run:       waitFile,
+		},
+		"waitlog": {
+			usage:     "waitlog [-timeout d] file regexp",
+			negatable: true,
+			run:       waitLog,
 		},
 		"waitsock": {
 			usage:     "waitsock [-timeout d] path",
@@ -239,6 +245,43 @@ func waitFile(ts *goscript.TestScript, args []string) error {
 		_, err := os.Stat(path)
 		return err
 	})
+}
+
+// waitLog waits until a line of a log file matches regexp, and prints the
+// line. A daemon logs to a file when started as
+// "exec bash -c 'exec yggd ... 2>yggd.log' &yggd&".
+func waitLog(ts *goscript.TestScript, args []string) error {
+	timeout := 10 * time.Second
+	args, err := flags("waitlog", args, func(fs *flag.FlagSet) { fs.DurationVar(&timeout, "timeout", timeout, "") })
+	if err != nil {
+		return err
+	}
+	if len(args) != 2 {
+		return ErrUsage
+	}
+	re, err := regexp.Compile(args[1])
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	path := ts.MkAbs(args[0])
+	var line string
+	err = poll(ts, timeout, func() error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for l := range strings.Lines(string(b)) {
+			if re.MatchString(l) {
+				line = l
+				return nil
+			}
+		}
+		return fmt.Errorf("no line of %s matches %q", args[0], args[1])
+	})
+	if err == nil {
+		io.WriteString(ts.Stdout(), line)
+	}
+	return err
 }
 
 // waitSock waits for a UNIX socket (a path, or @name for the abstract
