@@ -102,9 +102,11 @@ func (s *p2pServer) serve(c *net.UnixConn, export func(*dbus.Conn) error) error 
 	if err != nil {
 		return err
 	}
-	if err := conn.Auth([]dbus.Auth{dbus.AuthAnonymous()}); err != nil {
+	// Export before Auth starts the reader: the client's first call may
+	// already be in rest, and must find the object.
+	if err := export(conn); err != nil {
 		conn.Close()
-		return fmt.Errorf("start connection: %w", err)
+		return err
 	}
 	s.mu.Lock()
 	if s.conns == nil { // server closed meanwhile
@@ -114,9 +116,9 @@ func (s *p2pServer) serve(c *net.UnixConn, export func(*dbus.Conn) error) error 
 	}
 	s.conns[conn] = true
 	s.mu.Unlock()
-	if err := export(conn); err != nil {
+	if err := conn.Auth([]dbus.Auth{dbus.AuthAnonymous()}); err != nil {
 		conn.Close()
-		return err
+		return fmt.Errorf("start connection: %w", err)
 	}
 	s.wg.Add(1)
 	go func() { // forget the connection when the client hangs up

@@ -41,8 +41,10 @@ type credentials struct {
 	keys                    []string
 }
 
-// credentials checks the flags and, on a terminal, asks for what is missing.
-func (a *app) credentials(p *parsed) (credentials, error) {
+// credentials checks the flags. With ask false it only checks that they
+// do not contradict each other; with ask true it also requires what is
+// missing, asking for it when stdin is a terminal.
+func (a *app) credentials(p *parsed, ask bool) (credentials, error) {
 	c := credentials{username: p.get("username"), password: p.get("password"), org: p.get("organization"), keys: p.getList("activation-key")}
 	if len(c.keys) > 0 {
 		if c.username != "" || c.password != "" {
@@ -53,7 +55,7 @@ func (a *app) credentials(p *parsed) (credentials, error) {
 		}
 		return c, nil
 	}
-	if c.username != "" && c.password != "" {
+	if !ask || c.username != "" && c.password != "" {
 		return c, nil
 	}
 	pr, ok := a.prompter()
@@ -111,10 +113,8 @@ func runRegister(ctx context.Context, a *app, p *parsed) error {
 			return err
 		}
 	}
-	if len(p.getList("activation-key")) > 0 || p.get("username") != "" || p.get("password") != "" {
-		if _, err := a.credentials(p); err != nil {
-			return err
-		}
+	if _, err := a.credentials(p, false); err != nil {
+		return err
 	}
 
 	fmt.Fprintf(a.stdout, "Registering %s with %s and starting %s.\n", hostname(), rhsmName, unit)
@@ -132,7 +132,7 @@ func runRegister(ctx context.Context, a *app, p *parsed) error {
 	if uuid != "" {
 		fmt.Fprintf(a.stdout, "This system is already registered with %s (consumer %s); not registering again.\n", rhsmName, uuid)
 	} else {
-		creds, err := a.credentials(p)
+		creds, err := a.credentials(p, true)
 		if err != nil {
 			return err
 		}

@@ -163,6 +163,15 @@ func TestRegisterBadCredentials(t *testing.T) {
 	if h.rhsm.UUID() != "" {
 		t.Error("registered after bad credentials")
 	}
+
+	// Missing credentials off a terminal: a usage error, nothing done.
+	r = run(t, "register", "-u", "admin")
+	if r.code != 2 || !strings.Contains(r.stderr, "--username and --password are required when standard input is not a terminal") {
+		t.Errorf("missing password: exit %d, stderr %q; want 2 and a usage error", r.code, r.stderr)
+	}
+	if calls := h.systemdCalls(); len(calls) != 0 || h.rhsm.UUID() != "" {
+		t.Errorf("missing password: systemd calls %q, uuid %q; want nothing done", calls, h.rhsm.UUID())
+	}
 }
 
 func TestRegisterSystemdFailure(t *testing.T) {
@@ -326,7 +335,6 @@ func TestUsage(t *testing.T) {
 		{"unknown_flag", []string{"register", "--bogus"}, "ygg: register: -bogus"},
 		{"extra_argument", []string{"status", "now"}, `ygg: status: unexpected argument "now"`},
 		{"bad_format", []string{"facts", "-f", "xml"}, `ygg: --format: "xml" is not one of table, json`},
-		{"no_credentials_no_terminal", []string{"register", "-u", "admin"}, "--username and --password are required when standard input is not a terminal"},
 		{"key_without_org", []string{"register", "-a", "k"}, "--activation-key needs --organization"},
 		{"key_and_password", []string{"register", "-o", "acme", "-a", "k", "-u", "x"}, "not both"},
 	} {
