@@ -1,14 +1,159 @@
-// Package yggsimcmd is the yggsim program, importable so that the e2e suite can run
-// the real program (not yet written).
+// Package yggsimcmd is the yggsim program: a simulated yggdrasil cloud for
+// running yggd locally and in tests. "yggsim serve" runs an MQTT broker
+// with the per-host ACL, a cloud-connector compatible HTTP API and a
+// detached-content server; the other subcommands are clients of that API,
+// except "cert", which issues host certificates from the sim's CA.
+//
+// The program is importable so that the e2e suite runs the real thing:
+// Main reads os.Args, Run takes its arguments and writers, and StartServe
+// starts everything "serve" runs and returns the addresses.
 package yggsimcmd
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// ErrUsage marks a command line mistake (exit code 2).
+var ErrUsage = errors.New("usage")
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
 )
 
 // Main runs yggsim with os.Args and returns the exit code.
 func Main() int {
-	fmt.Fprintln(os.Stderr, "yggsim: not yet")
-	return 2
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return ExitCode(Run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr)
+}
+
+// ExitCode reports err on stderr and maps it to an exit code.
+func ExitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintln(stderr, "yggsim:", err)
+		return ExitUsage
+	default:
+		fmt.Fprintln(stderr, "yggsim:", err)
+		return ExitFailure
+	}
+}
+
+const mainUsage = `Usage: yggsim <command> [flags] [arguments]
+
+yggsim simulates the cloud side of yggdrasil: an MQTT broker that enforces
+the per-host topic ACL, a certificate authority for host certificates, a
+REST API compatible with cloud-connector, and a detached-content server.
+Run "yggsim serve" in one terminal, then yggd against it, and drive it with
+the other commands.
+
+Commands:
+  serve   run the broker, the API and the content server
+  hosts   list the hosts the sim has seen
+  ping    ping a host and print the round-trip time
+  send    send a data message to a host, and optionally wait for the answer
+  watch   print all MQTT traffic as it happens
+  cert    issue a host certificate signed by the sim's CA
+  demo    (not yet) run a scripted demonstration
+
+Run "yggsim <command> --help" for a command's flags.
+
+Environment:
+  YGGSIM_API    the API URL the client commands use (default ` + defaultAPI + `)
+  YGGSIM_STATE  the state directory (the CA) of serve and cert
+
+Exit status: 0 on success, 1 on failure, 2 on a usage error.
+`
+
+// Run runs one yggsim command line (without the program name).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return fmt.Errorf("%w: no command", ErrUsage)
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, mainUsage)
+		return nil
+	case "serve":
+		return runServe(ctx, rest, stdout, stderr)
+	case "hosts":
+		return runHosts(ctx, rest, stdout, stderr)
+	case "ping":
+		return runPing(ctx, rest, stdout, stderr)
+	case "send":
+		return runSend(ctx, rest, stdout, stderr)
+	case "watch":
+		return runWatch(ctx, rest, stdout, stderr)
+	case "cert":
+		return runCert(ctx, rest, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
+	}
+	fmt.Fprint(stderr, mainUsage)
+	return fmt.Errorf("%w: unknown command %q", ErrUsage, cmd)
+}
+
+// newFlags returns a flag set whose --help prints usage to stdout and
+// whose errors are usage errors.
+func newFlags(name, usage string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), strings.TrimLeft(usage, "\n"))
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags placed anywhere among the arguments (flag stops at
+// the first non-flag argument, so positional arguments are set aside and
+// parsing resumes after each one).
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
+	var pos []string
+	for {
+		for _, a := range args {
+			if a == "-h" || a == "-help" || a == "--help" {
+				fs.SetOutput(stdout)
+				fs.Usage()
+				return nil, flag.ErrHelp
+			}
+		}
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func runDemo(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("demo", `
+Usage: yggsim demo
+
+Not written yet: it will start the sim, a yggd and a worker, and walk
+through a message round trip.
+`, stdout, stderr)
+	if _, err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	return errors.New("demo: not yet")
 }

@@ -1,0 +1,382 @@
+package yggsimcmd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ygglab/yggdrasil/sim"
+)
+
+// apiClient calls the sim's API.
+type apiClient struct {
+	base string
+	http *http.Client
+}
+
+// apiFlag adds --api, defaulting to $YGGSIM_API or the serve default.
+func apiFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("YGGSIM_API")
+	if def == "" {
+		def = defaultAPI
+	}
+	return fs.String("api", def, "`URL` of the sim's API (default $YGGSIM_API or "+defaultAPI+")")
+}
+
+// do sends a request and decodes a 2xx JSON answer into out; any other
+// status becomes an error carrying the API's detail.
+func (c apiClient) do(ctx context.Context, method, path string, body any, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.base, "/")+path, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e sim.APIError
+		b, _ := io.ReadAll(resp.Body)
+		if json.Unmarshal(b, &e) == nil && e.Detail != "" {
+			return &e
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+const hostsUsage = `
+Usage: yggsim hosts [--api URL] [--json]
+
+List the hosts the sim has seen, with the state of their latest
+connection-status, when they were last heard from, their workers
+(dispatchers) and how many negative acknowledgements they sent.
+`
+
+func runHosts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("hosts", hostsUsage, stdout, stderr)
+	api := apiFlag(fs)
+	asJSON := fs.Bool("json", false, "print the hosts as JSON")
+	pos, err := parse(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("%w: hosts takes no arguments", ErrUsage)
+	}
+	var hosts []sim.Host
+	if err := (apiClient{*api, http.DefaultClient}).do(ctx, "GET", sim.SimPath+"/hosts", nil, &hosts); err != nil {
+		return fmt.Errorf("hosts: %w", err)
+	}
+	if *asJSON {
+		return printJSON(stdout, hosts)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tSTATE\tLAST SEEN\tDISPATCHERS\tNACKS")
+	for _, h := range hosts {
+		var d map[string]any
+		json.Unmarshal(h.Dispatchers, &d)
+		names := make([]string, 0, len(d))
+		for k := range d {
+			names = append(names, k)
+		}
+		state := h.State
+		if state == "" {
+			state = "unknown"
+		}
+		seen := "-"
+		if !h.LastSeen.IsZero() {
+			seen = h.LastSeen.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", h.ID, state, seen, strings.Join(slices.Sorted(slices.Values(names)), ","), len(h.Nacks))
+	}
+	return tw.Flush()
+}
+
+const pingUsage = `
+Usage: yggsim ping [--api URL] [--timeout D] [--json] HOST
+
+Send a ping command to HOST on its control/in topic and wait for the pong
+event; print the round-trip time. Fails if HOST is not online or no pong
+arrives within the timeout.
+`
+
+func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ping", pingUsage, stdout, stderr)
+	api := apiFlag(fs)
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the pong")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := parse(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: ping takes one HOST", ErrUsage)
+	}
+	var res sim.PingResult
+	path := sim.SimPath + "/hosts/" + url.PathEscape(pos[0]) + "/ping?timeout=" + timeout.String()
+	if err := (apiClient{*api, http.DefaultClient}).do(ctx, "POST", path, nil, &res); err != nil {
+		return fmt.Errorf("ping %s: %w", pos[0], err)
+	}
+	if *asJSON {
+		return printJSON(stdout, res)
+	}
+	fmt.Fprintf(stdout, "pong from %s in %v\n", pos[0], res.RTT)
+	return nil
+}
+
+const sendUsage = `
+Usage: yggsim send [flags] HOST --directive D [--content C] [--metadata k=v]... [--wait]
+
+Send a data message to HOST through the cloud-connector API (POST
+/api/cloud-connector/v2/connections/HOST/message) and print its message
+id. The content C is "@file" (the file's contents), "-" (standard input) or
+a literal; if it is valid JSON it is sent as is, otherwise as a JSON
+string. With --wait, wait for the answer on HOST's data/out topic (the
+data message whose response_to is the id) and print its content (the whole
+message with --json).
+
+Examples:
+  yggsim send host1 --directive echo --content '"hello"' --wait
+  yggsim send host1 --directive playbook --content @play.yml --metadata return_url=http://127.0.0.1:8481/r
+`
+
+// metadataFlag collects repeated k=v values.
+type metadataFlag map[string]string
+
+func (m metadataFlag) String() string { return "" }
+
+func (m metadataFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("metadata %q is not key=value", v)
+	}
+	m[k] = val
+	return nil
+}
+
+// readContent resolves --content to JSON.
+func readContent(c string, stdin io.Reader) (json.RawMessage, error) {
+	var b []byte
+	switch {
+	case c == "-":
+		var err error
+		if b, err = io.ReadAll(stdin); err != nil {
+			return nil, fmt.Errorf("read standard input: %w", err)
+		}
+	case strings.HasPrefix(c, "@"):
+		var err error
+		if b, err = os.ReadFile(c[1:]); err != nil {
+			return nil, err
+		}
+	default:
+		b = []byte(c)
+	}
+	if t := bytes.TrimSpace(b); len(t) > 0 && json.Valid(t) {
+		return json.RawMessage(t), nil
+	}
+	s, _ := json.Marshal(string(b))
+	return s, nil
+}
+
+// stdin is where "send --content -" reads; tests replace it.
+var stdin io.Reader = os.Stdin
+
+func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("send", sendUsage, stdout, stderr)
+	api := apiFlag(fs)
+	directive := fs.String("directive", "", "the `directive` (the worker's handler name); required")
+	contentArg := fs.String("content", "", "the content: @file, - or a literal")
+	metadata := metadataFlag{}
+	fs.Var(metadata, "metadata", "a `key=value` of metadata (repeatable)")
+	wait := fs.Bool("wait", false, "wait for the answer and print it")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *directive == "" {
+		return fmt.Errorf("%w: send takes one HOST and --directive", ErrUsage)
+	}
+	var payload json.RawMessage
+	if *contentArg != "" {
+		if payload, err = readContent(*contentArg, stdin); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+	}
+	c := apiClient{*api, http.DefaultClient}
+	var id struct {
+		ID string `json:"id"`
+	}
+	body := map[string]any{"directive": *directive, "payload": payload, "metadata": map[string]string(metadata)}
+	if err := c.do(ctx, "POST", sim.CloudConnectorPath+"/v2/connections/"+url.PathEscape(pos[0])+"/message", body, &id); err != nil {
+		return fmt.Errorf("send to %s: %w", pos[0], err)
+	}
+	if !*wait {
+		if *asJSON {
+			return printJSON(stdout, id)
+		}
+		fmt.Fprintln(stdout, id.ID)
+		return nil
+	}
+	var answer sim.Message
+	if err := c.do(ctx, "GET", sim.SimPath+"/answers/"+url.PathEscape(id.ID)+"?timeout="+timeout.String(), nil, &answer); err != nil {
+		return fmt.Errorf("send to %s: wait for the answer to %s: %w", pos[0], id.ID, err)
+	}
+	if *asJSON {
+		return printJSON(stdout, answer)
+	}
+	var d struct {
+		Content json.RawMessage `json:"content"`
+	}
+	if err := json.Unmarshal(answer.Payload, &d); err != nil {
+		stdout.Write(answer.Payload)
+		fmt.Fprintln(stdout)
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s\n", d.Content)
+	return nil
+}
+
+const watchUsage = `
+Usage: yggsim watch [--api URL] [--since N] [--json]
+
+Print every MQTT message the sim sees, as it happens, until interrupted:
+one line per message ("#seq topic qos=… from=… N bytes") followed by its
+payload, or one JSON object per line with --json. --since N starts after
+the message with sequence number N (0 replays everything recorded).
+`
+
+func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("watch", watchUsage, stdout, stderr)
+	api := apiFlag(fs)
+	since := fs.Int64("since", -1, "start after this sequence number (default: only new messages)")
+	asJSON := fs.Bool("json", false, "print one JSON object per message")
+	pos, err := parse(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("%w: watch takes no arguments", ErrUsage)
+	}
+	c := apiClient{*api, http.DefaultClient}
+	if *since < 0 {
+		var info sim.Info
+		if err := c.do(ctx, "GET", sim.SimPath+"/info", nil, &info); err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		*since = info.LastSeq
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s/events?since=%d", strings.TrimRight(*api, "/"), sim.SimPath, *since), nil)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("watch: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 4<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		if *asJSON {
+			fmt.Fprintln(stdout, data)
+			continue
+		}
+		var m sim.Message
+		if err := json.Unmarshal([]byte(data), &m); err != nil {
+			return fmt.Errorf("watch: decode event: %w", err)
+		}
+		fmt.Fprintf(stdout, "%s\n  %s\n", m, m.Payload)
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	return nil
+}
+
+const certUsage = `
+Usage: yggsim cert [--state DIR] --out DIR HOST-ID
+
+Issue a client certificate whose CN is HOST-ID, signed by the sim's CA kept
+in the state directory (created on first use), and write DIR/cert.pem,
+DIR/key.pem and DIR/ca.pem (the CA certificate). Run yggd with them to
+connect to "yggsim serve --state" over TLS without RHSM:
+
+  yggsim cert --state ~/.local/state/yggsim --out ./host1 host1
+  yggd --broker ssl://127.0.0.1:8883 --cert-file host1/cert.pem --key-file host1/key.pem --ca-root host1/ca.pem
+`
+
+func runCert(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("cert", certUsage, stdout, stderr)
+	state := fs.String("state", os.Getenv("YGGSIM_STATE"), "state `directory` of the CA (default $YGGSIM_STATE); required")
+	out := fs.String("out", "", "output `directory`; required")
+	pos, err := parse(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *state == "" || *out == "" {
+		return fmt.Errorf("%w: cert takes one HOST-ID, --state (or $YGGSIM_STATE) and --out", ErrUsage)
+	}
+	ca, err := sim.OpenCA(*state)
+	if err != nil {
+		return fmt.Errorf("cert: %w", err)
+	}
+	certPEM, keyPEM, err := ca.IssueClient(pos[0])
+	if err != nil {
+		return fmt.Errorf("cert: %w", err)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("cert: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{{"cert.pem", certPEM, 0o644}, {"key.pem", keyPEM, 0o600}, {"ca.pem", ca.CertPEM(), 0o644}} {
+		if err := os.WriteFile(filepath.Join(*out, f.name), f.data, f.perm); err != nil {
+			return fmt.Errorf("cert: %w", err)
+		}
+	}
+	fmt.Fprintf(stdout, "%s\n%s\n%s\n", filepath.Join(*out, "cert.pem"), filepath.Join(*out, "key.pem"), filepath.Join(*out, "ca.pem"))
+	return nil
+}

@@ -1,0 +1,237 @@
+package yggsimcmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/ygglab/yggdrasil/yggdrasil"
+)
+
+// syncBuffer is a bytes.Buffer safe for the serve goroutine's writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// startServe runs "yggsim serve" in-process and returns its addresses.
+func startServe(t *testing.T, extra ...string) Addresses {
+	t.Helper()
+	dir := t.TempDir()
+	addrFile := filepath.Join(dir, "addr.json")
+	args := append([]string{"serve", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0", "--api", "127.0.0.1:0",
+		"--content", "127.0.0.1:0", "--state", filepath.Join(dir, "state"), "--addr-file", addrFile, "--log-level", "warn"}, extra...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var stdout, stderr syncBuffer
+	go func() { done <- Run(ctx, args, &stdout, &stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v\n%s", err, stderr.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(addrFile)
+		if err == nil {
+			var a Addresses
+			if err := json.Unmarshal(b, &a); err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v\n%s", err, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not write its address file")
+		}
+	}
+}
+
+// run runs one yggsim command line and returns its exit code and output.
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := ExitCode(Run(ctx, args, &stdout, &stderr), &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// fakeHost connects over TLS with a certificate from "yggsim cert", says
+// it is online, answers pings and echoes data.
+func fakeHost(t *testing.T, a Addresses, certDir, id string) {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(filepath.Join(certDir, "cert.pem"), filepath.Join(certDir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := os.ReadFile(filepath.Join(certDir, "ca.pem"))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	topic := func(kind, dir string) string { return yggdrasil.Topic("yggdrasil", id, kind, dir) }
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(a.MQTTS).SetClientID(id).
+		SetTLSConfig(&tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool}))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect over TLS: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	c.Subscribe(topic("control", "in"), 1, func(c paho.Client, m paho.Message) {
+		cmd, err := yggdrasil.DecodeCommand(m.Payload())
+		if err == nil && cmd.Content.Command == "ping" {
+			b, _ := json.Marshal(yggdrasil.Event{Type: "event", MessageID: yggdrasil.NewMessageID(), ResponseTo: cmd.MessageID, Version: 1, Content: "pong"})
+			c.Publish(topic("control", "out"), 1, false, b)
+		}
+	}).Wait()
+	c.Subscribe(topic("data", "in"), 1, func(c paho.Client, m paho.Message) {
+		d, err := yggdrasil.DecodeData(m.Payload())
+		if err == nil {
+			b, _ := json.Marshal(yggdrasil.Data{Type: "data", MessageID: yggdrasil.NewMessageID(), ResponseTo: d.MessageID, Version: 1, Directive: d.Directive, Content: d.Content})
+			c.Publish(topic("data", "out"), 1, false, b)
+		}
+	}).Wait()
+	st, _ := json.Marshal(yggdrasil.ConnectionStatus{Type: "connection-status", MessageID: yggdrasil.NewMessageID(), Version: 1, Sent: time.Now(),
+		Content: yggdrasil.StatusContent{State: "online", Dispatchers: map[string]map[string]string{"echo": nil}}})
+	c.Publish(topic("control", "out"), 1, true, st).Wait()
+}
+
+func TestServeAndClients(t *testing.T) {
+	a := startServe(t)
+	if !strings.HasPrefix(a.MQTT, "tcp://127.0.0.1:") || !strings.HasPrefix(a.MQTTS, "ssl://127.0.0.1:") ||
+		!strings.HasPrefix(a.API, "http://127.0.0.1:") || !strings.HasPrefix(a.Content, "http://127.0.0.1:") || a.CA == "" {
+		t.Fatalf("addresses = %+v", a)
+	}
+	state := filepath.Dir(a.CA)
+
+	// cert: a host certificate from the serve's CA.
+	certDir := filepath.Join(t.TempDir(), "host1")
+	code, out, errOut := run(t, "cert", "--state", state, "--out", certDir, "host1")
+	if code != 0 || !strings.Contains(out, "cert.pem") {
+		t.Fatalf("cert = %d %s %s", code, out, errOut)
+	}
+	fakeHost(t, a, certDir, "host1")
+
+	// hosts: host1 shows up online (poll: the status travels).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, out, errOut = run(t, "hosts", "--api", a.API)
+		if code != 0 {
+			t.Fatalf("hosts = %d %s", code, errOut)
+		}
+		if strings.Contains(out, "host1") && strings.Contains(out, "online") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hosts never showed host1 online:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.HasPrefix(out, "HOST") || !strings.Contains(out, "echo") {
+		t.Errorf("hosts =\n%s", out)
+	}
+	code, out, _ = run(t, "hosts", "--api", a.API, "--json")
+	if code != 0 || !strings.Contains(out, `"client_id": "host1"`) {
+		t.Errorf("hosts --json = %d %s", code, out)
+	}
+
+	// send --wait prints the echoed content; send alone prints the id.
+	code, out, errOut = run(t, "send", "host1", "--api", a.API, "--directive", "echo", "--content", `{"n":1}`, "--wait")
+	if code != 0 || out != "{\"n\":1}\n" {
+		t.Errorf("send --wait = %d %q %s", code, out, errOut)
+	}
+	code, out, errOut = run(t, "send", "--api", a.API, "--directive", "echo", "--content", "plain words", "--metadata", "k=v", "host1")
+	if code != 0 || len(strings.TrimSpace(out)) != 36 {
+		t.Errorf("send = %d %q %s, want a message id", code, out, errOut)
+	}
+
+	// ping prints the round trip.
+	code, out, errOut = run(t, "ping", "--api", a.API, "host1")
+	if code != 0 || !strings.HasPrefix(out, "pong from host1 in ") {
+		t.Errorf("ping = %d %q %s", code, out, errOut)
+	}
+
+	// Failures: an unknown host.
+	if code, _, errOut = run(t, "ping", "--api", a.API, "nobody"); code != 1 || !strings.Contains(errOut, "not connected") {
+		t.Errorf("ping nobody = %d %s", code, errOut)
+	}
+	if code, _, errOut = run(t, "send", "--api", a.API, "--directive", "echo", "nobody"); code != 1 || !strings.Contains(errOut, "not connected") {
+		t.Errorf("send nobody = %d %s", code, errOut)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  string // in stdout or stderr
+	}{
+		{"no_command", nil, 2, "Usage: yggsim <command>"},
+		{"unknown", []string{"nope"}, 2, `unknown command "nope"`},
+		{"help", []string{"--help"}, 0, "Commands:"},
+		{"serve_help", []string{"serve", "--help"}, 0, "Usage: yggsim serve"},
+		{"send_help", []string{"send", "-h"}, 0, "--directive"},
+		{"cert_help", []string{"cert", "--help"}, 0, "CN is HOST-ID"},
+		{"ping_no_host", []string{"ping"}, 2, "one HOST"},
+		{"send_no_directive", []string{"send", "h1"}, 2, "--directive"},
+		{"send_bad_metadata", []string{"send", "h1", "--directive", "d", "--metadata", "novalue"}, 2, "key=value"},
+		{"cert_no_out", []string{"cert", "--state", "x", "h1"}, 2, "--out"},
+		{"serve_bad_flag", []string{"serve", "--bogus"}, 2, "bogus"},
+		{"hosts_args", []string{"hosts", "extra"}, 2, "no arguments"},
+		{"demo", []string{"demo"}, 1, "not yet"},
+		{"api_down", []string{"hosts", "--api", "http://127.0.0.1:1"}, 1, "hosts:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, tt.args...)
+			if code != tt.code || !strings.Contains(out+errOut, tt.out) {
+				t.Errorf("yggsim %v = %d\nstdout: %s\nstderr: %s\nwant %d with %q", tt.args, code, out, errOut, tt.code, tt.out)
+			}
+		})
+	}
+}
+
+func TestReadContent(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "c.json")
+	os.WriteFile(f, []byte("{\"a\": 1}\n"), 0o644)
+	tests := []struct{ name, arg, stdin, want string }{
+		{"json_literal", `[1,2]`, "", `[1,2]`},
+		{"string_literal", `hello`, "", `"hello"`},
+		{"file", "@" + f, "", `{"a": 1}`},
+		{"stdin", "-", "text\n", `"text\n"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readContent(tt.arg, strings.NewReader(tt.stdin))
+			if err != nil || string(got) != tt.want {
+				t.Errorf("readContent(%q) = %s, %v; want %s", tt.arg, got, err, tt.want)
+			}
+		})
+	}
+}
