@@ -186,6 +186,7 @@ func (r *Router) publishStatuses(ctx context.Context) {
 		err := r.tr.Publish(pctx, r.topic(KindControl), payload, true)
 		cancel()
 		if err != nil && ctx.Err() == nil {
+			// The next connection publishes it again (Connected kicks).
 			r.log.Warn("publish connection status", "error", err)
 			continue
 		}

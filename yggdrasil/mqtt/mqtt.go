@@ -62,6 +62,7 @@ type Transport struct {
 	mu     sync.Mutex
 	client paho.Client   // nil while disconnected
 	up     chan struct{} // closed while connected
+	down   chan struct{} // closed when the current connection ends
 
 	cmds chan command // Disconnect and Reconnect requests
 }
@@ -89,7 +90,7 @@ func New(cfg Config) *Transport {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{cfg: cfg, log: log, up: make(chan struct{}), cmds: make(chan command, 1)}
+	return &Transport{cfg: cfg, log: log, up: make(chan struct{}), down: make(chan struct{}), cmds: make(chan command, 1)}
 }
 
 // Run connects and stays connected until ctx ends, then disconnects
@@ -217,12 +218,14 @@ func (t *Transport) setClient(c paho.Client) {
 	t.client = c
 	if c != nil {
 		close(t.up)
-	} else {
-		select {
-		case <-t.up:
-			t.up = make(chan struct{})
-		default:
-		}
+		t.down = make(chan struct{})
+		return
+	}
+	select {
+	case <-t.up:
+		t.up = make(chan struct{})
+		close(t.down) // publishes waiting on the old connection give up
+	default:
 	}
 }
 
@@ -230,7 +233,7 @@ func (t *Transport) setClient(c paho.Client) {
 // acknowledgement until ctx ends.
 func (t *Transport) Publish(ctx context.Context, topic string, payload []byte, retained bool) error {
 	t.mu.Lock()
-	c := t.client
+	c, down := t.client, t.down
 	t.mu.Unlock()
 	if c == nil {
 		return ErrNotConnected
@@ -242,6 +245,8 @@ func (t *Transport) Publish(ctx context.Context, topic string, payload []byte, r
 			return fmt.Errorf("publish %s: %w", topic, err)
 		}
 		return nil
+	case <-down:
+		return fmt.Errorf("publish %s: connection lost before the broker acknowledged", topic)
 	case <-ctx.Done():
 		return fmt.Errorf("publish %s: %w", topic, context.Cause(ctx))
 	}
