@@ -3,9 +3,6 @@
 SHELL := /bin/bash
 
 GO        ?= go
-PREFIX    ?= /usr/local
-DESTDIR   ?=
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 BIN       := $(CURDIR)/bin
 TOOLBIN   := $(CURDIR)/.bin
 PROGRAMS  := yggd ygg yggsim echo-worker
@@ -49,6 +46,8 @@ check: generate lint ## fail when generate, go mod tidy or gofmt would change an
 	$(GO) mod tidy
 	gofmt -w $$(git ls-files '*.go')
 	@if [ -n "$$(git status --porcelain)" ]; then echo "make check: the tree changed:"; git status --porcelain; git diff | head -50; exit 1; fi
+
+include mk/install.mk
 
 .PHONY: demo
 demo: ## run the simulated cloud, yggd and the echo worker, and show round trips

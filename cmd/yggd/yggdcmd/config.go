@@ -111,8 +111,9 @@ var errHelp = errors.New("help requested")
 
 // options are the command line switches that are not configuration.
 type options struct {
-	version bool
-	manPage bool
+	version    bool
+	manPage    bool
+	completion bool
 }
 
 // ParseConfig builds the configuration from args (without the program name):
@@ -144,6 +145,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 	fs.Var(&flagCfg.FetchTimeout, "fetch-timeout", "")
 	fs.BoolVar(&opt.version, "version", false, "")
 	fs.BoolVar(&opt.manPage, "generate-man-page", false, "")
+	fs.BoolVar(&opt.completion, "generate-bash-completion", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, opt, errHelp
@@ -153,7 +155,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 	if fs.NArg() > 0 {
 		return cfg, opt, fmt.Errorf("unexpected argument %q (yggd takes only flags)", fs.Arg(0))
 	}
-	if opt.version || opt.manPage {
+	if opt.version || opt.manPage || opt.completion {
 		return cfg, opt, nil
 	}
 	if configFile == "" {

@@ -70,7 +70,7 @@ func indent(s string) string {
 func manPage() string {
 	esc := func(s string) string { return strings.ReplaceAll(s, "-", `\-`) }
 	var b strings.Builder
-	fmt.Fprintf(&b, ".TH YGGD 8 \"\" \"yggd %s\" \"System Administration\"\n", build.Version)
+	fmt.Fprintf(&b, ".TH YGGD 1 \"\" \"yggd %s\" \"User Commands\"\n", build.Version)
 	fmt.Fprintf(&b, ".SH NAME\nyggd \\- the yggdrasil host agent\n.SH SYNOPSIS\n.B yggd\n[\\fIflags\\fR]\n")
 	fmt.Fprintf(&b, ".SH DESCRIPTION\n%s\n.SH OPTIONS\n", esc(description))
 	for _, f := range flagDocs {
@@ -83,4 +83,29 @@ func manPage() string {
 	fmt.Fprintf(&b, ".SH SIGNALS\n%s\n.SH FILES\n.TP\n%s\nconfiguration file\n", esc(signals), esc(DefaultConfigFile()))
 	fmt.Fprintf(&b, ".SH EXIT STATUS\n0 after a clean stop, 1 when yggd cannot run, 2 for a usage error.\n.SH SEE ALSO\n.BR ygg (1)\n")
 	return b.String()
+}
+
+// bashCompletion returns a bash completion script for yggd's flags.
+func bashCompletion() string {
+	var words []string
+	for _, f := range flagDocs {
+		words = append(words, "--"+f.name)
+	}
+	return fmt.Sprintf(`# bash completion for yggd
+_yggd() {
+	local cur prev
+	cur="${COMP_WORDS[COMP_CWORD]}"
+	prev="${COMP_WORDS[COMP_CWORD-1]}"
+	case "$prev" in
+	--config|--cert-file|--key-file|--ca-root)
+		COMPREPLY=($(compgen -f -- "$cur")); return ;;
+	--worker-dir)
+		COMPREPLY=($(compgen -d -- "$cur")); return ;;
+	--log-level)
+		COMPREPLY=($(compgen -W "error warn info debug trace" -- "$cur")); return ;;
+	esac
+	COMPREPLY=($(compgen -W "%s" -- "$cur"))
+}
+complete -F _yggd yggd
+`, strings.Join(words, " "))
 }

@@ -47,6 +47,9 @@ func Main() int {
 	case opt.manPage:
 		fmt.Print(manPage())
 		return 0
+	case opt.completion:
+		fmt.Print(bashCompletion())
+		return 0
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
