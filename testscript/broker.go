@@ -28,6 +28,9 @@ import (
 // wait (asserting absence) watches for as long, unless given -timeout.
 const waitTimeout = 10 * time.Second
 
+// absenceTimeout is how long a negated wait watches by default.
+const absenceTimeout = 2 * time.Second
+
 // scriptState is what one script's commands share: the sim, its mark, the
 // ids sent by mqtt-flood, the content server.
 type scriptState struct {
@@ -374,9 +377,11 @@ func cmdMQTTWait(ts *goscript.TestScript, args []string) error {
 	st.mu.Lock()
 	mark := st.mark
 	st.mu.Unlock()
-	// The adapter does not tell a command whether it is negated, so a
-	// negated mqtt-wait should say how long to watch with -timeout.
+	// A negated wait asserts absence: it watches for less long.
 	d := timeoutOr(*timeout, waitTimeout)
+	if isNegated(ts) && *timeout == 0 {
+		d = absenceTimeout
+	}
 	ctx, cancel := context.WithTimeout(scriptContext(ts), d)
 	defer cancel()
 	var last sim.Message

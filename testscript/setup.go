@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	goscript "github.com/rogpeppe/go-internal/testscript"
@@ -30,6 +31,7 @@ var commandSets = []func() map[string]command{
 	brokerCommands,
 	dbusCommands,
 	contentCommands,
+	tlsCommands,
 }
 
 type ctxKey struct{}
@@ -107,7 +109,9 @@ func adapt(name string, c command) func(*goscript.TestScript, bool, []string) {
 		if neg && !c.negatable {
 			ts.Fatalf("%s cannot be negated", name)
 		}
+		negated.Store(ts, neg)
 		err := c.run(ts, args)
+		negated.Delete(ts)
 		switch {
 		case errors.Is(err, ErrUsage):
 			ts.Fatalf("usage: %s", c.usage)
@@ -119,6 +123,17 @@ func adapt(name string, c command) func(*goscript.TestScript, bool, []string) {
 			ts.Logf("%s failed as expected: %v", name, err)
 		}
 	}
+}
+
+// negated records, while a command runs, whether it was called as "! cmd".
+var negated sync.Map // *goscript.TestScript → bool
+
+// isNegated reports whether the running command was called as "! cmd", for
+// commands whose defaults differ (a negated wait watches for less long).
+func isNegated(ts *goscript.TestScript) bool {
+	v, _ := negated.Load(ts)
+	b, _ := v.(bool)
+	return b
 }
 
 // Commands returns the usage line of every command, sorted, for the manual
