@@ -67,6 +67,7 @@ Commands:
   send    send a data message to a host, and optionally wait for the answer
   watch   print all MQTT traffic as it happens
   cert    issue a host certificate signed by the sim's CA
+  bench   load a host with data messages and measure it
   demo    (not yet) run a scripted demonstration
 
 Run "yggsim <command> --help" for a command's flags.
@@ -103,6 +104,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCert(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
+	}
+	if run, ok := hidden[cmd]; ok {
+		return run(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, mainUsage)
 	return fmt.Errorf("%w: unknown command %q", ErrUsage, cmd)

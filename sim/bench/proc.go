@@ -1,0 +1,151 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat: USER_HZ, which
+// Linux fixes at 100 for user space whatever the kernel's HZ.
+const userHZ = 100
+
+// procWatch reads a daemon's figures from /proc.
+type procWatch struct {
+	pid     int
+	logFile string
+
+	mu       sync.Mutex
+	cpu0     time.Duration
+	children map[int]time.Duration // CPU of each child at start
+	log0     int64
+	rss0     int64
+	rssTenth int64
+}
+
+// start takes the figures at the start of the measured phase.
+func (p *procWatch) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cpu0, _ = ProcCPU(p.pid)
+	p.children = map[int]time.Duration{}
+	for _, c := range Children(p.pid) {
+		p.children[c], _ = ProcCPU(c)
+	}
+	p.log0 = fileSize(p.logFile)
+	p.rss0 = statusBytes(p.pid, "VmRSS")
+}
+
+func (p *procWatch) sampleTenth() {
+	v := statusBytes(p.pid, "VmRSS")
+	p.mu.Lock()
+	p.rssTenth = v
+	p.mu.Unlock()
+}
+
+// finish takes the figures at the end.
+func (p *procWatch) finish() *ProcStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := &ProcStats{Pid: p.pid, RSSStart: p.rss0, RSSTenth: p.rssTenth}
+	cpu, _ := ProcCPU(p.pid)
+	s.CPU = cpu - p.cpu0
+	for _, c := range Children(p.pid) {
+		s.Workers = append(s.Workers, c)
+		now, _ := ProcCPU(c)
+		s.WorkerCPU += now - p.children[c] // a child started since counts whole
+	}
+	s.RSSEnd = statusBytes(p.pid, "VmRSS")
+	s.PeakRSS = statusBytes(p.pid, "VmHWM")
+	s.Threads = int(statusValue(p.pid, "Threads"))
+	if p.logFile != "" {
+		s.LogBytes = fileSize(p.logFile) - p.log0
+	}
+	return s
+}
+
+// ProcCPU returns the user and system time of pid (all its threads, alive
+// or gone, but not its children).
+func ProcCPU(pid int) (time.Duration, error) {
+	f, err := procStatFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	// After "pid (comm) ", fields from 3 on: utime is 14, stime 15.
+	ut, _ := strconv.ParseInt(f[14-3], 10, 64)
+	st, _ := strconv.ParseInt(f[15-3], 10, 64)
+	return time.Duration(ut+st) * time.Second / userHZ, nil
+}
+
+// procStatFields returns the fields of /proc/pid/stat after the command
+// name (which may hold spaces): field 3 (state) is at index 0.
+func procStatFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	return f, nil
+}
+
+// Children returns the pids whose parent is pid.
+func Children(pid int) []int {
+	var out []int
+	// /proc/<pid>/task/<tid>/children lists the children of each thread.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(t)
+		for _, s := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(s); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// Alive reports whether pid is a live process (not gone, not a zombie).
+func Alive(pid int) bool {
+	f, err := procStatFields(pid)
+	return err == nil && f[0] != "Z" && f[0] != "X"
+}
+
+// statusBytes returns a "kB" line of /proc/pid/status in bytes.
+func statusBytes(pid int, key string) int64 { return statusValue(pid, key) * 1024 }
+
+func statusValue(pid int, key string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func fileSize(name string) int64 {
+	if name == "" {
+		return 0
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
