@@ -1,0 +1,112 @@
+package yggsimcmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/ygglab/yggdrasil/sim/ceiling"
+	"github.com/ygglab/yggdrasil/yggdrasil/worker"
+)
+
+func init() {
+	hidden["ceiling-relay"] = runCeilingRelay
+	hidden["ceiling-pipeline"] = runCeilingPipeline
+	hidden["bench-worker"] = runBenchWorker
+}
+
+const ceilingRelayUsage = `
+Usage: yggsim ceiling-relay --broker URL --client-id ID [--handlers a,b]
+
+Reference ceiling a of "make bench" (hidden): a host that republishes each
+data/in payload to data/out unchanged, answers ping, and publishes a
+retained online status listing --handlers. It measures the bare MQTT round
+trip through the broker. Runs until SIGINT or SIGTERM.
+`
+
+func runCeilingRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ceiling-relay", ceilingRelayUsage, stdout, stderr)
+	var r ceiling.Relay
+	fs.StringVar(&r.Broker, "broker", "tcp://"+defaultMQTT, "broker `URL`")
+	fs.StringVar(&r.ClientID, "client-id", "", "client `id` (the host)")
+	fs.StringVar(&r.Prefix, "prefix", "yggdrasil", "topic `prefix`")
+	handlers := fs.String("handlers", "echo", "comma-separated `handlers` to list in the status")
+	if _, err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	if r.ClientID == "" {
+		return fmt.Errorf("%w: --client-id is required", ErrUsage)
+	}
+	r.Handlers = strings.Split(*handlers, ",")
+	r.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return r.Run(ctx)
+}
+
+const ceilingPipelineUsage = `
+Usage: yggsim ceiling-pipeline --broker URL --client-id ID WORKER...
+
+Reference ceiling b of "make bench" (hidden): the ideal yggd data path
+from the same libraries. It serves the Dispatcher gRPC service, starts each
+WORKER executable with YGG_SOCKET_ADDR as yggd does, and for each data/in
+message decodes the JSON, makes one unary Worker.Send call and returns; each
+answer (Dispatcher.Send) is encoded to JSON and published to data/out. It
+answers ping and publishes a retained online status listing the handlers
+that registered. Runs until SIGINT or SIGTERM, then stops its workers.
+`
+
+func runCeilingPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("ceiling-pipeline", ceilingPipelineUsage, stdout, stderr)
+	var p ceiling.Pipeline
+	fs.StringVar(&p.Broker, "broker", "tcp://"+defaultMQTT, "broker `URL`")
+	fs.StringVar(&p.ClientID, "client-id", "", "client `id` (the host)")
+	fs.StringVar(&p.Prefix, "prefix", "yggdrasil", "topic `prefix`")
+	pos, err := parse(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if p.ClientID == "" || len(pos) == 0 {
+		return fmt.Errorf("%w: --client-id and at least one WORKER are required", ErrUsage)
+	}
+	p.Workers = pos
+	p.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return p.Run(ctx)
+}
+
+const benchWorkerUsage = `
+Usage: yggsim bench-worker HANDLER
+
+A worker for "make bench" (hidden): it registers HANDLER with the
+dispatcher at $YGG_SOCKET_ADDR and answers every message with its content
+and metadata, like echo-worker's "echo". yggd passes workers no arguments,
+so install it as a script named <handler>-worker:
+
+  #!/bin/sh
+  exec /path/to/yggsim bench-worker echo3
+`
+
+func runBenchWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench-worker", benchWorkerUsage, stdout, stderr)
+	pos, err := parse(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: bench-worker takes one HANDLER", ErrUsage)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w := &worker.Worker{
+		Handler: pos[0],
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
+				log.Error("answer not sent", "message_id", m.ID, "error", err)
+			}
+		},
+	}
+	if os.Getenv("YGG_SOCKET_ADDR") == "" {
+		return fmt.Errorf("bench-worker: YGG_SOCKET_ADDR is not set (workers are started by yggd)")
+	}
+	return w.Run(ctx)
+}

@@ -1,0 +1,169 @@
+package ceiling
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/ygglab/yggdrasil/proto"
+	"github.com/ygglab/yggdrasil/yggdrasil"
+)
+
+// Pipeline is ceiling b: the ideal data path. It serves the Dispatcher
+// service itself, starts Workers with YGG_SOCKET_ADDR as yggd does, keeps
+// one gRPC connection to each, and for every data/in payload decodes the
+// JSON, calls the worker's Send and returns (paho then acknowledges); each
+// answer the worker sends is encoded to JSON and published to data/out
+// without waiting for the broker.
+type Pipeline struct {
+	Host
+	Workers []string // worker executables, started with YGG_SOCKET_ADDR
+
+	pb.UnimplementedDispatcherServer
+	mu       sync.RWMutex
+	conns    map[string]pb.WorkerClient
+	closers  []*grpc.ClientConn
+	handlers []string
+	ready    chan struct{} // closed once connected to the broker
+}
+
+const maxMsg = yggdrasil.DefaultMaxMessageSize + 1<<20
+
+// Run starts the dispatcher and the workers, connects, and serves until
+// ctx ends; then it stops the workers (SIGTERM) and waits for them.
+func (p *Pipeline) Run(ctx context.Context) error {
+	p.init()
+	p.conns = map[string]pb.WorkerClient{}
+	p.ready = make(chan struct{})
+	name := "@ygg-ceiling-" + rand.Text()[:16]
+	lis, err := net.Listen("unix", name)
+	if err != nil {
+		return fmt.Errorf("pipeline: listen: %w", err)
+	}
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg))
+	pb.RegisterDispatcherServer(srv, p)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { srv.Serve(lis) })
+	defer srv.Stop()
+	defer func() {
+		p.mu.Lock()
+		for _, cc := range p.closers {
+			cc.Close()
+		}
+		p.mu.Unlock()
+	}()
+
+	err = p.connect(ctx, p.data)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	defer p.disconnect()
+	close(p.ready)
+
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	errs := make(chan error, len(p.Workers))
+	for _, path := range p.Workers {
+		cmd := exec.CommandContext(wctx, path)
+		cmd.Env = []string{"YGG_SOCKET_ADDR=unix:" + name, "PATH=" + os.Getenv("PATH"), "YGG_CLIENT_ID=" + p.ClientID}
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = 3 * time.Second
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("pipeline: start worker %s: %w", filepath.Base(path), err)
+		}
+		wg.Go(func() {
+			err := cmd.Wait()
+			if wctx.Err() == nil {
+				errs <- fmt.Errorf("pipeline: worker %s exited: %v", filepath.Base(path), err)
+			}
+		})
+	}
+	p.Log.Info("pipeline ready", "client_id", p.ClientID, "workers", len(p.Workers))
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errs:
+		return err
+	}
+}
+
+// data handles one data/in payload: decode, look up, one unary call.
+func (p *Pipeline) data(payload []byte) {
+	var d yggdrasil.Data
+	if err := json.Unmarshal(payload, &d); err != nil {
+		p.Log.Warn("bad data message", "error", err)
+		return
+	}
+	p.mu.RLock()
+	w := p.conns[d.Directive]
+	p.mu.RUnlock()
+	if w == nil {
+		p.Log.Warn("no worker", "directive", d.Directive)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), yggdrasil.DefaultDispatchTimeout)
+	defer cancel()
+	_, err := w.Send(ctx, &pb.Data{MessageId: d.MessageID, ResponseTo: d.ResponseTo, Directive: d.Directive,
+		Metadata: d.Metadata, Content: d.Content})
+	if err != nil {
+		p.Log.Warn("send to worker", "message_id", d.MessageID, "error", err)
+	}
+}
+
+// Register implements Dispatcher.Register.
+func (p *Pipeline) Register(_ context.Context, req *pb.RegistrationRequest) (*pb.RegistrationResponse, error) {
+	<-p.ready
+	addr := "@ygg-" + req.GetHandler() + "-" + rand.Text()[:16]
+	cc, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", addr)
+		}),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.WaitForReady(true), grpc.MaxCallSendMsgSize(maxMsg), grpc.MaxCallRecvMsgSize(maxMsg)))
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if _, dup := p.conns[req.GetHandler()]; dup {
+		p.mu.Unlock()
+		cc.Close()
+		return &pb.RegistrationResponse{Registered: false}, nil
+	}
+	p.conns[req.GetHandler()] = pb.NewWorkerClient(cc)
+	p.closers = append(p.closers, cc)
+	p.handlers = append(p.handlers, req.GetHandler())
+	handlers := slices.Clone(p.handlers)
+	p.mu.Unlock()
+	p.publishStatus(handlers)
+	return &pb.RegistrationResponse{Registered: true, Address: addr}, nil
+}
+
+// Send implements Dispatcher.Send: encode, publish, return.
+func (p *Pipeline) Send(_ context.Context, in *pb.Data) (*pb.Receipt, error) {
+	d := yggdrasil.Data{Type: yggdrasil.TypeData, MessageID: in.GetMessageId(), ResponseTo: in.GetResponseTo(),
+		Version: yggdrasil.Version, Sent: time.Now(), Directive: in.GetDirective(), Metadata: in.GetMetadata(),
+		Content: in.GetContent()}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, errors.New("encode answer: " + err.Error())
+	}
+	p.client.Publish(p.dataOut, 1, false, b)
+	return &pb.Receipt{}, nil
+}
