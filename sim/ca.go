@@ -181,14 +181,40 @@ func (ca *CA) ServerTLSConfig() (*tls.Config, error) {
 	}, nil
 }
 
+// IssueClientValid is IssueClient with the given validity period, for
+// certificates that are expired or not yet valid.
+func (ca *CA) IssueClientValid(cn string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
+	if cn == "" {
+		return nil, nil, fmt.Errorf("issue client certificate: empty CN")
+	}
+	if !notAfter.After(notBefore) {
+		return nil, nil, fmt.Errorf("issue client certificate for %q: not after %s is not after not before %s", cn, notAfter, notBefore)
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	certPEM, keyPEM, err = ca.issueValid(tmpl, notBefore, notAfter)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue client certificate for %q: %w", cn, err)
+	}
+	return certPEM, keyPEM, nil
+}
+
+// issue signs tmpl with a new key, valid from an hour ago for ten years.
 func (ca *CA) issue(tmpl *x509.Certificate) (certPEM, keyPEM []byte, err error) {
+	return ca.issueValid(tmpl, time.Now().Add(-time.Hour), time.Now().AddDate(10, 0, 0))
+}
+
+func (ca *CA) issueValid(tmpl *x509.Certificate, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	tmpl.SerialNumber = serial()
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().AddDate(10, 0, 0)
+	tmpl.NotBefore = notBefore
+	tmpl.NotAfter = notAfter
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
 	if err != nil {
 		return nil, nil, err

@@ -32,6 +32,7 @@ var commandSets = []func() map[string]command{
 	dbusCommands,
 	contentCommands,
 	tlsCommands,
+	procCommands,
 }
 
 type ctxKey struct{}
