@@ -33,6 +33,7 @@ var commandSets = []func() map[string]command{
 	contentCommands,
 	tlsCommands,
 	procCommands,
+	genCommands,
 }
 
 type ctxKey struct{}
