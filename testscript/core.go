@@ -29,7 +29,7 @@ func coreCommands() map[string]command {
 			run:   sendSignal,
 		},
 		"gen-data": {
-			usage: "gen-data [-size n] id directive file",
+			usage: "gen-data [-size n] [-metadata-keys n] id directive file",
 			run:   genData,
 		},
 		"signal-worker": {
@@ -199,18 +199,33 @@ func signalByName(name string) (syscall.Signal, error) {
 }
 
 // genData writes a data message whose content is a JSON string of size
-// bytes, for payloads too large to keep in an archive.
+// bytes, and whose metadata has keys k0, k1, ... (all "v"), for payloads too
+// large to keep in an archive.
 func genData(ts *goscript.TestScript, args []string) error {
-	size := 0
-	args, err := flags("gen-data", args, func(fs *flag.FlagSet) { fs.IntVar(&size, "size", 0, "") })
+	size, keys := 0, 0
+	args, err := flags("gen-data", args, func(fs *flag.FlagSet) {
+		fs.IntVar(&size, "size", 0, "")
+		fs.IntVar(&keys, "metadata-keys", 0, "")
+	})
 	if err != nil {
 		return err
 	}
-	if len(args) != 3 || size < 0 {
+	if len(args) != 3 || size < 0 || keys < 0 {
 		return ErrUsage
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `{"type":"data","message_id":%q,"version":1,"directive":%q,"content":"`, args[0], args[1])
+	fmt.Fprintf(&b, `{"type":"data","message_id":%q,"version":1,"directive":%q,`, args[0], args[1])
+	if keys > 0 {
+		b.WriteString(`"metadata":{`)
+		for i := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"k%d":"v"`, i)
+		}
+		b.WriteString(`},`)
+	}
+	b.WriteString(`"content":"`)
 	b.WriteString(strings.Repeat("x", size))
 	b.WriteString(`"}`)
 	return os.WriteFile(ts.MkAbs(args[2]), []byte(b.String()), 0o644)
