@@ -48,6 +48,7 @@ check: generate lint ## fail when generate, go mod tidy or gofmt would change an
 	@if [ -n "$$(git status --porcelain)" ]; then echo "make check: the tree changed:"; git status --porcelain; git diff | head -50; exit 1; fi
 
 include mk/install.mk
+include mk/bench.mk
 
 .PHONY: demo
 demo: ## run the simulated cloud, yggd and the echo worker, and show round trips

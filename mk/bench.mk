@@ -1,0 +1,20 @@
+# Benchmarks (not part of make test): see BENCHMARKS.md.
+BENCHBIN  := $(CURDIR)/bin/bench
+BENCHREPS ?= 5
+BENCHARGS ?=
+
+.PHONY: bench-build
+bench-build:
+	$(GO) build -o $(BENCHBIN)/ ./cmd/yggd ./cmd/yggsim ./cmd/echo-worker
+
+.PHONY: bench
+bench: bench-build ## run the benchmark matrix: yggd against ceilings a (relay) and b (ideal pipeline), interleaved
+	$(BENCHBIN)/yggsim bench-matrix --bin $(BENCHBIN) --reps $(BENCHREPS) --json $(BENCHBIN)/bench.json $(BENCHARGS)
+
+.PHONY: bench-soak
+bench-soak: bench-build ## run the long benchmarks: 1M messages at 100 B and 50k at 64 KiB through yggd
+	$(BENCHBIN)/yggsim bench-matrix --bin $(BENCHBIN) --reps 1 --soak --json $(BENCHBIN)/bench-soak.json $(BENCHARGS)
+
+.PHONY: bench-go
+bench-go: ## run the Go micro-benchmarks of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem ./yggdrasil/

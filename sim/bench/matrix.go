@@ -1,0 +1,279 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ygglab/yggdrasil/sim"
+)
+
+// System is a host implementation that the matrix measures.
+type System string
+
+// The systems, in the order each case runs them.
+const (
+	SysRelay    System = "a"    // ceiling a: yggsim ceiling-relay
+	SysPipeline System = "b"    // ceiling b: yggsim ceiling-pipeline
+	SysYggd     System = "yggd" // the daemon under test
+)
+
+// Case is one workload of the matrix.
+type Case struct {
+	ID       string
+	Window   int
+	Size     int
+	Count    int
+	Warmup   int // 0: the default
+	Workers  int // 0: one echo-worker; n: n bench-workers, handlers echo1..echoN round-robin
+	Detached bool
+	Systems  []System // default a, b, yggd
+}
+
+// DefaultCases is the matrix of "make bench", sized to finish in about ten
+// minutes on two cores at five repetitions.
+func DefaultCases() []Case {
+	return []Case{
+		{ID: "thru", Window: 64, Size: 100, Count: 20_000},
+		{ID: "lat", Window: 1, Size: 100, Count: 3_000, Warmup: 300},
+		{ID: "payload-4k", Window: 64, Size: 4 << 10, Count: 10_000},
+		{ID: "payload-64k", Window: 64, Size: 64 << 10, Count: 2_000},
+		{ID: "payload-64k-w1", Window: 1, Size: 64 << 10, Count: 1_000, Warmup: 100},
+		{ID: "workers-1", Window: 64, Size: 100, Count: 10_000, Workers: 1},
+		{ID: "workers-4", Window: 64, Size: 100, Count: 10_000, Workers: 4},
+		{ID: "workers-16", Window: 64, Size: 100, Count: 10_000, Workers: 16},
+		{ID: "detached-1m", Window: 4, Size: 1 << 20, Count: 40, Warmup: 8, Detached: true, Systems: []System{SysYggd}},
+	}
+}
+
+// SoakCases are the long runs of "make bench-soak" (yggd and ceiling b,
+// once).
+func SoakCases() []Case {
+	return []Case{
+		{ID: "soak-100b", Window: 64, Size: 100, Count: 1_000_000, Systems: []System{SysYggd}},
+		{ID: "soak-64k", Window: 64, Size: 64 << 10, Count: 50_000, Systems: []System{SysYggd}},
+	}
+}
+
+// Matrix runs cases against the systems, interleaved: for each
+// repetition, each case runs a, b and yggd back to back, on one broker.
+type Matrix struct {
+	Bin   string // directory holding yggd, yggsim and echo-worker
+	Reps  int
+	Cases []Case
+	Log   io.Writer // progress lines; nil: none
+}
+
+// Run is one measured run of the matrix.
+type MatrixRun struct {
+	Rep        int     `json:"rep"`
+	Case       string  `json:"case"`
+	System     System  `json:"system"`
+	Result     *Result `json:"result,omitempty"`
+	Error      string  `json:"error,omitempty"`
+	WorkerLeft []int   `json:"workers_left,omitempty"` // alive after the host stopped
+	ExitErr    string  `json:"exit_error,omitempty"`
+}
+
+// Run runs the matrix and returns every run.
+func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
+	if m.Reps <= 0 {
+		m.Reps = 5
+	}
+	logf := func(format string, args ...any) {
+		if m.Log != nil {
+			fmt.Fprintf(m.Log, format+"\n", args...)
+		}
+	}
+	bin, err := filepath.Abs(m.Bin)
+	if err != nil {
+		return nil, err
+	}
+	m.Bin = bin
+	for _, b := range []string{"yggd", "yggsim", "echo-worker"} {
+		if _, err := os.Stat(filepath.Join(m.Bin, b)); err != nil {
+			return nil, fmt.Errorf("bench matrix: %w (build the programs into %s first)", err, m.Bin)
+		}
+	}
+	s := &sim.Server{OpenACL: true, TLSAddr: sim.Off, APIAddr: sim.Off, JournalLimit: 1, HistoryLimit: 1,
+		Logger: slog.New(slog.DiscardHandler)}
+	if err := s.Start(); err != nil {
+		return nil, fmt.Errorf("bench matrix: %w", err)
+	}
+	defer s.Close()
+	work, err := os.MkdirTemp("", "yggbench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+
+	var runs []MatrixRun
+	for rep := 1; rep <= m.Reps; rep++ {
+		for _, c := range m.Cases {
+			systems := c.Systems
+			if len(systems) == 0 {
+				systems = []System{SysRelay, SysPipeline, SysYggd}
+			}
+			for _, sys := range systems {
+				if ctx.Err() != nil {
+					return runs, ctx.Err()
+				}
+				dir := filepath.Join(work, fmt.Sprintf("%d-%s-%s", rep, c.ID, sys))
+				r := m.runOne(ctx, s.BrokerURL(), dir, rep, c, sys)
+				runs = append(runs, r)
+				line := fmt.Sprintf("rep %d %-15s %-4s", rep, c.ID, sys)
+				if r.Result != nil {
+					line += fmt.Sprintf(" %8.0f msgs/s p50 %-8s p99 %-8s", r.Result.MsgsPerSec, us(r.Result.P50), us(r.Result.P99))
+					if p := r.Result.Proc; p != nil {
+						line += fmt.Sprintf(" cpu %s/msg rss %.1f MiB", us(p.CPUPerMsg), float64(p.PeakRSS)/(1<<20))
+					}
+				}
+				if r.Error != "" {
+					line += " ERROR " + r.Error
+				}
+				if r.Error != "" {
+					// Keep the host's log for a look.
+					keep := filepath.Join(os.TempDir(), filepath.Base(work)+"-"+filepath.Base(dir)+".log")
+					if copyFile(filepath.Join(dir, "host.log"), keep) == nil {
+						line += " (log: " + keep + ")"
+					}
+				}
+				logf("%s", line)
+				os.RemoveAll(dir)
+			}
+		}
+	}
+	return runs, nil
+}
+
+// runOne starts sys, loads it with c, and stops it.
+func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case, sys System) MatrixRun {
+	out := MatrixRun{Rep: rep, Case: c.ID, System: sys}
+	fail := func(err error) MatrixRun {
+		out.Error = err.Error()
+		return out
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "workers"), 0o755); err != nil {
+		return fail(err)
+	}
+	host := fmt.Sprintf("bench-%d-%s-%s-%d", rep, c.ID, sys, time.Now().UnixNano()%1e6)
+	directives := []string{"echo"}
+	var workers []string
+	if c.Workers == 0 {
+		w := filepath.Join(dir, "workers", "echo-worker")
+		if err := copyFile(filepath.Join(m.Bin, "echo-worker"), w); err != nil {
+			return fail(err)
+		}
+		workers = append(workers, w)
+		if c.Detached {
+			directives = []string{"echo-detached"}
+		}
+	} else {
+		directives = nil
+		for i := 1; i <= c.Workers; i++ {
+			h := fmt.Sprintf("echo%d", i)
+			w := filepath.Join(dir, "workers", h+"-worker")
+			script := fmt.Sprintf("#!/bin/sh\nexec %s bench-worker %s\n", filepath.Join(m.Bin, "yggsim"), h)
+			if err := os.WriteFile(w, []byte(script), 0o755); err != nil {
+				return fail(err)
+			}
+			workers = append(workers, w)
+			directives = append(directives, h)
+		}
+	}
+	var cmd *exec.Cmd
+	switch sys {
+	case SysRelay:
+		cmd = exec.Command(filepath.Join(m.Bin, "yggsim"), "ceiling-relay", "--broker", broker, "--client-id", host,
+			"--handlers", strings.Join(directives, ","))
+	case SysPipeline:
+		cmd = exec.Command(filepath.Join(m.Bin, "yggsim"), append([]string{"ceiling-pipeline", "--broker", broker,
+			"--client-id", host}, workers...)...)
+	case SysYggd:
+		cmd = exec.Command(filepath.Join(m.Bin, "yggd"), "--broker", broker, "--client-id", host,
+			"--worker-dir", filepath.Join(dir, "workers"), "--log-level", "info")
+	}
+	logFile := filepath.Join(dir, "host.log")
+	lf, err := os.Create(logFile)
+	if err != nil {
+		return fail(err)
+	}
+	defer lf.Close()
+	cmd.Stdout, cmd.Stderr = lf, lf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fail(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	cfg := Config{Broker: broker, Host: host, Directives: directives, Window: c.Window, Size: c.Size,
+		Count: c.Count, Warmup: c.Warmup, Pid: cmd.Process.Pid, LogFile: logFile}
+	if c.Detached {
+		cfg.Detached = &DetachedConfig{}
+		cfg.PingEvery = -1
+	}
+	if sys == SysYggd {
+		// Log lines written before the load (startup) do not count.
+		cfg.LogFile = logFile
+	}
+	res, err := Run(ctx, cfg)
+	out.Result = res
+	if err != nil {
+		out.Error = err.Error()
+	}
+	children := Children(cmd.Process.Pid)
+
+	// Stop it as systemd would, and check that no worker is left.
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			out.ExitErr = err.Error()
+		}
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		out.ExitErr = "did not stop within 15s of SIGTERM"
+		<-exited
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var left []int
+		for _, p := range children {
+			if Alive(p) {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			out.WorkerLeft = left
+			for _, p := range left {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return out
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
+}
+
+// ErrGoalsMissed is returned by Report when a goal was not met.
+var ErrGoalsMissed = errors.New("goals missed")

@@ -1,0 +1,248 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Report writes the matrix as Markdown tables: per case the medians over
+// the repetitions of a, b and yggd, the ratio of yggd to ceiling b
+// (median, and per repetition: each ratio is taken within one repetition,
+// where a, b and yggd ran back to back), and the goals of the perf issue,
+// met or not. It returns ErrGoalsMissed when one was not.
+func Report(w io.Writer, runs []MatrixRun) error {
+	byCase := map[string]map[System][]MatrixRun{}
+	var order []string
+	for _, r := range runs {
+		if byCase[r.Case] == nil {
+			byCase[r.Case] = map[System][]MatrixRun{}
+			order = append(order, r.Case)
+		}
+		byCase[r.Case][r.System] = append(byCase[r.Case][r.System], r)
+	}
+	fmt.Fprintln(w, "| case | a msgs/s | b msgs/s | yggd msgs/s | yggd/b | per rep | p50 b / yggd | p99 b / yggd | CPU/msg b / yggd (workers) | yggd peak RSS |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, id := range order {
+		sys := byCase[id]
+		y := sys[SysYggd]
+		ratios := perRep(sys[SysPipeline], y, func(r *Result) float64 { return r.MsgsPerSec })
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s (%s) | %s |\n", id,
+			rate(sys[SysRelay]), rate(sys[SysPipeline]), rate(y), ratio(median(ratios)), ratioList(ratios),
+			dur(sys[SysPipeline], func(r *Result) time.Duration { return r.P50 }), dur(y, func(r *Result) time.Duration { return r.P50 }),
+			dur(sys[SysPipeline], func(r *Result) time.Duration { return r.P99 }), dur(y, func(r *Result) time.Duration { return r.P99 }),
+			cpu(sys[SysPipeline]), cpu(y), workerCPU(y), peak(y))
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| goal | target | measured (median) | met |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	missed := false
+	goal := func(name, target, measured string, ok bool) {
+		mark := "yes"
+		if !ok {
+			mark, missed = "**no**", true
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", name, target, measured, mark)
+	}
+	has := func(id string) bool { return len(byCase[id][SysYggd]) > 0 }
+	ratioGoal := func(id string) {
+		if has(id) && len(byCase[id][SysPipeline]) > 0 {
+			r := median(perRep(byCase[id][SysPipeline], byCase[id][SysYggd], func(r *Result) float64 { return r.MsgsPerSec }))
+			goal(id+" throughput", "≥ 0.80 × b", ratio(r), r >= 0.80)
+		}
+	}
+	ratioGoal("thru")
+	if has("lat") {
+		for _, q := range []struct {
+			name string
+			f    func(*Result) float64
+		}{{"p50", func(r *Result) float64 { return float64(r.P50) }}, {"p99", func(r *Result) float64 { return float64(r.P99) }}} {
+			r := median(perRep(byCase["lat"][SysPipeline], byCase["lat"][SysYggd], q.f))
+			goal("lat "+q.name, "≤ 1.3 × b", ratio(r), r <= 1.3)
+		}
+	}
+	if has("thru") {
+		c := medianProc(byCase["thru"][SysYggd], func(r *Result) float64 { return perMsg(r) })
+		goal("cpu (as thru)", "≤ 130 µs/msg", fmt.Sprintf("%.0f µs", c), c <= 130)
+	}
+	for _, id := range []string{"payload-4k", "payload-64k", "payload-64k-w1"} {
+		if !has(id) {
+			continue
+		}
+		ratioGoal(id)
+		c := medianProc(byCase[id][SysYggd], func(r *Result) float64 { return perMsg(r) / (float64(r.Size) / 1024) })
+		goal(id+" cpu", "≤ 12 µs/KiB", fmt.Sprintf("%.1f µs/KiB", c), c <= 12)
+	}
+	ratioGoal("workers-16")
+	if has("workers-1") && has("workers-16") {
+		rss := func(id string) float64 {
+			return medianProc(byCase[id][SysYggd], func(r *Result) float64 { return float64(r.Proc.RSSEnd) / (1 << 20) })
+		}
+		per := (rss("workers-16") - rss("workers-1")) / 15
+		goal("workers RSS", "≤ +0.5 MiB/worker", fmt.Sprintf("%+.2f MiB/worker (%.1f → %.1f MiB)", per, rss("workers-1"), rss("workers-16")), per <= 0.5)
+	}
+	if has("detached-1m") {
+		r := medianOf(byCase["detached-1m"][SysYggd], func(r *Result) float64 { return r.MsgsPerSec })
+		goal("detached 1 MiB round trips", "(reported)", fmt.Sprintf("%.0f/s", r), true)
+	}
+	if has("soak-100b") {
+		y := byCase["soak-100b"][SysYggd]
+		pk := medianProc(y, func(r *Result) float64 { return float64(r.Proc.PeakRSS) / (1 << 20) })
+		goal("soak 100 B peak RSS", "≤ 32 MiB", fmt.Sprintf("%.1f MiB", pk), pk <= 32)
+		gr := medianProc(y, func(r *Result) float64 { return float64(r.Proc.RSSEnd-r.Proc.RSSTenth) / (1 << 20) })
+		goal("soak 100 B growth 100k→1M", "≤ 2 MiB", fmt.Sprintf("%+.1f MiB", gr), gr <= 2)
+	}
+	if has("soak-64k") {
+		pk := medianProc(byCase["soak-64k"][SysYggd], func(r *Result) float64 { return float64(r.Proc.PeakRSS) / (1 << 20) })
+		goal("soak 64 KiB peak RSS", "≤ 96 MiB", fmt.Sprintf("%.1f MiB", pk), pk <= 96)
+	}
+	// Robustness, over every run.
+	var problems []string
+	var logBytes int64
+	for _, r := range runs {
+		tag := fmt.Sprintf("rep %d %s %s", r.Rep, r.Case, r.System)
+		if r.Error != "" {
+			problems = append(problems, tag+": "+r.Error)
+		}
+		if len(r.WorkerLeft) > 0 {
+			problems = append(problems, fmt.Sprintf("%s: workers left after SIGTERM: %v", tag, r.WorkerLeft))
+		}
+		if r.ExitErr != "" {
+			problems = append(problems, tag+": exit: "+r.ExitErr)
+		}
+		if r.System == SysYggd && r.Result != nil && r.Result.Proc != nil {
+			logBytes += r.Result.Proc.LogBytes
+		}
+	}
+	goal("robust", "0 lost, 0 dup, no stall, pings answered, no worker left", fmt.Sprintf("%d runs, %d problems", len(runs), len(problems)), len(problems) == 0)
+	goal("log at info", "0 B per successful message", fmt.Sprintf("%d B in all yggd runs", logBytes), logBytes == 0)
+	for _, p := range problems {
+		fmt.Fprintf(w, "\n- %s", p)
+	}
+	if len(problems) > 0 {
+		fmt.Fprintln(w)
+	}
+	if missed {
+		return ErrGoalsMissed
+	}
+	return nil
+}
+
+// perRep returns f(yggd)/f(b) for each repetition that has both.
+func perRep(b, y []MatrixRun, f func(*Result) float64) []float64 {
+	var out []float64
+	for _, yr := range y {
+		for _, br := range b {
+			if br.Rep == yr.Rep && br.Result != nil && yr.Result != nil && f(br.Result) > 0 {
+				out = append(out, f(yr.Result)/f(br.Result))
+			}
+		}
+	}
+	return out
+}
+
+func perMsg(r *Result) float64 {
+	if r.Proc == nil {
+		return 0
+	}
+	return float64(r.Proc.CPUPerMsg) / float64(time.Microsecond)
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func medianOf(runs []MatrixRun, f func(*Result) float64) float64 {
+	var v []float64
+	for _, r := range runs {
+		if r.Result != nil {
+			v = append(v, f(r.Result))
+		}
+	}
+	return median(v)
+}
+
+// medianProc is medianOf over the runs that have /proc figures.
+func medianProc(runs []MatrixRun, f func(*Result) float64) float64 {
+	var v []float64
+	for _, r := range runs {
+		if r.Result != nil && r.Result.Proc != nil {
+			v = append(v, f(r.Result))
+		}
+	}
+	return median(v)
+}
+
+func rate(runs []MatrixRun) string {
+	if len(runs) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", medianOf(runs, func(r *Result) float64 { return r.MsgsPerSec }))
+}
+
+func dur(runs []MatrixRun, f func(*Result) time.Duration) string {
+	if len(runs) == 0 {
+		return "–"
+	}
+	return us(time.Duration(medianOf(runs, func(r *Result) float64 { return float64(f(r)) })))
+}
+
+func cpu(runs []MatrixRun) string {
+	if len(runs) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f µs", medianProc(runs, perMsg))
+}
+
+func workerCPU(runs []MatrixRun) string {
+	if len(runs) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f µs", medianProc(runs, func(r *Result) float64 {
+		return float64(r.Proc.WorkerPerMsg) / float64(time.Microsecond)
+	}))
+}
+
+func peak(runs []MatrixRun) string {
+	if len(runs) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MiB", medianProc(runs, func(r *Result) float64 { return float64(r.Proc.PeakRSS) / (1 << 20) }))
+}
+
+func ratio(r float64) string {
+	if r == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+func ratioList(v []float64) string {
+	s := make([]string, len(v))
+	for i, r := range v {
+		s[i] = fmt.Sprintf("%.2f", r)
+	}
+	return strings.Join(s, " ")
+}
+
+// us formats a duration for a table.
+func us(d time.Duration) string {
+	switch {
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}
