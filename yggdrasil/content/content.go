@@ -66,6 +66,10 @@ func New(cfg Config) *Client {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = 250 * time.Millisecond
 	}
+	// data-host is a host[:port]; a URL is accepted too, for its host.
+	if u, err := url.Parse(cfg.DataHost); err == nil && u.Host != "" {
+		cfg.DataHost = u.Host
+	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "yggdrasil"
 	}

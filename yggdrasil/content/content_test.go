@@ -92,11 +92,12 @@ func TestFetch(t *testing.T) {
 func TestDataHostRewritesHost(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) }))
 	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	c := New(Config{DataHost: host})
-	body, err := c.Fetch(context.Background(), &yggdrasil.Data{Content: quoted("http://cloud.example.invalid/some/path")})
-	if err != nil || string(body) != "/some/path" {
-		t.Fatalf("Fetch = %q, %v; want the path served by the data host", body, err)
+	for _, dataHost := range []string{strings.TrimPrefix(srv.URL, "http://"), srv.URL} {
+		c := New(Config{DataHost: dataHost})
+		body, err := c.Fetch(context.Background(), &yggdrasil.Data{Content: quoted("http://cloud.example.invalid/some/path")})
+		if err != nil || string(body) != "/some/path" {
+			t.Fatalf("data-host %s: Fetch = %q, %v; want the path served by the data host", dataHost, body, err)
+		}
 	}
 }
 
