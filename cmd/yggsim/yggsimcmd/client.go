@@ -361,21 +361,8 @@ func runCert(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cert: %w", err)
 	}
-	certPEM, keyPEM, err := ca.IssueClient(pos[0])
-	if err != nil {
+	if err := writeCert(ca, pos[0], *out); err != nil {
 		return fmt.Errorf("cert: %w", err)
-	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return fmt.Errorf("cert: %w", err)
-	}
-	for _, f := range []struct {
-		name string
-		data []byte
-		perm os.FileMode
-	}{{"cert.pem", certPEM, 0o644}, {"key.pem", keyPEM, 0o600}, {"ca.pem", ca.CertPEM(), 0o644}} {
-		if err := os.WriteFile(filepath.Join(*out, f.name), f.data, f.perm); err != nil {
-			return fmt.Errorf("cert: %w", err)
-		}
 	}
 	fmt.Fprintf(stdout, "%s\n%s\n%s\n", filepath.Join(*out, "cert.pem"), filepath.Join(*out, "key.pem"), filepath.Join(*out, "ca.pem"))
 	return nil

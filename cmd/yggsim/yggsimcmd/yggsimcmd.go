@@ -151,15 +151,3 @@ func parse(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) 
 	}
 }
 
-func runDemo(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", `
-Usage: yggsim demo
-
-Not written yet: it will start the sim, a yggd and a worker, and walk
-through a message round trip.
-`, stdout, stderr)
-	if _, err := parse(fs, args, stdout); err != nil {
-		return err
-	}
-	return errors.New("demo: not yet")
-}
