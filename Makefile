@@ -49,6 +49,7 @@ check: generate lint ## fail when generate, go mod tidy or gofmt would change an
 
 include mk/install.mk
 include mk/bench.mk
+include mk/soak.mk
 
 .PHONY: demo
 demo: ## run the simulated cloud, yggd and the echo worker, and show round trips

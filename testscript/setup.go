@@ -34,6 +34,7 @@ var commandSets = []func() map[string]command{
 	tlsCommands,
 	procCommands,
 	genCommands,
+	soakCommands,
 }
 
 type ctxKey struct{}
