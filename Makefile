@@ -52,5 +52,5 @@ include mk/bench.mk
 include mk/soak.mk
 
 .PHONY: demo
-demo: ## run the simulated cloud, yggd and the echo worker, and show round trips
-	$(GO) run ./cmd/yggsim demo
+demo: build ## run the simulated cloud, yggd and the echo worker, and show round trips (Ctrl-C stops)
+	$(BIN)/yggsim demo
