@@ -64,7 +64,7 @@ func (peerCreds) Info() credentials.ProtocolInfo {
 	return credentials.ProtocolInfo{SecurityProtocol: "peercred"}
 }
 func (p peerCreds) Clone() credentials.TransportCredentials { return p }
-func (peerCreds) OverrideServerName(string) error          { return nil }
+func (peerCreds) OverrideServerName(string) error           { return nil }
 
 // callerPid returns the pid of the process that made the call in ctx.
 func callerPid(ctx context.Context) (int, bool) {

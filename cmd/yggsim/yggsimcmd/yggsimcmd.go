@@ -150,4 +150,3 @@ func parse(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) 
 		args = fs.Args()[1:]
 	}
 }
-
