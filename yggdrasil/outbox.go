@@ -2,6 +2,7 @@ package yggdrasil
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -16,6 +17,33 @@ type Publisher interface {
 	WaitConnected(ctx context.Context) error
 }
 
+// AsyncPublisher is a Publisher that can have several publishes in
+// flight. The outbox uses it when the transport implements it, to keep a
+// window of unacknowledged messages on the wire instead of waiting for
+// each acknowledgement in turn.
+type AsyncPublisher interface {
+	Publisher
+	// PublishAsync hands payload to the connection at QoS 1 and returns at
+	// once. Calls are sent in order. It fails at once when there is no
+	// connection.
+	PublishAsync(topic string, payload []byte, retained bool) (Pending, error)
+}
+
+// Pending is a publish awaiting the broker's acknowledgement.
+type Pending interface {
+	// Acked is closed when the broker has answered; Err then tells
+	// whether the publish succeeded.
+	Acked() <-chan struct{}
+	// Lost is closed when the connection the publish went out on has
+	// ended: the acknowledgement will never come.
+	Lost() <-chan struct{}
+	Err() error
+}
+
+// OutboxWindow is how many messages the outbox keeps in flight (sent, not
+// yet acknowledged) with an AsyncPublisher.
+const OutboxWindow = 256
+
 // OutboxLimits bound the outbox. Zero values mean the defaults.
 type OutboxLimits struct {
 	Count int // messages; default 10 000
@@ -24,9 +52,12 @@ type OutboxLimits struct {
 
 // Outbox is the ordered, bounded queue of messages to the cloud's data/out
 // topic. Put never blocks, so a worker's Send is answered at once whatever
-// the broker does; Run publishes in order, one acknowledged message after
-// the other, and keeps a message until the broker has acknowledged it, so
-// what is produced during an outage is sent after reconnecting. Past its
+// the broker does; Run publishes in order, up to OutboxWindow messages in
+// flight when the transport allows it (else one after the other), and
+// keeps a message until the broker has acknowledged it and every message
+// before it, so what is produced during an outage is sent after
+// reconnecting: after a failure, Run sends again from the first message
+// not acknowledged. Past its
 // limits the outbox drops the oldest messages, counts and logs them.
 type Outbox struct {
 	limits OutboxLimits
@@ -99,6 +130,10 @@ func (o *Outbox) Dropped() uint64 {
 
 // Run publishes queued messages in order until ctx ends.
 func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
+	if ap, ok := pub.(AsyncPublisher); ok {
+		o.pump(ctx, ap, false)
+		return nil
+	}
 	for {
 		m, ok := o.head()
 		if !ok {
@@ -131,6 +166,10 @@ func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
 // Flush publishes what is queued until the outbox is empty or ctx ends; it
 // is used on shutdown.
 func (o *Outbox) Flush(ctx context.Context, pub Publisher) {
+	if ap, ok := pub.(AsyncPublisher); ok {
+		o.pump(ctx, ap, true)
+		return
+	}
 	for {
 		m, ok := o.head()
 		if !ok || ctx.Err() != nil {
@@ -144,6 +183,115 @@ func (o *Outbox) Flush(ctx context.Context, pub Publisher) {
 		}
 		o.pop(m.seq)
 	}
+}
+
+// flight is a message on the wire.
+type flight struct {
+	seq uint64
+	id  string
+	p   Pending
+}
+
+// pump publishes in order with up to OutboxWindow messages in flight, and
+// removes each message once it and all before it are acknowledged. After
+// a failure it sends again from the first message not acknowledged (Run)
+// or gives up (flush: on shutdown). It returns when ctx ends, or with
+// flush when the outbox is empty.
+func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
+	var inflight []flight // oldest first
+	var sent uint64       // seq of the last message sent on this connection
+	fail := func(id string, err error) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		if flush {
+			if n, _ := o.Len(); n > 0 {
+				o.log.Error("shutdown: messages not sent", "count", n, "error", err)
+			}
+			return false
+		}
+		o.log.Warn("publish failed, will retry", "message_id", id, "error", err)
+		clear(inflight)
+		inflight, sent = inflight[:0], 0
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return false
+		}
+		return pub.WaitConnected(ctx) == nil
+	}
+	for {
+		// Fill the window.
+		for len(inflight) < OutboxWindow {
+			m, ok := o.after(sent)
+			if !ok {
+				break
+			}
+			p, err := pub.PublishAsync(m.topic, m.payload, false)
+			if err != nil {
+				if !fail(m.id, err) {
+					return
+				}
+				continue
+			}
+			inflight = append(inflight, flight{seq: m.seq, id: m.id, p: p})
+			sent = m.seq
+		}
+		if len(inflight) == 0 {
+			if flush {
+				return
+			}
+			select {
+			case <-o.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		// Wait for the oldest, or for more to send.
+		f := inflight[0]
+		var wake <-chan struct{}
+		if len(inflight) < OutboxWindow {
+			wake = o.wake
+		}
+		select {
+		case <-f.p.Acked():
+			if err := f.p.Err(); err != nil {
+				if !fail(f.id, err) {
+					return
+				}
+				continue
+			}
+			o.pop(f.seq)
+			inflight[0] = flight{}
+			inflight = inflight[1:]
+		case <-f.p.Lost():
+			if !fail(f.id, errors.New("connection lost before the broker acknowledged")) {
+				return
+			}
+		case <-wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// after returns the first queued message whose seq is greater than seq.
+// Queued seqs are consecutive: messages leave only from the head.
+func (o *Outbox) after(seq uint64) (outMsg, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.items) == 0 {
+		return outMsg{}, false
+	}
+	i := 0
+	if first := o.items[0].seq; seq >= first {
+		i = int(seq - first + 1)
+	}
+	if i >= len(o.items) {
+		return outMsg{}, false
+	}
+	return o.items[i], true
 }
 
 func (o *Outbox) head() (outMsg, bool) {

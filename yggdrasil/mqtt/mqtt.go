@@ -252,6 +252,31 @@ func (t *Transport) Publish(ctx context.Context, topic string, payload []byte, r
 	}
 }
 
+// PublishAsync hands payload to the current connection at QoS 1 and
+// returns at once; the outbox keeps a window of these in flight. Paho
+// sends publishes in the order of the calls.
+func (t *Transport) PublishAsync(topic string, payload []byte, retained bool) (yggdrasil.Pending, error) {
+	t.mu.Lock()
+	c, down := t.client, t.down
+	t.mu.Unlock()
+	if c == nil {
+		return nil, ErrNotConnected
+	}
+	return pending{tok: c.Publish(topic, 1, retained, payload), down: down}, nil
+}
+
+// pending is a publish in flight on one connection.
+type pending struct {
+	tok  paho.Token
+	down chan struct{}
+}
+
+func (p pending) Acked() <-chan struct{} { return p.tok.Done() }
+func (p pending) Lost() <-chan struct{}  { return p.down }
+func (p pending) Err() error             { return p.tok.Error() }
+
+var _ yggdrasil.AsyncPublisher = (*Transport)(nil)
+
 // WaitConnected returns once connected, or with ctx's error.
 func (t *Transport) WaitConnected(ctx context.Context) error {
 	t.mu.Lock()
