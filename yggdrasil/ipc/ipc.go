@@ -27,7 +27,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ygglab/yggdrasil/proto"
@@ -83,7 +85,7 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, lis: lis, addr: "unix:" + name}
 	s.grpc = grpc.NewServer(
-		grpc.Creds(peerCreds{}),
+		grpc.Creds(admitCreds{}),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize+headroom),
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize+headroom),
 	)
@@ -116,22 +118,69 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
-// admit checks the caller of ctx.
+// admit checks the caller of ctx. The answer is kept with the connection
+// once it is yes: the kernel's peer of a connection never changes, and
+// asking the supervisor reads /proc, which on every answer a worker sends
+// was yggd's largest cost per message. A refusal is asked again each time.
 func (s *Server) admit(ctx context.Context, what string) (pid int, owner string, err error) {
-	pid, ok := callerPid(ctx)
+	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return 0, "", status.Error(codes.Unauthenticated, "no peer credentials")
 	}
+	info, ok := p.AuthInfo.(*connInfo)
+	if !ok {
+		return 0, "", status.Error(codes.Unauthenticated, "no peer credentials")
+	}
+	pid = int(info.cred.Pid)
 	if s.cfg.Admit == nil {
 		return pid, "", nil
+	}
+	if owner, ok := info.admitted(); ok {
+		return pid, owner, nil
 	}
 	owner, ok = s.cfg.Admit(pid)
 	if !ok {
 		s.log.Warn(what+" refused: the caller is not a worker started by yggd", "pid", pid)
 		return pid, "", status.Errorf(codes.PermissionDenied, "%s: pid %d is not a worker started by yggd", what, pid)
 	}
+	info.admit(owner)
 	return pid, owner, nil
 }
+
+// connInfo is the AuthInfo of one dispatcher connection: the peer's
+// credentials and, once admitted, the worker it belongs to.
+type connInfo struct {
+	peerInfo
+	mu    sync.Mutex
+	ok    bool
+	owner string
+}
+
+func (c *connInfo) admitted() (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.owner, c.ok
+}
+
+func (c *connInfo) admit(owner string) {
+	c.mu.Lock()
+	c.owner, c.ok = owner, true
+	c.mu.Unlock()
+}
+
+// admitCreds are peerCreds whose AuthInfo is a *connInfo, one per
+// connection.
+type admitCreds struct{ peerCreds }
+
+func (a admitCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := a.peerCreds.ServerHandshake(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, &connInfo{peerInfo: info.(peerInfo)}, nil
+}
+
+func (a admitCreds) Clone() credentials.TransportCredentials { return a }
 
 // Register implements Dispatcher.Register.
 func (s *Server) Register(ctx context.Context, req *pb.RegistrationRequest) (*pb.RegistrationResponse, error) {
