@@ -51,7 +51,8 @@ func eagerWorker() int {
 // one at once). With sync it holds the receipt too, so the messages stay
 // unacknowledged at the broker. Each time it holds n messages it renames
 // the marker file held-<n> beside its executable, so that a script can
-// "waitfile $YGG_WORKER_DIR/held-50".
+// "waitfile $YGG_WORKER_DIR/held-50"; it appends the id of each message it
+// answers to the file "answered" there.
 func gateWorker(handler string, holdReceipt bool) int {
 	release := make(chan os.Signal, 1)
 	signal.Notify(release, syscall.SIGUSR1)
@@ -91,6 +92,13 @@ func gateWorker(handler string, holdReceipt bool) int {
 			}
 			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
 				fmt.Fprintln(os.Stderr, err)
+				return
+			}
+			// The order answers were produced in, for mqtt-answers -order.
+			f, err := os.OpenFile(filepath.Join(dir, "answered"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err == nil {
+				fmt.Fprintln(f, m.ID)
+				f.Close()
 			}
 		}})
 }

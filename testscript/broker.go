@@ -104,7 +104,7 @@ func brokerCommands() map[string]command {
 			run:   cmdMQTTFlood,
 		},
 		"mqtt-answers": {
-			usage:     "mqtt-answers [-timeout d] [-settle d] n",
+			usage:     "mqtt-answers [-timeout d] [-settle d] [-order file] n",
 			negatable: true,
 			run:       cmdMQTTAnswers,
 		},
@@ -567,10 +567,42 @@ func countAnswers(s *sim.Server, ids []string) answerStats {
 	return st
 }
 
+// answerOrder returns the ids of ids in the order their first answer was
+// published on data/out.
+func answerOrder(s *sim.Server, ids []string) []string {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	var order []string
+	for _, m := range s.Messages(0) {
+		if m.Kind == yggdrasil.KindData && m.Dir == yggdrasil.DirOut && want[m.ResponseTo] {
+			order = append(order, m.ResponseTo)
+			delete(want, m.ResponseTo)
+		}
+	}
+	return order
+}
+
+// sameOrder compares the order the answers were produced in with the order
+// they reached the cloud.
+func sameOrder(produced, published []string) error {
+	if len(produced) != len(published) {
+		return fmt.Errorf("order: %d answers produced, %d published", len(produced), len(published))
+	}
+	for i := range produced {
+		if produced[i] != published[i] {
+			return fmt.Errorf("order: answer %d published for %s, produced for %s", i, published[i], produced[i])
+		}
+	}
+	return nil
+}
+
 func cmdMQTTAnswers(ts *goscript.TestScript, args []string) error {
 	fs := flag.NewFlagSet("mqtt-answers", flag.ContinueOnError)
 	timeout := timeoutFlag(fs)
 	settle := fs.Duration("settle", 0, "")
+	orderFile := fs.String("order", "", "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -612,6 +644,17 @@ func cmdMQTTAnswers(ts *goscript.TestScript, args []string) error {
 	}
 	if stats.duplicated > 0 {
 		problems = append(problems, fmt.Sprintf("%d duplicate answers", stats.duplicated))
+	}
+	if *orderFile != "" {
+		b, err := os.ReadFile(ts.MkAbs(*orderFile))
+		if err != nil {
+			return err
+		}
+		if err := sameOrder(strings.Fields(string(b)), answerOrder(s, ids)); err != nil {
+			problems = append(problems, err.Error())
+		} else {
+			fmt.Fprintln(ts.Stdout(), "in order")
+		}
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
