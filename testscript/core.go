@@ -1,6 +1,7 @@
 package testscript
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +32,10 @@ func coreCommands() map[string]command {
 		"gen-data": {
 			usage: "gen-data [-size n] [-metadata-keys n] id directive file",
 			run:   genData,
+		},
+		"env-json": {
+			usage: "env-json file key=VAR...",
+			run:   envJSON,
 		},
 		"signal-worker": {
 			usage: "signal-worker SIG name",
@@ -161,6 +166,34 @@ func sendSignal(ts *goscript.TestScript, args []string) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("no background %s running", args[1])
+	}
+	return nil
+}
+
+// envJSON sets environment variables from the top-level string fields of
+// a JSON object in a file (for example the addresses yggsim serve writes).
+func envJSON(ts *goscript.TestScript, args []string) error {
+	if len(args) < 2 {
+		return ErrUsage
+	}
+	b, err := os.ReadFile(ts.MkAbs(args[0]))
+	if err != nil {
+		return err
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return fmt.Errorf("%s: %w", args[0], err)
+	}
+	for _, kv := range args[1:] {
+		key, name, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("%w: %q is not key=VAR", ErrUsage, kv)
+		}
+		v, ok := fields[key].(string)
+		if !ok {
+			return fmt.Errorf("%s has no string field %q", args[0], key)
+		}
+		ts.Setenv(name, v)
 	}
 	return nil
 }

@@ -8,11 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -122,6 +124,53 @@ func runHosts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", h.ID, state, seen, strings.Join(slices.Sorted(slices.Values(names)), ","), len(h.Nacks))
 	}
 	return tw.Flush()
+}
+
+const waitUsage = `
+Usage: yggsim wait HOST [--dispatcher NAME] [--timeout D] [--api URL]
+
+Wait until HOST's latest connection-status is online (and, with
+--dispatcher, lists that worker), then print its state and workers. Exits 1
+when the timeout passes first. Useful in scripts, before sending.
+`
+
+func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("wait", waitUsage, stdout, stderr)
+	api := apiFlag(fs)
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait")
+	dispatcher := fs.String("dispatcher", "", "also wait for this worker `name` in the host's dispatchers")
+	pos, err := parse(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: wait takes one HOST", ErrUsage)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	c := apiClient{*api, http.DefaultClient}
+	var last string
+	for {
+		var h sim.Host
+		err := c.do(ctx, "GET", sim.SimPath+"/hosts/"+url.PathEscape(pos[0]), nil, &h)
+		if err == nil {
+			var workers map[string]json.RawMessage
+			json.Unmarshal(h.Dispatchers, &workers)
+			_, has := workers[*dispatcher]
+			if h.Online() && (*dispatcher == "" || has) {
+				fmt.Fprintf(stdout, "%s %s %s\n", h.ID, h.State, strings.Join(slices.Sorted(maps.Keys(workers)), ","))
+				return nil
+			}
+			last = "state " + strconv.Quote(h.State)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait %s: not online within %v (%s)", pos[0], *timeout, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 const pingUsage = `

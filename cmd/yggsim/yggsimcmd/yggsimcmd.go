@@ -63,12 +63,13 @@ the other commands.
 Commands:
   serve   run the broker, the API and the content server
   hosts   list the hosts the sim has seen
+  wait    wait until a host is online (with a given worker)
   ping    ping a host and print the round-trip time
   send    send a data message to a host, and optionally wait for the answer
   watch   print all MQTT traffic as it happens
   cert    issue a host certificate signed by the sim's CA
   bench   load a host with data messages and measure it
-  demo    (not yet) run a scripted demonstration
+  demo    run the sim, yggd and the echo worker, and show round trips
 
 Run "yggsim <command> --help" for a command's flags.
 
@@ -94,6 +95,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, rest, stdout, stderr)
 	case "hosts":
 		return runHosts(ctx, rest, stdout, stderr)
+	case "wait":
+		return runWait(ctx, rest, stdout, stderr)
 	case "ping":
 		return runPing(ctx, rest, stdout, stderr)
 	case "send":
