@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Transport is the connection to the broker, as the router uses it.
@@ -426,7 +427,7 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 		return fmt.Errorf("%w: content is not JSON (a string must be sent quoted)", ErrInvalidAnswer)
 	}
 	d.Type, d.Version, d.Sent = TypeData, Version, time.Now()
-	b, err := json.Marshal(d)
+	b, err := encodeAnswer(d)
 	if err != nil {
 		return fmt.Errorf("%w: encode: %w", ErrInvalidAnswer, err)
 	}
@@ -438,4 +439,88 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 
 func isURL(s string) bool {
 	return len(s) > 7 && (s[:7] == "http://" || (len(s) > 8 && s[:8] == "https://"))
+}
+
+// encodeAnswer encodes d as json.Marshal does, except that the content,
+// already checked to be JSON, is copied as it is instead of being
+// validated and compacted a second time: for a 64 KiB answer those two
+// passes were a quarter of yggd's CPU. The envelope's fields come in the
+// order of Data's.
+func encodeAnswer(d *Data) ([]byte, error) {
+	meta, err := json.Marshal(d.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 160+len(d.MessageID)+len(d.ResponseTo)+len(d.Directive)+len(meta)+len(d.Content))
+	b = append(b, `{"type":`...)
+	b = appendString(b, d.Type)
+	b = append(b, `,"message_id":`...)
+	b = appendString(b, d.MessageID)
+	b = append(b, `,"response_to":`...)
+	b = appendString(b, d.ResponseTo)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, int64(d.Version), 10)
+	b = append(b, `,"sent":"`...)
+	b = d.Sent.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","directive":`...)
+	b = appendString(b, d.Directive)
+	b = append(b, `,"metadata":`...)
+	b = append(b, meta...)
+	b = append(b, `,"content":`...)
+	b = append(b, d.Content...)
+	return append(b, '}'), nil
+}
+
+// appendString appends s as a JSON string, escaped as encoding/json
+// escapes it (HTML characters and U+2028/U+2029 included; invalid UTF-8
+// becomes U+FFFD).
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
