@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -103,6 +102,41 @@ func gateWorker(handler string, holdReceipt bool) int {
 		}})
 }
 
+// dispatchersHere returns the abstract addresses of the dispatcher sockets
+// held by processes whose working directory is this one's.
+func dispatchersHere() ([]string, error) {
+	b, err := os.ReadFile("/proc/net/unix")
+	if err != nil {
+		return nil, err
+	}
+	byInode := map[string]string{} // socket inode → @yggd-dispatcher-...
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 8 && strings.HasPrefix(f[7], "@yggd-dispatcher-") {
+			byInode[f[6]] = f[7]
+		}
+	}
+	here, _ := os.Getwd()
+	seen := map[string]bool{}
+	var addrs []string
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if cwd, err := os.Readlink(filepath.Join("/proc", p.Name(), "cwd")); err != nil || cwd != here {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
+		for _, fd := range fds {
+			link, _ := os.Readlink(filepath.Join("/proc", p.Name(), "fd", fd.Name()))
+			inode, ok := strings.CutPrefix(link, "socket:[")
+			if addr := byInode[strings.TrimSuffix(inode, "]")]; ok && addr != "" && !seen[addr] {
+				seen[addr] = true
+				addrs = append(addrs, addr)
+			}
+		}
+	}
+	return addrs, nil
+}
+
 func runWorker(w *worker.Worker) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -113,24 +147,16 @@ func runWorker(w *worker.Worker) int {
 	return 0
 }
 
-// stray is a local process that yggd did not start: it finds every
-// dispatcher socket the way any local user can (/proc/net/unix) and tries to
-// register and to send. It prints what each dispatcher answered and exits 0
-// only if every one refused both.
+// stray is a local process that yggd did not start: it finds the dispatcher
+// socket the way any local user can (/proc/net/unix) and tries to register
+// and to send. It prints what each dispatcher answered and exits 0 only if
+// every one refused both. So as not to disturb the other scripts' yggds, it
+// knocks only on those of processes running in its own directory ($WORK).
 func stray() int {
-	f, err := os.Open("/proc/net/unix")
+	addrs, err := dispatchersHere()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
-	}
-	defer f.Close()
-	var addrs []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if last := fields[len(fields)-1]; strings.HasPrefix(last, "@yggd-dispatcher-") {
-			addrs = append(addrs, last)
-		}
 	}
 	if len(addrs) == 0 {
 		fmt.Println("no dispatcher found")

@@ -153,6 +153,7 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 			default:
 				w.failures++
 			}
+			failures := w.failures
 			s.mu.Unlock()
 			if s.cfg.OnExit != nil {
 				s.cfg.OnExit(w.name, pid)
@@ -163,7 +164,7 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 				return
 			}
 			log.Warn("worker exited", "pid", pid, "status", status,
-				"ran", ran.Round(time.Millisecond), "restart_in", delay)
+				"ran", ran.Round(time.Millisecond), "failures", failures, "restart_in", delay)
 		}
 
 		s.mu.Lock()
