@@ -180,6 +180,10 @@ func Listen(cfg Config) (*Server, error) {
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize+headroom),
 		experimental.BufferPool(bufferPool),
 		grpc.ForceServerCodecV2(codec{}),
+		// Answers are handled on long-lived goroutines whose stacks stay
+		// grown, not on a new goroutine per call (gRPC starts one when all
+		// are busy).
+		grpc.NumStreamWorkers(32),
 	)
 	pb.RegisterDispatcherServer(s.grpc, s)
 	return s, nil

@@ -33,8 +33,9 @@ type Handler interface {
 	// Connected is called after each connection, once subscribed.
 	Connected()
 	// HandleControl and HandleData handle a payload from control/in and
-	// data/in. They run on their own goroutine per message; the broker's
-	// QoS 1 message is acknowledged when they return.
+	// data/in. They run concurrently, each message on a goroutine of its
+	// own (pooled); the broker's QoS 1 message is acknowledged when they
+	// return.
 	HandleControl(payload []byte)
 	HandleData(payload []byte)
 }
@@ -65,6 +66,8 @@ type Transport struct {
 	down   chan struct{} // closed when the current connection ends
 
 	cmds chan command // Disconnect and Reconnect requests
+
+	handlers *handlerPool
 }
 
 type command struct {
@@ -90,7 +93,8 @@ func New(cfg Config) *Transport {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{cfg: cfg, log: log, up: make(chan struct{}), down: make(chan struct{}), cmds: make(chan command, 1)}
+	return &Transport{cfg: cfg, log: log, up: make(chan struct{}), down: make(chan struct{}), cmds: make(chan command, 1),
+		handlers: newHandlerPool()}
 }
 
 // Run connects and stays connected until ctx ends, then disconnects
@@ -103,6 +107,8 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 	if t.cfg.ClientID == "" {
 		return errors.New("mqtt: no client id")
 	}
+	t.handlers.start(handlerWorkers)
+	defer t.handlers.stop()
 	failures := 0
 	for {
 		if ctx.Err() != nil {
@@ -156,20 +162,25 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 	lost := make(chan error, 1)
 	controlIn := yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindControl, yggdrasil.DirIn)
 	dataIn := yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindData, yggdrasil.DirIn)
+	// paho calls route in arrival order on one goroutine; each message is
+	// handled on a worker of t.handlers (or, when all are busy, a goroutine
+	// of its own), and acknowledged once handled.
 	route := func(_ paho.Client, m paho.Message) {
 		switch m.Topic() {
 		case controlIn:
-			h.HandleControl(m.Payload())
+			t.handlers.Go(func() { h.HandleControl(m.Payload()); m.Ack() })
 		case dataIn:
-			h.HandleData(m.Payload())
+			t.handlers.Go(func() { h.HandleData(m.Payload()); m.Ack() })
 		default:
 			t.log.Warn("message on an unexpected topic dropped", "topic", m.Topic())
+			m.Ack()
 		}
 	}
 	opts := paho.NewClientOptions().
 		SetClientID(t.cfg.ClientID).
 		SetCleanSession(false).
-		SetOrderMatters(false).
+		SetOrderMatters(true).
+		SetAutoAckDisabled(true).
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetKeepAlive(t.cfg.KeepAlive).
@@ -308,6 +319,58 @@ func (t *Transport) request(c command) {
 	select {
 	case t.cmds <- c:
 	default: // one request is already pending: it wins
+	}
+}
+
+// handlerWorkers is how many goroutines wait for incoming messages.
+const handlerWorkers = 64
+
+// handlerPool runs the handling of incoming messages on long-lived
+// goroutines. paho's own dispatch (OrderMatters off) started a goroutine
+// per message, whose stack then grew through gRPC's call path on every
+// message (runtime.copystack, 10% of yggd's CPU at 4 KiB); a worker's
+// stack stays grown. When every worker is busy (handlers wait for workers
+// to take their messages), a message gets a goroutine of its own, as
+// before, so nothing ever waits behind a slow worker: a ping is answered
+// however busy the data path is.
+type handlerPool struct {
+	work chan func() // unbuffered: a send succeeds only to an idle worker
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newHandlerPool() *handlerPool {
+	return &handlerPool{work: make(chan func()), quit: make(chan struct{})}
+}
+
+func (p *handlerPool) start(n int) {
+	for range n {
+		p.wg.Go(func() {
+			for {
+				select {
+				case f := <-p.work:
+					f()
+				case <-p.quit:
+					return
+				}
+			}
+		})
+	}
+}
+
+// stop ends the workers once they are idle and waits for them. Messages
+// arriving later get goroutines of their own.
+func (p *handlerPool) stop() {
+	close(p.quit)
+	p.wg.Wait()
+}
+
+// Go runs f on an idle worker, or on a new goroutine.
+func (p *handlerPool) Go(f func()) {
+	select {
+	case p.work <- f:
+	default:
+		go f()
 	}
 }
 
