@@ -105,7 +105,9 @@ type Result struct {
 type ProcStats struct {
 	Pid          int           `json:"pid"`
 	CPU          time.Duration `json:"cpu_ns"`         // daemon's user+system time
+	CPUSys       time.Duration `json:"cpu_sys_ns"`     // of which system time
 	CPUPerMsg    time.Duration `json:"cpu_per_msg_ns"` // CPU / answered
+	SysPerMsg    time.Duration `json:"sys_per_msg_ns"` // CPUSys / answered
 	WorkerCPU    time.Duration `json:"worker_cpu_ns"`  // its children's, separately
 	WorkerPerMsg time.Duration `json:"worker_per_msg_ns"`
 	Workers      []int         `json:"worker_pids"` // children at the end
@@ -368,6 +370,7 @@ wait:
 	if ps != nil {
 		if res.Answered > 0 {
 			ps.CPUPerMsg = ps.CPU / time.Duration(res.Answered)
+			ps.SysPerMsg = ps.CPUSys / time.Duration(res.Answered)
 			ps.WorkerPerMsg = ps.WorkerCPU / time.Duration(res.Answered)
 			ps.LogPerMsg = float64(ps.LogBytes) / float64(res.Answered)
 		}

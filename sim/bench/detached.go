@@ -188,6 +188,7 @@ func runDetached(ctx context.Context, cfg Config) (*Result, error) {
 	if ps != nil && len(lat) > 0 {
 		n := time.Duration(len(lat))
 		ps.CPUPerMsg, ps.WorkerPerMsg, ps.LogPerMsg = ps.CPU/n, ps.WorkerCPU/n, float64(ps.LogBytes)/float64(n)
+		ps.SysPerMsg = ps.CPUSys / n
 		res.Proc = ps
 	}
 	if runErr == nil && !res.OK() {

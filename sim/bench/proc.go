@@ -22,6 +22,7 @@ type procWatch struct {
 
 	mu       sync.Mutex
 	cpu0     time.Duration
+	sys0     time.Duration
 	children map[int]time.Duration // CPU of each child at start
 	log0     int64
 	rss0     int64
@@ -33,6 +34,7 @@ func (p *procWatch) start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cpu0, _ = ProcCPU(p.pid)
+	p.sys0, _ = procSys(p.pid)
 	p.children = map[int]time.Duration{}
 	for _, c := range Children(p.pid) {
 		p.children[c], _ = ProcCPU(c)
@@ -55,6 +57,8 @@ func (p *procWatch) finish() *ProcStats {
 	s := &ProcStats{Pid: p.pid, RSSStart: p.rss0, RSSTenth: p.rssTenth}
 	cpu, _ := ProcCPU(p.pid)
 	s.CPU = cpu - p.cpu0
+	sys, _ := procSys(p.pid)
+	s.CPUSys = sys - p.sys0
 	for _, c := range Children(p.pid) {
 		s.Workers = append(s.Workers, c)
 		now, _ := ProcCPU(c)
@@ -80,6 +84,18 @@ func ProcCPU(pid int) (time.Duration, error) {
 	ut, _ := strconv.ParseInt(f[14-3], 10, 64)
 	st, _ := strconv.ParseInt(f[15-3], 10, 64)
 	return time.Duration(ut+st) * time.Second / userHZ, nil
+}
+
+// procSys returns the system time of pid (the kernel's work for it:
+// socket reads and writes, and on loopback much of the receiving side's
+// protocol processing too).
+func procSys(pid int) (time.Duration, error) {
+	f, err := procStatFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	st, _ := strconv.ParseInt(f[15-3], 10, 64)
+	return time.Duration(st) * time.Second / userHZ, nil
 }
 
 // procStatFields returns the fields of /proc/pid/stat after the command

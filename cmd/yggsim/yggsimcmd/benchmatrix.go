@@ -18,6 +18,7 @@ func init() { hidden["bench-matrix"] = runBenchMatrix }
 
 const benchMatrixUsage = `
 Usage: yggsim bench-matrix --bin DIR [--reps 5] [--cases a,b] [--soak] [--json FILE]
+       yggsim bench-matrix --report FILE
 
 The driver of "make bench" (hidden). It starts one embedded broker (the
 sim's, with the ACL open and recording off as far as it goes), then for
@@ -37,8 +38,23 @@ func runBenchMatrix(ctx context.Context, args []string, stdout, stderr io.Writer
 	cases := fs.String("cases", "", "comma-separated case `ids` (default all)")
 	soak := fs.Bool("soak", false, "run the soak cases")
 	jsonOut := fs.String("json", "", "write every run as JSON to this `file`")
+	report := fs.String("report", "", "print the tables of the runs saved in this JSON `file` (from --json) and exit")
 	if _, err := parse(fs, args, stdout); err != nil {
 		return err
+	}
+	if *report != "" {
+		b, err := os.ReadFile(*report)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		var runs []bench.MatrixRun
+		if err := json.Unmarshal(b, &runs); err != nil {
+			return fmt.Errorf("bench: %s: %w", *report, err)
+		}
+		if err := bench.Report(stdout, runs); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		return nil
 	}
 	if *bin == "" {
 		return fmt.Errorf("%w: --bin is required", ErrUsage)
