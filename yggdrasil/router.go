@@ -292,26 +292,34 @@ func reconnectDelay(c CommandContent) (time.Duration, error) {
 // HandleData handles a payload from data/in: it hands the message to its
 // worker, or answers it with a negative acknowledgement. It returns once
 // the worker has taken the message (or it was refused), so the transport
-// acknowledges it to the broker only then.
-func (r *Router) HandleData(payload []byte) {
+// acknowledges it to the broker only then; it returns false, and the
+// message is not acknowledged, when yggd stopped before it was handled.
+func (r *Router) HandleData(payload []byte) (handled bool) {
 	r.received.Add(1)
 	if len(payload) > r.cfg.MaxMessageSize {
 		id, directive := peekIDs(payload)
 		r.reject(&DeliveryError{Code: CodeTooLarge, MessageID: id, Directive: directive,
 			Err: fmt.Errorf("payload is %d bytes, the limit is %d", len(payload), r.cfg.MaxMessageSize)})
-		return
+		return true
 	}
 	d, ok := decodeDataFast(payload)
 	if !ok {
 		var err error
 		if d, err = DecodeData(payload); err != nil {
 			r.reject(err)
-			return
+			return true
 		}
 	}
 	if err := r.deliver(d); err != nil {
+		if r.ctx.Err() != nil {
+			// Stopping: leave the message to the broker, which delivers
+			// it again to the next session, rather than refuse it.
+			r.log.Info("stopping: message left to the broker", "message_id", d.MessageID, "directive", d.Directive)
+			return false
+		}
 		r.reject(err)
 	}
+	return true
 }
 
 func (r *Router) deliver(d *Data) error {

@@ -33,11 +33,13 @@ type Handler interface {
 	// Connected is called after each connection, once subscribed.
 	Connected()
 	// HandleControl and HandleData handle a payload from control/in and
-	// data/in. They run concurrently, each message on a goroutine of its
+	// data/in; HandleData returns false when yggd is stopping and the
+	// message was not handled, so that it is not acknowledged and the
+	// broker delivers it again to the next session. They run concurrently, each message on a goroutine of its
 	// own (pooled); the broker's QoS 1 message is acknowledged when they
 	// return.
 	HandleControl(payload []byte)
-	HandleData(payload []byte)
+	HandleData(payload []byte) (handled bool)
 }
 
 // Config configures a Transport. Zero values mean the defaults.
@@ -170,7 +172,11 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 		case controlIn:
 			t.handlers.Go(func() { h.HandleControl(m.Payload()); m.Ack() })
 		case dataIn:
-			t.handlers.Go(func() { h.HandleData(m.Payload()); m.Ack() })
+			t.handlers.Go(func() {
+				if h.HandleData(m.Payload()) {
+					m.Ack()
+				}
+			})
 		default:
 			t.log.Warn("message on an unexpected topic dropped", "topic", m.Topic())
 			m.Ack()
@@ -202,10 +208,12 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 		opts.AddBroker(b)
 	}
 	c := paho.NewClient(opts)
-	if err := wait(ctx, c.Connect(), t.cfg.ConnectTimeout+time.Second); err != nil {
+	ctok := c.Connect()
+	if err := wait(ctx, ctok, t.cfg.ConnectTimeout+time.Second); err != nil {
 		c.Disconnect(0)
 		return nil, nil, fmt.Errorf("connect: %w", err)
 	}
+	resumed := ctok.(*paho.ConnectToken).SessionPresent()
 	// 0.1.x publishes an empty message to data/out on connect (a topic must
 	// exist before use on some brokers); clouds ignore it.
 	c.Publish(yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindData, yggdrasil.DirOut), 0, false, []byte{})
@@ -215,7 +223,15 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 		return nil, nil, fmt.Errorf("subscribe: %w", err)
 	}
 	for topic, code := range tok.(*paho.SubscribeToken).Result() {
-		if code >= 0x80 {
+		switch {
+		case code < 0x80:
+		case resumed:
+			// The resumed session still holds the subscription made on an
+			// earlier connection. (Mochi refuses a SUBSCRIBE whose packet
+			// id is also one of its own messages in flight to us, which a
+			// new client's first id often is when messages were queued.)
+			t.log.Debug("subscription refused; the resumed session keeps it", "topic", topic, "code", fmt.Sprintf("%#x", code))
+		default:
 			c.Disconnect(0)
 			return nil, nil, fmt.Errorf("subscribe %s: refused by the broker (code %#x)", topic, code)
 		}
