@@ -204,7 +204,7 @@ func TestUsage(t *testing.T) {
 		{"cert_no_out", []string{"cert", "--state", "x", "h1"}, 2, "--out"},
 		{"serve_bad_flag", []string{"serve", "--bogus"}, 2, "bogus"},
 		{"hosts_args", []string{"hosts", "extra"}, 2, "no arguments"},
-		{"demo", []string{"demo"}, 1, "not yet"},
+		{"demo", []string{"demo", "--yggd", "/nonexistent/yggd", "--echo-worker", "/nonexistent/echo-worker", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0", "--api", "127.0.0.1:0", "--content", "127.0.0.1:0"}, 1, "nonexistent"},
 		{"api_down", []string{"hosts", "--api", "http://127.0.0.1:1"}, 1, "hosts:"},
 	}
 	for _, tt := range tests {
