@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 )
 
 // peerCred returns the kernel's word on who is at the other end of a UNIX
@@ -65,16 +64,3 @@ func (peerCreds) Info() credentials.ProtocolInfo {
 }
 func (p peerCreds) Clone() credentials.TransportCredentials { return p }
 func (peerCreds) OverrideServerName(string) error           { return nil }
-
-// callerPid returns the pid of the process that made the call in ctx.
-func callerPid(ctx context.Context) (int, bool) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return 0, false
-	}
-	info, ok := p.AuthInfo.(peerInfo)
-	if !ok {
-		return 0, false
-	}
-	return int(info.cred.Pid), true
-}
