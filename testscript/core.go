@@ -66,10 +66,9 @@ func coreCommands() map[string]command {
 // flags parses a command's flags; a bad flag is a usage error.
 func flags(name string, args []string, define func(fs *flag.FlagSet)) ([]string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	define(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
 	}
 	return fs.Args(), nil
 }

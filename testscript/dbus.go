@@ -190,23 +190,16 @@ func cmdRHSMConsumer(ts *goscript.TestScript, args []string) error {
 // cmdRHSMCalls prints the RHSM calls, one a line: "method(signature)", with
 // " private" for those on the private registration connection.
 func cmdRHSMCalls(ts *goscript.TestScript, args []string) error {
-	if len(args) != 0 {
-		return ErrUsage
-	}
-	st, err := dbusOf(ts)
-	if err != nil {
-		return err
-	}
-	w := ts.Stdout() // even when empty: "stdout" then looks at this command
-	for _, c := range st.rhsm.Calls() {
-		fmt.Fprintln(w, c)
-	}
-	return nil
+	return printCalls(ts, args, func(st *dbusState) []fmt.Stringer { return stringers(st.rhsm.Calls()) })
 }
 
 // cmdSystemdCalls prints the systemd Manager calls, one a line, e.g.
 // "EnableUnitFiles [yggd.service] false true".
 func cmdSystemdCalls(ts *goscript.TestScript, args []string) error {
+	return printCalls(ts, args, func(st *dbusState) []fmt.Stringer { return stringers(st.systemd.Calls()) })
+}
+
+func printCalls(ts *goscript.TestScript, args []string, calls func(*dbusState) []fmt.Stringer) error {
 	if len(args) != 0 {
 		return ErrUsage
 	}
@@ -215,8 +208,16 @@ func cmdSystemdCalls(ts *goscript.TestScript, args []string) error {
 		return err
 	}
 	w := ts.Stdout() // even when empty: "stdout" then looks at this command
-	for _, c := range st.systemd.Calls() {
+	for _, c := range calls(st) {
 		fmt.Fprintln(w, c)
 	}
 	return nil
+}
+
+func stringers[T fmt.Stringer](calls []T) []fmt.Stringer {
+	out := make([]fmt.Stringer, len(calls))
+	for i, c := range calls {
+		out[i] = c
+	}
+	return out
 }
