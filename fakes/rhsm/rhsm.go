@@ -124,18 +124,19 @@ type Server struct {
 	// Logger logs each call (nil = discarded).
 	Logger *slog.Logger
 
-	mu       sync.Mutex
-	conn     *dbus.Conn
-	dir      string
-	tempDir  bool
-	calls    []Call
-	config   map[string]map[string]string
-	p2p      *p2pServer
-	p2pUsers map[string]bool
-	ca       throwawayCA
-	org      string // org of the current consumer
-	closing  chan struct{}
-	closed   bool
+	mu        sync.Mutex
+	conn      *dbus.Conn
+	dir       string
+	tempDir   bool
+	calls     []Call
+	config    map[string]map[string]string
+	p2p       *p2pServer
+	p2pUsers  map[string]int // Starts not yet Stopped, by caller
+	p2pStarts int            // Starts ever, to notice one during a Stop
+	ca        throwawayCA
+	org       string // org of the current consumer
+	closing   chan struct{}
+	closed    bool
 }
 
 // Start connects to the bus, exports the objects and takes both bus names.
@@ -162,7 +163,7 @@ func (s *Server) Start() error {
 		"rhsm":   {"consumerCertDir": s.dir, "manage_repos": "1", "baseurl": "https://cdn.redhat.com"},
 	}
 	s.closing = make(chan struct{})
-	s.p2pUsers = map[string]bool{}
+	s.p2pUsers = map[string]int{}
 
 	var conn *dbus.Conn
 	var err error
@@ -548,7 +549,8 @@ func (o *registerServerObj) Start(locale string, sender dbus.Sender, msg dbus.Me
 		}
 		s.p2p = p
 	}
-	s.p2pUsers[string(sender)] = true
+	s.p2pUsers[string(sender)]++
+	s.p2pStarts++
 	return s.p2p.addr, nil
 }
 
@@ -562,12 +564,14 @@ func (o *registerServerObj) Stop(locale string, sender dbus.Sender, msg dbus.Mes
 		s.mu.Unlock()
 		return false, (&Error{"Failed", "error", "No domain socket server is running"}).dbusError()
 	}
-	delete(s.p2pUsers, string(sender))
+	if s.p2pUsers[string(sender)]--; s.p2pUsers[string(sender)] <= 0 {
+		delete(s.p2pUsers, string(sender))
+	}
 	users := make([]string, 0, len(s.p2pUsers))
 	for u := range s.p2pUsers {
 		users = append(users, u)
 	}
-	conn := s.conn
+	conn, starts := s.conn, s.p2pStarts
 	s.mu.Unlock()
 	// Shut down only when no remaining user is still connected.
 	for _, u := range users {
@@ -578,6 +582,11 @@ func (o *registerServerObj) Stop(locale string, sender dbus.Sender, msg dbus.Mes
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.p2pStarts != starts {
+		// A Start came in while we looked (D-Bus calls are served
+		// concurrently): that caller has the address, keep serving.
+		return false, nil
+	}
 	if s.p2p != nil {
 		s.p2p.close()
 		s.p2p = nil
