@@ -30,6 +30,11 @@ import (
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
+// ShutdownGrace is how long Run waits, once its context ends, for the
+// Receive calls in flight before cancelling their context. yggd gives a
+// worker 5 s between SIGTERM and SIGKILL.
+const ShutdownGrace = 3 * time.Second
+
 // Message is a message from the dispatcher.
 type Message struct {
 	ID         string
@@ -108,7 +113,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size))
 	pb.RegisterWorkerServer(srv, w)
-	w.ctx = ctx
+	// Receive calls in flight when ctx ends get ShutdownGrace to send their
+	// answers before their context is cancelled.
+	rctx, cancelReceives := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReceives()
+	w.ctx = rctx
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(lis) }()
 	select {
@@ -119,7 +128,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		<-done
 		err = nil
 	}
-	w.wg.Wait()
+	finished := make(chan struct{})
+	go func() { w.wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(ShutdownGrace):
+		cancelReceives()
+		<-finished
+	}
 	return err
 }
 

@@ -81,9 +81,11 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("%q is not one of error, warn, info, debug, trace", s)
 }
 
-// Run runs yggd until ctx ends, then stops cleanly: workers get SIGTERM,
-// answers still queued are sent, a retained offline status is published,
-// and the connection is closed.
+// Run runs yggd until ctx ends, then stops cleanly: messages not yet handed
+// to a worker are left to the broker (the persistent session delivers them
+// again), workers get SIGTERM while the dispatcher still takes their
+// answers, answers still queued are sent, a retained offline status is
+// published, and the connection is closed.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	clientID, tlsConfig, err := identity(cfg, log)
 	if err != nil {
@@ -161,7 +163,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			cancel(err)
 		}
 	}
-	parts.Go(func() { fail(srv.Serve(ctx)) })
+	// The dispatcher outlives the workers, so that answers they send while
+	// stopping are still taken (and queued for the cloud).
+	sctx, stopServing := context.WithCancel(context.Background())
+	var serving sync.WaitGroup
+	serving.Go(func() { fail(srv.Serve(sctx)) })
 	parts.Go(func() { fail(router.Run(ctx)) })
 	parts.Go(func() { fail(sup.Run(ctx)) })
 	notify("READY=1")
@@ -170,12 +176,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	<-ctx.Done()
 	notify("STOPPING=1")
 	log.Info("stopping")
-	parts.Wait()
+	parts.Wait() // new messages are left to the broker; workers have stopped
+	stopServing()
+	serving.Wait()
 	router.Registry().Close()
-	sctx, scancel := context.WithTimeout(context.Background(), 3*time.Second)
-	router.Shutdown(sctx)
-	httpc.Close(sctx)
-	scancel()
+	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	router.Shutdown(dctx)
+	httpc.Close(dctx)
+	dcancel()
 	tcancel()
 	transport.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
