@@ -1,7 +1,6 @@
 package rhsm
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -20,13 +19,7 @@ import (
 // mustStart starts a private bus and a fake on it, and a client connection.
 func mustStart(t *testing.T, s *Server) *dbus.Conn {
 	t.Helper()
-	d := &dbusd.Daemon{}
-	if err := d.Start(context.Background()); errors.Is(err, dbusd.ErrNotInstalled) {
-		t.Skip(err)
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := dbusd.MustStart(t)
 	s.Bus = d.Addr()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package systemd
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -14,13 +13,7 @@ import (
 
 func mustStart(t *testing.T, s *Server) *dbus.Conn {
 	t.Helper()
-	d := &dbusd.Daemon{}
-	if err := d.Start(context.Background()); errors.Is(err, dbusd.ErrNotInstalled) {
-		t.Skip(err)
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := dbusd.MustStart(t)
 	s.Bus = d.Addr()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,13 +27,7 @@ type host struct {
 
 func mustHost(t *testing.T, r *rhsm.Server, s *systemd.Server) *host {
 	t.Helper()
-	d := &dbusd.Daemon{}
-	if err := d.Start(context.Background()); errors.Is(err, dbusd.ErrNotInstalled) {
-		t.Skip(err)
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := dbusd.MustStart(t)
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", d.Addr())
 	if r == nil {
 		r = &rhsm.Server{}
