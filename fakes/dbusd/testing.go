@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/godbus/dbus/v5"
 )
 
 // MustStart starts a private bus for a test and closes it when the test
@@ -19,4 +21,16 @@ func MustStart(tb testing.TB) *Daemon {
 	}
 	tb.Cleanup(func() { d.Close() })
 	return d
+}
+
+// MustConnect opens a client connection to the bus for a test and closes
+// it when the test ends.
+func (d *Daemon) MustConnect(tb testing.TB) *dbus.Conn {
+	tb.Helper()
+	c, err := dbus.Connect(d.Addr())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }

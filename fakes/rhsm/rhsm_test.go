@@ -25,12 +25,7 @@ func mustStart(t *testing.T, s *Server) *dbus.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := dbus.Connect(d.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return d.MustConnect(t)
 }
 
 func rhsmError(t *testing.T, err error) Error {

@@ -19,12 +19,7 @@ func mustStart(t *testing.T, s *Server) *dbus.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := dbus.Connect(d.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return d.MustConnect(t)
 }
 
 // runJob calls method and waits for the JobRemoved of the job it returns.
