@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -102,36 +103,20 @@ func gateWorker(handler string, holdReceipt bool) int {
 		}})
 }
 
-// dispatchersHere returns the abstract addresses of the dispatcher sockets
-// held by processes whose working directory is this one's.
+// dispatchersHere returns the dispatcher sockets listed in /proc/net/unix
+// (world-readable: any local user can list them) under this script's
+// runtime directory, so as not to disturb the other scripts' yggds.
 func dispatchersHere() ([]string, error) {
 	b, err := os.ReadFile("/proc/net/unix")
 	if err != nil {
 		return nil, err
 	}
-	byInode := map[string]string{} // socket inode → @yggd-dispatcher-...
+	dir := os.Getenv("RUNTIME_DIRECTORY") + "/"
+	var addrs []string
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 8 && strings.HasPrefix(f[7], "@yggd-dispatcher-") {
-			byInode[f[6]] = f[7]
-		}
-	}
-	here, _ := os.Getwd()
-	seen := map[string]bool{}
-	var addrs []string
-	procs, _ := os.ReadDir("/proc")
-	for _, p := range procs {
-		if cwd, err := os.Readlink(filepath.Join("/proc", p.Name(), "cwd")); err != nil || cwd != here {
-			continue
-		}
-		fds, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
-		for _, fd := range fds {
-			link, _ := os.Readlink(filepath.Join("/proc", p.Name(), "fd", fd.Name()))
-			inode, ok := strings.CutPrefix(link, "socket:[")
-			if addr := byInode[strings.TrimSuffix(inode, "]")]; ok && addr != "" && !seen[addr] {
-				seen[addr] = true
-				addrs = append(addrs, addr)
-			}
+		if len(f) == 8 && strings.HasPrefix(f[7], dir) && strings.HasSuffix(f[7], "/dispatcher.sock") && !slices.Contains(addrs, f[7]) {
+			addrs = append(addrs, f[7])
 		}
 	}
 	return addrs, nil
@@ -150,8 +135,7 @@ func runWorker(w *worker.Worker) int {
 // stray is a local process that yggd did not start: it finds the dispatcher
 // socket the way any local user can (/proc/net/unix) and tries to register
 // and to send. It prints what each dispatcher answered and exits 0 only if
-// every one refused both. So as not to disturb the other scripts' yggds, it
-// knocks only on those of processes running in its own directory ($WORK).
+// every one refused both.
 func stray() int {
 	addrs, err := dispatchersHere()
 	if err != nil {

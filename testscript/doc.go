@@ -10,6 +10,8 @@
 // Setup exports, for every script:
 //
 //	YGG_SOCKET_DIR  a short directory outside $WORK for UNIX sockets
+//	RUNTIME_DIRECTORY  the same directory: yggd's default runtime-dir, as
+//	                systemd sets it (worker sockets in its "workers" dir)
 //	YGG_WORKER_DIR  $WORK/workers, the worker directory for yggd
 //	YGG_STATE_DIR   $WORK/state
 //	YGG_CONFIG_DIR  $WORK/etc

@@ -77,6 +77,9 @@ func setupEnv(env *goscript.Env, deadline time.Time) error {
 	}
 	env.Defer(func() { os.RemoveAll(sock) })
 	env.Setenv("YGG_SOCKET_DIR", sock)
+	// yggd's runtime directory, as systemd would give it: the worker
+	// sockets go in its subdirectory "workers".
+	env.Setenv("RUNTIME_DIRECTORY", sock)
 	for name, dir := range map[string]string{
 		"YGG_WORKER_DIR": "workers",
 		"YGG_STATE_DIR":  "state",

@@ -12,6 +12,11 @@ import (
 // serves the handler.
 var ErrDuplicateHandler = errors.New("handler already registered")
 
+// ErrHandlerClaimed is returned by Registry.Add when the handler belongs to
+// another supervised worker: the first executable to register a handler
+// keeps it, through its restarts, until its file is removed.
+var ErrHandlerClaimed = errors.New("handler belongs to another worker")
+
 // WorkerConn is the connection to one worker process: the ipc package
 // implements it over gRPC.
 type WorkerConn interface {
@@ -41,6 +46,7 @@ type Registry struct {
 	waiting  map[string]*waiters // by handler, until it registers
 	changed  func()              // called after every change, outside the lock
 	handlers map[string]bool     // every handler ever registered
+	claims   map[string]string   // handler → the supervised worker that owns it
 }
 
 // waiters are the callers of Wait for one handler.
@@ -56,16 +62,25 @@ func NewRegistry(changed func()) *Registry {
 		workers:  map[string]*Worker{},
 		waiting:  map[string]*waiters{},
 		handlers: map[string]bool{},
+		claims:   map[string]string{},
 		changed:  changed,
 	}
 }
 
-// Add registers w. It refuses a second live worker for the same handler.
+// Add registers w. It refuses a second live worker for the same handler,
+// and a handler that another supervised worker owns.
 func (r *Registry) Add(w *Worker) error {
 	r.mu.Lock()
 	if old, ok := r.workers[w.Handler]; ok {
 		r.mu.Unlock()
 		return fmt.Errorf("register %q from pid %d: %w (pid %d)", w.Handler, w.Pid, ErrDuplicateHandler, old.Pid)
+	}
+	if owner, ok := r.claims[w.Handler]; ok && owner != w.Owner {
+		r.mu.Unlock()
+		return fmt.Errorf("register %q from pid %d of %q: %w (%q)", w.Handler, w.Pid, w.Owner, ErrHandlerClaimed, owner)
+	}
+	if w.Owner != "" {
+		r.claims[w.Handler] = w.Owner
 	}
 	r.workers[w.Handler] = w
 	r.handlers[w.Handler] = true
@@ -85,9 +100,22 @@ func (r *Registry) RemoveOwner(owner string) []string {
 	return r.remove(func(w *Worker) bool { return w.Owner == owner })
 }
 
-// RemovePid removes the worker registered by pid, if any.
-func (r *Registry) RemovePid(pid int) []string {
-	return r.remove(func(w *Worker) bool { return w.Pid == pid })
+// Remove removes w, if it is still registered (not a later registration of
+// the same handler), and reports whether it was.
+func (r *Registry) Remove(w *Worker) bool {
+	return len(r.remove(func(x *Worker) bool { return x == w })) > 0
+}
+
+// Release gives up the handlers that the supervised worker owner claimed:
+// its file is gone, so another worker may serve them.
+func (r *Registry) Release(owner string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for h, o := range r.claims {
+		if o == owner {
+			delete(r.claims, h)
+		}
+	}
 }
 
 func (r *Registry) remove(match func(*Worker) bool) []string {

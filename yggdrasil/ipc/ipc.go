@@ -1,14 +1,24 @@
 // Package ipc is the worker protocol of yggd: it serves the gRPC Dispatcher
-// service (Register, Send) on an abstract UNIX socket and keeps one
-// persistent gRPC connection to each registered worker's Worker service.
+// service (Register, Send) on a UNIX socket and keeps one persistent gRPC
+// connection to each registered worker's Worker service.
 //
-// The addresses keep the 0.1.x shapes that existing workers parse:
-// YGG_SOCKET_ADDR=unix:@yggd-dispatcher-<random> and Register answering
-// @ygg-<handler>-<random>, with names from crypto/rand. Unlike 0.1.x, which
-// trusted any local process, the dispatcher asks the kernel who is calling
-// (SO_PEERCRED) and admits only processes that yggd started or their
-// descendants; it refuses a second live registration of a handler; and
-// before talking to a worker's socket it checks that the process listening
+// Every socket lives in one directory that only yggd's user can enter
+// (<runtime-dir>/workers, mode 0700), which is also the workers' working
+// directory. YGG_SOCKET_ADDR is unix:<that dir>/dispatcher.sock, and
+// Register answers the relative address unix:ygg-<handler>-<random>, a form
+// that both kinds of 0.1.x worker accept: a Go worker hands it to
+// net.Listen("unix", …) and gets the file "unix:ygg-…" in its working
+// directory; the Python playbook worker hands it to gRPC, which reads it as
+// the relative path "ygg-…". yggd dials whichever of the two is there.
+//
+// Unlike 0.1.x, which trusted any local process, the dispatcher takes the
+// peer's credentials and pidfd when it accepts a connection (SO_PEERCRED,
+// SO_PEERPIDFD), refuses any other uid than its own, and admits only
+// processes that yggd started or their descendants, asked while the pidfd
+// shows the connecting process alive, so that a reused pid never passes. A
+// registration lasts as long as the process that made it, and a handler
+// belongs to the first supervised executable that registers it. Before
+// talking to a worker's socket, yggd checks that the process listening
 // there belongs to that worker.
 package ipc
 
@@ -18,23 +28,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/ygglab/yggdrasil/proto"
 	"github.com/ygglab/yggdrasil/yggdrasil"
@@ -42,13 +51,16 @@ import (
 
 // Config configures a Server.
 type Config struct {
+	// RuntimeDir is yggd's runtime directory (/run/yggdrasil); the sockets
+	// go in its subdirectory WorkersDir, created 0700.
+	RuntimeDir string
 	// Registry is the worker table that registrations go to.
 	Registry *yggdrasil.Registry
 	// Answer takes a worker's answer (the router's HandleAnswer).
 	Answer func(ctx context.Context, d *yggdrasil.Data) error
 	// Admit says whether the process pid may talk to the dispatcher, and
-	// which supervised worker it belongs to. Nil admits every process
-	// (for tests of the protocol alone).
+	// which supervised worker it belongs to. Nil admits every process of
+	// yggd's uid (for tests of the protocol alone).
 	Admit func(pid int) (owner string, ok bool)
 	// Registered is told when a supervised worker has registered; may be nil.
 	Registered func(owner string)
@@ -66,100 +78,19 @@ type Server struct {
 	lis  net.Listener
 	grpc *grpc.Server
 	addr string
+	dir  string   // the socket directory
+	dirf *os.File // an O_PATH handle on it, for socket paths beyond sun_path
+	uid  int
 
-	closeOnce sync.Once
+	stop    chan struct{} // closed when Serve is done: ends the watches
+	watches sync.WaitGroup
 }
 
-// headroom is what a gRPC message needs beyond its content.
-const headroom = 1 << 20
+// maxSunPath is the size of sockaddr_un's sun_path, its final NUL included.
+const maxSunPath = 108
 
-// bufferPool holds gRPC's message buffers. gRPC's default pool jumps from
-// 32 KiB to 1 MiB and clears a pooled buffer in full each time it is
-// reused: every 64 KiB message cleared 1 MiB, 13% of yggd's CPU at that
-// size. This pool has every power of two from 256 B to 1 MiB and hands
-// buffers out as they are: gRPC overwrites the length it asks for before
-// reading it (the same contract as gRPC's own internal "dirty" pools).
-var bufferPool mem.BufferPool = newTieredPool(8, 20)
-
-// codec is gRPC's proto codec with its buffers from bufferPool: gRPC's own
-// takes them from the default pool whatever the connection's pool is.
-type codec struct{}
-
-func (codec) Name() string { return "proto" }
-
-func (codec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return nil, fmt.Errorf("proto: cannot marshal %T", v)
-	}
-	size := proto.Size(m)
-	opts := proto.MarshalOptions{UseCachedSize: true} // safe: Size was just computed
-	if mem.IsBelowBufferPoolingThreshold(size) {
-		b, err := opts.Marshal(m)
-		if err != nil {
-			return nil, err
-		}
-		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
-	}
-	buf := bufferPool.Get(size)
-	if _, err := opts.MarshalAppend((*buf)[:0], m); err != nil {
-		bufferPool.Put(buf)
-		return nil, err
-	}
-	return mem.BufferSlice{mem.NewBuffer(buf, bufferPool)}, nil
-}
-
-func (codec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return fmt.Errorf("proto: cannot unmarshal into %T", v)
-	}
-	buf := data.MaterializeToBuffer(bufferPool)
-	defer buf.Free()
-	return proto.Unmarshal(buf.ReadOnlyData(), m)
-}
-
-// tieredPool is a mem.BufferPool of one sync.Pool per power of two.
-type tieredPool struct {
-	minExp, maxExp int
-	pools          []sync.Pool
-}
-
-func newTieredPool(minExp, maxExp int) *tieredPool {
-	return &tieredPool{minExp: minExp, maxExp: maxExp, pools: make([]sync.Pool, maxExp-minExp+1)}
-}
-
-// tier returns the index of the smallest pool whose buffers hold n bytes.
-func (p *tieredPool) tier(n int) int {
-	e := bits.Len(uint(max(n, 1) - 1))
-	return max(e, p.minExp) - p.minExp
-}
-
-func (p *tieredPool) Get(n int) *[]byte {
-	t := p.tier(n)
-	if t >= len(p.pools) {
-		b := make([]byte, n)
-		return &b
-	}
-	if b, ok := p.pools[t].Get().(*[]byte); ok {
-		*b = (*b)[:n]
-		return b
-	}
-	b := make([]byte, n, 1<<(t+p.minExp))
-	return &b
-}
-
-func (p *tieredPool) Put(b *[]byte) {
-	c := cap(*b)
-	if c == 0 || c&(c-1) != 0 {
-		return // not one of ours
-	}
-	if t := p.tier(c); t < len(p.pools) && 1<<(t+p.minExp) == c {
-		p.pools[t].Put(b)
-	}
-}
-
-// Listen opens the dispatcher socket at a fresh abstract address.
+// Listen prepares the socket directory under cfg.RuntimeDir and opens the
+// dispatcher's socket in it.
 func Listen(cfg Config) (*Server, error) {
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = yggdrasil.DefaultMaxMessageSize
@@ -168,14 +99,34 @@ func Listen(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	name := "@yggd-dispatcher-" + randomName()
-	lis, err := net.Listen("unix", name)
+	uid := os.Geteuid()
+	dir, err := prepareDir(cfg.RuntimeDir, uid)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", name, err)
+		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, lis: lis, addr: "unix:" + name}
+	path := filepath.Join(dir, dispatcherSock)
+	if len(path) >= maxSunPath {
+		return nil, fmt.Errorf("listen on %s: the path is longer than %d bytes: choose a shorter runtime-dir", path, maxSunPath-1)
+	}
+	dirf, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dir, err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		dirf.Close()
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	s := &Server{cfg: cfg, log: log, lis: lis, addr: "unix:" + path, dir: dir, dirf: dirf, uid: uid, stop: make(chan struct{})}
+	creds := peerCreds{uid: uid, refused: func(cred *unix.Ucred, err error) {
+		if cred != nil {
+			log.Warn("connection refused", "pid", cred.Pid, "uid", cred.Uid, "error", err)
+			return
+		}
+		log.Warn("connection refused", "error", err)
+	}}
 	s.grpc = grpc.NewServer(
-		grpc.Creds(admitCreds{}),
+		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize+headroom),
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize+headroom),
 		experimental.BufferPool(bufferPool),
@@ -189,12 +140,21 @@ func Listen(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Addr returns the value of YGG_SOCKET_ADDR: unix:@yggd-dispatcher-<random>.
+// Addr returns the value of YGG_SOCKET_ADDR: unix:<dir>/dispatcher.sock.
 func (s *Server) Addr() string { return s.addr }
 
+// Dir returns the socket directory, which is also the workers' working
+// directory.
+func (s *Server) Dir() string { return s.dir }
+
 // Serve serves until ctx ends, then stops: gracefully for up to a second,
-// then hard.
+// then hard. Once it has returned, the Server is done.
 func (s *Server) Serve(ctx context.Context) error {
+	defer func() {
+		close(s.stop)
+		s.watches.Wait()
+		s.dirf.Close()
+	}()
 	done := make(chan error, 1)
 	go func() { done <- s.grpc.Serve(s.lis) }()
 	select {
@@ -214,76 +174,53 @@ func (s *Server) Serve(ctx context.Context) error {
 	return nil
 }
 
-// admit checks the caller of ctx. The answer is kept with the connection
-// once it is yes: the kernel's peer of a connection never changes, and
-// asking the supervisor reads /proc, which on every answer a worker sends
-// was yggd's largest cost per message. A refusal is asked again each time.
-func (s *Server) admit(ctx context.Context, what string) (pid int, owner string, err error) {
+// admit checks the caller of ctx: the process that opened the connection
+// must still run (its pidfd says so, so a reused pid cannot stand in for
+// it) and be a worker that yggd started or a descendant of one. The answer
+// is kept with the connection once it is yes: the kernel's peer of a
+// connection never changes, and asking the supervisor reads /proc, which on
+// every answer a worker sends was yggd's largest cost per message. With
+// fresh, the connecting process must also still run now (a registration
+// lives as long as that process). A refusal is asked again each time.
+func (s *Server) admit(ctx context.Context, what string, fresh bool) (*connInfo, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return 0, "", status.Error(codes.Unauthenticated, "no peer credentials")
+		return nil, status.Error(codes.Unauthenticated, "no peer credentials")
 	}
 	info, ok := p.AuthInfo.(*connInfo)
 	if !ok {
-		return 0, "", status.Error(codes.Unauthenticated, "no peer credentials")
+		return nil, status.Error(codes.Unauthenticated, "no peer credentials")
 	}
-	pid = int(info.cred.Pid)
-	if s.cfg.Admit == nil {
-		return pid, "", nil
+	pid := int(info.peer.cred.Pid)
+	if _, ok := info.admitted(); ok && (!fresh || info.peer.alive()) {
+		return info, nil
 	}
-	if owner, ok := info.admitted(); ok {
-		return pid, owner, nil
+	if !info.peer.alive() {
+		s.log.Warn(what+" refused: the process that opened the connection has exited", "pid", pid)
+		return nil, status.Errorf(codes.PermissionDenied, "%s: pid %d, which opened this connection, has exited", what, pid)
 	}
-	owner, ok = s.cfg.Admit(pid)
-	if !ok {
-		s.log.Warn(what+" refused: the caller is not a worker started by yggd", "pid", pid)
-		return pid, "", status.Errorf(codes.PermissionDenied, "%s: pid %d is not a worker started by yggd", what, pid)
+	owner := ""
+	if s.cfg.Admit != nil {
+		owner, ok = s.cfg.Admit(pid)
+		// The walk read /proc by pid: it was about the connecting process
+		// only if that process still runs now.
+		if !ok || !info.peer.alive() {
+			s.log.Warn(what+" refused: the caller is not a worker started by yggd", "pid", pid)
+			return nil, status.Errorf(codes.PermissionDenied, "%s: pid %d is not a worker started by yggd", what, pid)
+		}
 	}
 	info.admit(owner)
-	return pid, owner, nil
+	return info, nil
 }
-
-// connInfo is the AuthInfo of one dispatcher connection: the peer's
-// credentials and, once admitted, the worker it belongs to.
-type connInfo struct {
-	peerInfo
-	mu    sync.Mutex
-	ok    bool
-	owner string
-}
-
-func (c *connInfo) admitted() (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.owner, c.ok
-}
-
-func (c *connInfo) admit(owner string) {
-	c.mu.Lock()
-	c.owner, c.ok = owner, true
-	c.mu.Unlock()
-}
-
-// admitCreds are peerCreds whose AuthInfo is a *connInfo, one per
-// connection.
-type admitCreds struct{ peerCreds }
-
-func (a admitCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	conn, info, err := a.peerCreds.ServerHandshake(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	return conn, &connInfo{peerInfo: info.(peerInfo)}, nil
-}
-
-func (a admitCreds) Clone() credentials.TransportCredentials { return a }
 
 // Register implements Dispatcher.Register.
 func (s *Server) Register(ctx context.Context, req *pb.RegistrationRequest) (*pb.RegistrationResponse, error) {
-	pid, owner, err := s.admit(ctx, "register")
+	info, err := s.admit(ctx, "register", true)
 	if err != nil {
 		return nil, err
 	}
+	owner, _ := info.admitted()
+	pid := int(info.peer.cred.Pid)
 	log := s.log.With("handler", req.GetHandler(), "pid", pid, "worker", owner)
 	if err := validHandler(req.GetHandler()); err != nil {
 		log.Warn("registration refused", "error", err)
@@ -292,8 +229,8 @@ func (s *Server) Register(ctx context.Context, req *pb.RegistrationRequest) (*pb
 	if req.GetPid() != 0 && int(req.GetPid()) != pid {
 		log.Debug("registration claims another pid; using the kernel's", "claimed_pid", req.GetPid())
 	}
-	addr := "@ygg-" + req.GetHandler() + "-" + randomName()
-	conn, err := s.dialWorker(addr, pid, owner)
+	name := "ygg-" + req.GetHandler() + "-" + randomName()
+	conn, err := s.dialWorker(name, pid, owner)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "register: %v", err)
 	}
@@ -310,16 +247,37 @@ func (s *Server) Register(ctx context.Context, req *pb.RegistrationRequest) (*pb
 		log.Warn("registration refused", "error", err)
 		return &pb.RegistrationResponse{Registered: false}, nil
 	}
+	s.watch(info.peer, w, log)
 	if s.cfg.Registered != nil && owner != "" {
 		s.cfg.Registered(owner)
 	}
-	log.Info("worker registered", "address", addr, "detached_content", w.Detached)
-	return &pb.RegistrationResponse{Registered: true, Address: addr}, nil
+	log.Info("worker registered", "address", "unix:"+name, "detached_content", w.Detached)
+	return &pb.RegistrationResponse{Registered: true, Address: "unix:" + name}, nil
+}
+
+// watch removes w from the registry as soon as the process that registered
+// it exits, so that its handler is free at once for the next worker.
+func (s *Server) watch(p *peerProcess, w *yggdrasil.Worker, log *slog.Logger) {
+	select {
+	case <-s.stop:
+		return // done serving: the registry is being closed
+	default:
+	}
+	s.watches.Go(func() {
+		exited, err := p.waitExit(s.stop)
+		if err != nil {
+			log.Error("cannot watch the registering process; its handler stays until its worker exits", "error", err)
+			return
+		}
+		if exited && s.cfg.Registry.Remove(w) {
+			log.Info("worker unregistered: the process that registered it has exited")
+		}
+	})
 }
 
 // Send implements Dispatcher.Send: a worker's answer.
 func (s *Server) Send(ctx context.Context, d *pb.Data) (*pb.Receipt, error) {
-	if _, _, err := s.admit(ctx, "send"); err != nil {
+	if _, err := s.admit(ctx, "send", false); err != nil {
 		return nil, err
 	}
 	err := s.cfg.Answer(ctx, &yggdrasil.Data{
@@ -346,13 +304,21 @@ type workerConn struct {
 	client pb.WorkerClient
 }
 
-// dialWorker prepares the connection to the worker that will listen at
-// addr. gRPC connects lazily, on the first message, and waits for the
+// dialWorker prepares the connection to the worker that will listen at the
+// relative address unix:<name>. A Go worker listens at "unix:<name>" in its
+// working directory, the Python one at "<name>": the dialer takes whichever
+// is there. gRPC connects lazily, on the first message, and waits for the
 // worker to listen (bounded by the dispatch deadline).
-func (s *Server) dialWorker(addr string, pid int, owner string) (*workerConn, error) {
+func (s *Server) dialWorker(name string, pid int, owner string) (*workerConn, error) {
 	dial := func(ctx context.Context, _ string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "unix", addr)
+		var c net.Conn
+		var err error
+		for _, file := range []string{name, "unix:" + name} {
+			var d net.Dialer
+			if c, err = d.DialContext(ctx, "unix", s.sockPath(file)); err == nil {
+				break
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -361,14 +327,19 @@ func (s *Server) dialWorker(addr string, pid int, owner string) (*workerConn, er
 			c.Close()
 			return nil, err
 		}
+		if int(cred.Uid) != s.uid {
+			c.Close()
+			return nil, fmt.Errorf("socket %s is held by uid %d, not by yggd's uid %d", name, cred.Uid, s.uid)
+		}
 		if int(cred.Pid) != pid {
 			if got, ok := s.owner(int(cred.Pid)); !ok || got != owner || owner == "" {
 				c.Close()
-				return nil, fmt.Errorf("socket %s is held by pid %d, not by the worker (pid %d)", addr, cred.Pid, pid)
+				return nil, fmt.Errorf("socket %s is held by pid %d, not by the worker (pid %d)", name, cred.Pid, pid)
 			}
 		}
 		return c, nil
 	}
+	addr := filepath.Join(s.dir, name)
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithContextDialer(dial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -388,6 +359,15 @@ func (s *Server) dialWorker(addr string, pid int, owner string) (*workerConn, er
 		return nil, fmt.Errorf("dial worker at %s: %w", addr, err)
 	}
 	return &workerConn{cc: cc, client: pb.NewWorkerClient(cc)}, nil
+}
+
+// sockPath returns a path to the socket file in the socket directory that
+// fits in sun_path: through /proc/self/fd when the plain path does not.
+func (s *Server) sockPath(file string) string {
+	if p := filepath.Join(s.dir, file); len(p) < maxSunPath {
+		return p
+	}
+	return fmt.Sprintf("/proc/self/fd/%d/%s", s.dirf.Fd(), file)
 }
 
 func (s *Server) owner(pid int) (string, bool) {

@@ -3,6 +3,7 @@ package ipc
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -49,13 +50,17 @@ func startServer(t *testing.T, admit func(int) (string, bool)) (*Server, *yggdra
 	t.Helper()
 	reg := yggdrasil.NewRegistry(nil)
 	ans := &answers{ch: make(chan struct{}, 100)}
-	s, err := Listen(Config{Registry: reg, Answer: ans.add, Admit: admit})
+	runtime := t.TempDir()
+	s, err := Listen(Config{RuntimeDir: runtime, Registry: reg, Answer: ans.add, Admit: admit})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(s.Addr(), "unix:@yggd-dispatcher-") {
-		t.Errorf("Addr = %q, want the 0.1.x shape unix:@yggd-dispatcher-<random>", s.Addr())
+	if want := "unix:" + filepath.Join(runtime, "workers", "dispatcher.sock"); s.Addr() != want {
+		t.Errorf("Addr = %q, want %q", s.Addr(), want)
 	}
+	// The workers yggd starts run in the socket directory: so do the
+	// workers of these tests, which are this process.
+	t.Chdir(s.Dir())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Serve(ctx); close(done) }()
@@ -115,8 +120,8 @@ func TestRawProtocolWorker(t *testing.T) {
 	if err := cc.Invoke(context.Background(), "/yggdrasil.Dispatcher/Register", &pb.RegistrationRequest{Handler: "raw", Pid: 1}, &resp); err != nil {
 		t.Fatal(err)
 	}
-	if !resp.Registered || !strings.HasPrefix(resp.Address, "@ygg-raw-") {
-		t.Fatalf("register = %+v, want registered at @ygg-raw-<random>", &resp)
+	if !resp.Registered || !strings.HasPrefix(resp.Address, "unix:ygg-raw-") {
+		t.Fatalf("register = %+v, want registered at unix:ygg-raw-<random>", &resp)
 	}
 	lis, err := net.Listen("unix", resp.Address)
 	if err != nil {

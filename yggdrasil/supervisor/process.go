@@ -59,7 +59,7 @@ func (s *Supervisor) spawnExec(ctx context.Context, name, path string) (process,
 	cmd := exec.CommandContext(ctx, path)
 	cmd.Env = make([]string, len(s.cfg.Env)) // never nil: nil would inherit yggd's environment
 	copy(cmd.Env, s.cfg.Env)
-	cmd.Dir = "/"
+	cmd.Dir = s.cfg.WorkDir
 	// cmd.Stdin stays nil: the child reads /dev/null.
 	log := s.log.With("worker", name)
 	started := make(chan struct{}) // closed once Start has returned

@@ -35,6 +35,9 @@ type Config struct {
 	// (YGG_SOCKET_ADDR, PATH, YGG_CLIENT_ID, YGG_LOG_LEVEL). Nothing else
 	// is passed on; nil means an empty environment.
 	Env []string
+	// WorkDir is the workers' working directory (default "/"). yggd sets
+	// its socket directory, where 0.1.x workers create their sockets.
+	WorkDir string
 	// Log receives the supervisor's logs and the workers' output; nil
 	// discards them.
 	Log *slog.Logger
@@ -93,6 +96,9 @@ func New(cfg Config) *Supervisor {
 		}
 	}
 	cfg.Env = slices.Clone(cfg.Env)
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = "/"
+	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
 	}

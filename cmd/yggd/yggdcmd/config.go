@@ -29,6 +29,7 @@ type Config struct {
 	TopicPrefix     string   `toml:"topic-prefix"`
 	DataHost        string   `toml:"data-host"`
 	WorkerDir       string   `toml:"worker-dir"`
+	RuntimeDir      string   `toml:"runtime-dir"`
 	ClientID        string   `toml:"client-id"`
 	DispatchTimeout Duration `toml:"dispatch-timeout"`
 	MaxMessageSize  int      `toml:"max-message-size"`
@@ -47,6 +48,7 @@ func DefaultConfig() Config {
 		TopicPrefix:     build.TopicPrefix,
 		DataHost:        build.DataHost,
 		WorkerDir:       filepath.Join(build.LibexecDir, build.LongName),
+		RuntimeDir:      DefaultRuntimeDir(),
 		DispatchTimeout: Duration(yggdrasil.DefaultDispatchTimeout),
 		MaxMessageSize:  yggdrasil.DefaultMaxMessageSize,
 		KeepAlive:       Duration(30 * time.Second),
@@ -59,6 +61,16 @@ func DefaultConfig() Config {
 // DefaultConfigFile is read when --config is not given and it exists.
 func DefaultConfigFile() string {
 	return filepath.Join(build.SysconfDir, build.LongName, "config.toml")
+}
+
+// DefaultRuntimeDir is where the sockets go when runtime-dir is not set:
+// the first of systemd's $RUNTIME_DIRECTORY (the unit's RuntimeDirectory),
+// else /run/<longname>.
+func DefaultRuntimeDir() string {
+	if dir, _, _ := strings.Cut(os.Getenv("RUNTIME_DIRECTORY"), ":"); dir != "" {
+		return dir
+	}
+	return filepath.Join("/run", build.LongName)
 }
 
 // Duration is a TOML or flag duration: a Go duration ("90s", "1m30s") or
@@ -136,6 +148,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 	fs.StringVar(&flagCfg.TopicPrefix, "topic-prefix", "", "")
 	fs.StringVar(&flagCfg.DataHost, "data-host", "", "")
 	fs.StringVar(&flagCfg.WorkerDir, "worker-dir", "", "")
+	fs.StringVar(&flagCfg.RuntimeDir, "runtime-dir", "", "")
 	fs.StringVar(&flagCfg.ClientID, "client-id", "", "")
 	fs.Var(&flagCfg.DispatchTimeout, "dispatch-timeout", "")
 	fs.IntVar(&flagCfg.MaxMessageSize, "max-message-size", 0, "")
@@ -197,6 +210,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 			cfg.DataHost = flagCfg.DataHost
 		case "worker-dir":
 			cfg.WorkerDir = flagCfg.WorkerDir
+		case "runtime-dir":
+			cfg.RuntimeDir = flagCfg.RuntimeDir
 		case "client-id":
 			cfg.ClientID = flagCfg.ClientID
 		case "dispatch-timeout":
@@ -231,6 +246,8 @@ func (c Config) Validate() error {
 		return errors.New("queue-max-count and queue-max-bytes: must be positive")
 	case c.TopicPrefix == "":
 		return errors.New("topic-prefix: must not be empty")
+	case c.RuntimeDir == "":
+		return errors.New("runtime-dir: must not be empty")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return fmt.Errorf("log-level: %w", err)

@@ -22,6 +22,7 @@ var flagDocs = []flagDoc{
 	{"topic-prefix", "PREFIX", "first segment of every topic (default " + build.TopicPrefix + ")"},
 	{"data-host", "HOST", "replace the host of every content URL by HOST"},
 	{"worker-dir", "DIR", "directory of the worker executables (names ending in \"worker\")"},
+	{"runtime-dir", "DIR", "runtime directory; the worker sockets go in DIR/workers, mode 0700 (default $RUNTIME_DIRECTORY, else /run/" + build.LongName + ")"},
 	{"dispatch-timeout", "DURATION", "how long a worker may take to accept a message (default 60s)"},
 	{"max-message-size", "BYTES", "largest data message accepted or sent, over MQTT and gRPC (default 33554432)"},
 	{"keepalive", "DURATION", "MQTT keep-alive interval (default 30s)"},
@@ -99,7 +100,7 @@ _yggd() {
 	case "$prev" in
 	--config|--cert-file|--key-file|--ca-root)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
-	--worker-dir)
+	--worker-dir|--runtime-dir)
 		COMPREPLY=($(compgen -d -- "$cur")); return ;;
 	--log-level)
 		COMPREPLY=($(compgen -W "error warn info debug trace" -- "$cur")); return ;;

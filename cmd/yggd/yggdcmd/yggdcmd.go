@@ -124,6 +124,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log:             log.With("component", "router"),
 	}, tr)
 	srv, err := ipc.Listen(ipc.Config{
+		RuntimeDir:     cfg.RuntimeDir,
 		Registry:       router.Registry(),
 		Answer:         router.HandleAnswer,
 		Admit:          func(pid int) (string, bool) { return sup.Owner(pid) },
@@ -135,7 +136,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	sup = supervisor.New(supervisor.Config{
-		Dir: cfg.WorkerDir,
+		Dir:     cfg.WorkerDir,
+		WorkDir: srv.Dir(),
 		Env: []string{
 			"YGG_SOCKET_ADDR=" + srv.Addr(),
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -110,6 +110,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"--key-file", filepath.Join(pki, "key.pem"),
 		"--ca-root", filepath.Join(pki, "ca.pem"),
 		"--worker-dir", workers,
+		"--runtime-dir", filepath.Join(dir, "run"),
 		"--config", os.DevNull)
 	yggd.Stdout, yggd.Stderr = yggdLog, yggdLog
 	if err := yggd.Start(); err != nil {
