@@ -162,17 +162,24 @@ func TestStrangerRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
+	mustRefuse(t, cc, reg, "echo", "is not a worker started by yggd")
+}
+
+// mustRefuse checks that the dispatcher behind cc refuses to register
+// handler and to take an answer for it, saying why.
+func mustRefuse(t *testing.T, cc *grpc.ClientConn, reg *yggdrasil.Registry, handler, why string) {
+	t.Helper()
 	client := pb.NewDispatcherClient(cc)
-	_, err = client.Register(context.Background(), &pb.RegistrationRequest{Handler: "echo", Pid: 1})
-	if status.Code(err) != codes.PermissionDenied {
-		t.Errorf("register from a stranger: %v, want PermissionDenied", err)
+	_, err := client.Register(context.Background(), &pb.RegistrationRequest{Handler: handler, Pid: 1})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), why) {
+		t.Errorf("register: %v, want PermissionDenied: %s", err, why)
 	}
-	_, err = client.Send(context.Background(), &pb.Data{MessageId: "x", Directive: "echo"})
-	if status.Code(err) != codes.PermissionDenied {
-		t.Errorf("send from a stranger: %v, want PermissionDenied", err)
+	_, err = client.Send(context.Background(), &pb.Data{MessageId: "x", Directive: handler})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), why) {
+		t.Errorf("send: %v, want PermissionDenied: %s", err, why)
 	}
-	if _, ok := reg.Lookup("echo"); ok {
-		t.Error("the stranger's handler is registered")
+	if _, ok := reg.Lookup(handler); ok {
+		t.Errorf("the refused caller's handler %q is registered", handler)
 	}
 }
 

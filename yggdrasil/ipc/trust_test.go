@@ -15,9 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	pb "github.com/ygglab/yggdrasil/proto"
 	"github.com/ygglab/yggdrasil/yggdrasil"
@@ -125,18 +123,7 @@ func TestPeerOfExitedProcessRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	client := pb.NewDispatcherClient(cc)
-	_, err = client.Register(context.Background(), &pb.RegistrationRequest{Handler: "hijacked"})
-	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "has exited") {
-		t.Errorf("register on a dead process's connection: %v, want PermissionDenied: has exited", err)
-	}
-	_, err = client.Send(context.Background(), &pb.Data{MessageId: "x", Directive: "hijacked"})
-	if status.Code(err) != codes.PermissionDenied {
-		t.Errorf("send on a dead process's connection: %v, want PermissionDenied", err)
-	}
-	if _, ok := reg.Lookup("hijacked"); ok {
-		t.Error("the hijacked handler is registered")
-	}
+	mustRefuse(t, cc, reg, "hijacked", "has exited")
 }
 
 // TestRegistrationEndsWithProcess: a handler registered by a process is
