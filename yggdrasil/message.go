@@ -1,13 +1,11 @@
 package yggdrasil
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
 )
 
 // Message types, the "type" field of every message.
@@ -182,68 +180,3 @@ func (e *DeliveryError) Error() string {
 }
 
 func (e *DeliveryError) Unwrap() error { return e.Err }
-
-// DecodeData decodes and validates a data/in payload. Every failure is a
-// *DeliveryError whose MessageID and Directive are filled in as far as the
-// payload allows, so that it can be answered.
-func DecodeData(payload []byte) (*Data, error) {
-	fail := func(code ErrorCode, format string, args ...any) (*Data, error) {
-		id, directive := peekIDs(payload)
-		return nil, &DeliveryError{Code: code, MessageID: id, Directive: directive, Err: fmt.Errorf(format, args...)}
-	}
-	trimmed := bytes.TrimSpace(payload)
-	if len(trimmed) == 0 {
-		return fail(CodeMalformed, "empty payload")
-	}
-	if trimmed[0] != '{' {
-		return fail(CodeMalformed, "payload is not a JSON object")
-	}
-	// encoding/json silently replaces invalid UTF-8 with U+FFFD: refuse it
-	// instead, so that no byte of a message is changed on the way.
-	if !utf8.Valid(payload) {
-		return fail(CodeMalformed, "payload is not valid UTF-8")
-	}
-	var d Data
-	if err := json.Unmarshal(payload, &d); err != nil {
-		return fail(CodeMalformed, "decode data message: %v", err)
-	}
-	switch {
-	case d.Type != TypeData:
-		return fail(CodeMalformed, "type is %q, want %q", d.Type, TypeData)
-	case d.Version != Version:
-		return fail(CodeUnsupportedVersion, "version is %d, want %d", d.Version, Version)
-	case d.MessageID == "":
-		return fail(CodeMalformed, "message_id is empty")
-	case d.Directive == "":
-		return fail(CodeMalformed, "directive is empty")
-	}
-	return &d, nil
-}
-
-// peekIDs reads message_id and directive from a payload that may not decode
-// as a Data message, so that a failure can still be answered.
-func peekIDs(payload []byte) (id, directive string) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(payload, &m) != nil {
-		return "", ""
-	}
-	json.Unmarshal(m["message_id"], &id)
-	json.Unmarshal(m["directive"], &directive)
-	return id, directive
-}
-
-// DecodeCommand decodes a control/in payload. Like 0.1.x it does not insist
-// on the type field; unlike 0.1.x it checks the version.
-func DecodeCommand(payload []byte) (*Command, error) {
-	if !utf8.Valid(payload) {
-		return nil, fmt.Errorf("decode command: payload is not valid UTF-8")
-	}
-	var c Command
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, fmt.Errorf("decode command: %w", err)
-	}
-	if c.Version != Version {
-		return nil, fmt.Errorf("decode command: version is %d, want %d", c.Version, Version)
-	}
-	return &c, nil
-}

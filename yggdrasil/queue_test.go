@@ -67,25 +67,3 @@ func TestOutboxDropsOldestPastLimits(t *testing.T) {
 		})
 	}
 }
-
-func TestDecodeDataKeepsContentText(t *testing.T) {
-	tests := []struct {
-		name, payload, content string
-	}{
-		{"string", `{"type":"data","message_id":"m","version":1,"directive":"d","content":"Hello"}`, `"Hello"`},
-		{"object_spacing_kept", `{"type":"data","message_id":"m","version":1,"directive":"d","content":{ "a" : 1 }}`, `{ "a" : 1 }`},
-		{"absent", `{"type":"data","message_id":"m","version":1,"directive":"d"}`, ``},
-		{"null", `{"type":"data","message_id":"m","version":1,"directive":"d","content":null}`, `null`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			d, err := DecodeData([]byte(tc.payload))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(d.Content) != tc.content {
-				t.Errorf("content = %q, want %q", d.Content, tc.content)
-			}
-		})
-	}
-}

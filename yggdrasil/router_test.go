@@ -199,7 +199,7 @@ func TestHandleDataRejects(t *testing.T) {
 		responseTo    string
 	}{
 		{"empty", "", CodeMalformed, ""},
-		{"truncated", `{"type":"data","message_id":"m1"`, CodeMalformed, ""},
+		{"truncated", `{"type":"data","message_id":"m1"`, CodeMalformed, "m1"}, // the id was readable before the end,
 		{"array", `[]`, CodeMalformed, ""},
 		{"null", `null`, CodeMalformed, ""},
 		{"wrong_type", `{"type":"command","message_id":"m2","version":1,"directive":"echo"}`, CodeMalformed, "m2"},
