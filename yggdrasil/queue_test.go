@@ -37,6 +37,23 @@ func TestDedupeWindow(t *testing.T) {
 	}
 }
 
+// TestDedupeForget: a forgotten id is new again, and the eviction of its
+// old entry does not forget it a second time.
+func TestDedupeForget(t *testing.T) {
+	d := NewDedupe(3, 10*time.Minute)
+	for _, id := range []string{"a", "b"} {
+		d.Seen(id)
+	}
+	d.Forget("a")
+	if d.Seen("a") {
+		t.Fatal("Seen(a) after Forget = true, want false")
+	}
+	d.Seen("c") // full: evicts the old entry of a
+	if !d.Seen("a") {
+		t.Error("Seen(a) = false after its old entry was evicted, want true (its new entry stays)")
+	}
+}
+
 func TestOutboxDropsOldestPastLimits(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -267,22 +267,28 @@ func (r *Router) HandleControl(payload []byte) {
 	}
 }
 
+// maxReconnectDelay bounds the delay a reconnect command may ask for,
+// however it is written.
+const maxReconnectDelay = 24 * time.Hour
+
 // reconnectDelay reads arguments.delay: seconds as a string or a number
-// (clouds send both), or a Go duration such as "1.5s".
+// (clouds send both), or a Go duration such as "1.5s"; at most a day.
 func reconnectDelay(c CommandContent) (time.Duration, error) {
 	v, ok, err := c.Arg("delay")
 	if err != nil || !ok {
 		return 0, err
 	}
+	var d time.Duration
 	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs < 0 || secs > 24*3600 {
-			return 0, fmt.Errorf("delay %q out of range", v)
+		if secs < 0 || secs > maxReconnectDelay.Seconds() {
+			return 0, fmt.Errorf("delay %q out of range (0 to %s)", v, maxReconnectDelay)
 		}
-		return time.Duration(secs * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
+		d = time.Duration(secs * float64(time.Second))
+	} else if d, err = time.ParseDuration(v); err != nil {
 		return 0, fmt.Errorf("delay %q is not a number of seconds", v)
+	}
+	if d < 0 || d > maxReconnectDelay {
+		return 0, fmt.Errorf("delay %q out of range (0 to %s)", v, maxReconnectDelay)
 	}
 	return d, nil
 }
@@ -313,8 +319,11 @@ func (r *Router) HandleData(payload []byte) (handled bool) {
 			// Stopping: leave the message to the broker, which delivers
 			// it again to the next session, rather than refuse it.
 			r.log.Info("stopping: message left to the broker", "message_id", d.MessageID, "directive", d.Directive)
+			r.dedupe.Forget(d.MessageID)
 			return false
 		}
+		// A refusal is not "done": the same id sent again is a new attempt.
+		r.dedupe.Forget(d.MessageID)
 		r.reject(err)
 	}
 	return true

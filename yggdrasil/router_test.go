@@ -267,6 +267,19 @@ func TestHandleDataDropsDuplicates(t *testing.T) {
 	}
 }
 
+// TestHandleDataRetryAfterNack: a refused message is not "done": sent
+// again with the same id once the cause is gone, it is delivered.
+func TestHandleDataRetryAfterNack(t *testing.T) {
+	r, _ := newTestRouter(t, RouterConfig{})
+	r.HandleData(dataIn("retry-id", "echo", `1`)) // no worker yet: unknown-directive
+	conn := &fakeConn{}
+	r.Registry().Add(&Worker{Handler: "echo", Pid: 1, Conn: conn})
+	r.HandleData(dataIn("retry-id", "echo", `1`))
+	if conn.count() != 1 || r.Stats().Duplicates != 0 || r.Stats().Rejected != 1 {
+		t.Errorf("worker got %d, duplicates %d, rejected %d; want 1, 0 and 1", conn.count(), r.Stats().Duplicates, r.Stats().Rejected)
+	}
+}
+
 func TestHandleDataWaitsForLateWorker(t *testing.T) {
 	starting := true
 	r, _ := newTestRouter(t, RouterConfig{Starting: func() bool { return starting }})
@@ -385,6 +398,10 @@ func TestControl(t *testing.T) {
 		{"reconnect_number_delay", `{"delay":2.5}`, 2500 * time.Millisecond},
 		{"reconnect_no_delay", `null`, 0},
 		{"reconnect_bad_delay", `{"delay":"soon"}`, 0},
+		{"reconnect_duration_delay", `{"delay":"1.5s"}`, 1500 * time.Millisecond},
+		{"reconnect_duration_delay_capped", `{"delay":"8760h"}`, 0},
+		{"reconnect_number_delay_capped", `{"delay":86401}`, 0},
+		{"reconnect_negative_duration", `{"delay":"-1s"}`, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, tr := newTestRouter(t, RouterConfig{})

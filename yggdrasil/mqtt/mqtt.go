@@ -168,10 +168,16 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 	// handled on a worker of t.handlers (or, when all are busy, a goroutine
 	// of its own), and acknowledged once handled.
 	route := func(_ paho.Client, m paho.Message) {
-		switch m.Topic() {
-		case controlIn:
+		switch {
+		case m.Topic() == controlIn && m.Retained():
+			// A command is meant for the moment it is sent: a retained one
+			// would run again on every connection (a reconnect with delay
+			// 0 made yggd reconnect thousands of times a minute).
+			t.log.Warn("retained command ignored: commands are not meant to be retained", "topic", m.Topic(), "bytes", len(m.Payload()))
+			m.Ack()
+		case m.Topic() == controlIn:
 			t.handlers.Go(func() { h.HandleControl(m.Payload()); m.Ack() })
-		case dataIn:
+		case m.Topic() == dataIn:
 			t.handlers.Go(func() {
 				if h.HandleData(m.Payload()) {
 					m.Ack()
