@@ -179,10 +179,11 @@ func (s *Server) Serve(ctx context.Context) error {
 // it) and be a worker that yggd started or a descendant of one. The answer
 // is kept with the connection once it is yes: the kernel's peer of a
 // connection never changes, and asking the supervisor reads /proc, which on
-// every answer a worker sends was yggd's largest cost per message. With
-// fresh, the connecting process must also still run now (a registration
-// lives as long as that process). A refusal is asked again each time.
-func (s *Server) admit(ctx context.Context, what string, fresh bool) (*connInfo, error) {
+// every answer a worker sends was yggd's largest cost per message; whether
+// the process still runs is one system call, asked every time, so a
+// connection outlives its admission no longer than its process does. A
+// refusal is asked again each time.
+func (s *Server) admit(ctx context.Context, what string) (*connInfo, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "no peer credentials")
@@ -192,10 +193,11 @@ func (s *Server) admit(ctx context.Context, what string, fresh bool) (*connInfo,
 		return nil, status.Error(codes.Unauthenticated, "no peer credentials")
 	}
 	pid := int(info.peer.cred.Pid)
-	if _, ok := info.admitted(); ok && (!fresh || info.peer.alive()) {
+	alive := info.peer.alive()
+	if _, ok := info.admitted(); ok && alive {
 		return info, nil
 	}
-	if !info.peer.alive() {
+	if !alive {
 		s.log.Warn(what+" refused: the process that opened the connection has exited", "pid", pid)
 		return nil, status.Errorf(codes.PermissionDenied, "%s: pid %d, which opened this connection, has exited", what, pid)
 	}
@@ -215,7 +217,7 @@ func (s *Server) admit(ctx context.Context, what string, fresh bool) (*connInfo,
 
 // Register implements Dispatcher.Register.
 func (s *Server) Register(ctx context.Context, req *pb.RegistrationRequest) (*pb.RegistrationResponse, error) {
-	info, err := s.admit(ctx, "register", true)
+	info, err := s.admit(ctx, "register")
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +279,7 @@ func (s *Server) watch(p *peerProcess, w *yggdrasil.Worker, log *slog.Logger) {
 
 // Send implements Dispatcher.Send: a worker's answer.
 func (s *Server) Send(ctx context.Context, d *pb.Data) (*pb.Receipt, error) {
-	if _, err := s.admit(ctx, "send", false); err != nil {
+	if _, err := s.admit(ctx, "send"); err != nil {
 		return nil, err
 	}
 	err := s.cfg.Answer(ctx, &yggdrasil.Data{
