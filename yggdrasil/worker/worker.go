@@ -11,13 +11,33 @@
 //
 // The SDK speaks the 0.1.x protocol exactly, so a worker built on it also
 // works with yggdrasil 0.1.x.
+//
+// # Who can call a worker
+//
+// Only the dispatcher's process can call the worker's Send, whatever the
+// address the worker listens on and whoever can reach it: 0.1.x yggd hands
+// out abstract socket names, which every local process can find in
+// /proc/net/unix and connect to. When the worker dials the dispatcher it
+// asks the kernel which process listens there (SO_PEERCRED), and its server
+// then closes, before reading anything, every connection whose peer (again
+// SO_PEERCRED) is not that process with that uid. This rests on
+//
+//   - the kernel's credentials of the peer, not on anything a caller says;
+//   - YGG_SOCKET_ADDR: the worker trusts whichever process listens there,
+//     which is yggd when yggd started the worker;
+//   - the dispatcher outliving the worker's service (yggd's workers are its
+//     children and get SIGTERM when it dies), so its pid is not reused.
+//
+// It does not guard the worker against root, nor against processes of its
+// own uid, which the kernel lets tamper with it in other ways. Refused connections are reported on stderr, at
+// most once a minute.
 package worker
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -65,8 +85,15 @@ type Worker struct {
 
 	pb.UnimplementedWorkerServer
 	dispatcher pb.DispatcherClient
-	ctx        context.Context
-	wg         sync.WaitGroup
+	// dir, if set, is the directory against which a relative address from
+	// Register is resolved instead of the working directory (for tests, as
+	// the working directory is process-wide).
+	dir string
+	// stderr receives the reports of refused connections; default
+	// os.Stderr.
+	stderr io.Writer
+	ctx    context.Context
+	wg     sync.WaitGroup
 }
 
 // Run registers, serves until ctx ends, and waits for the Receive calls in
@@ -87,7 +114,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		size = yggdrasil.DefaultMaxMessageSize
 	}
 	size += 1 << 20
-	cc, err := grpc.NewClient(addr,
+	dialAddr, err := dialAddress(addr)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	dialer := &dispatcherDialer{addr: dialAddr}
+	// passthrough: the dialer, not a resolver, makes sense of the address,
+	// so any path is fine; the target only names the :authority.
+	cc, err := grpc.NewClient("passthrough:///dispatcher",
+		grpc.WithContextDialer(dialer.dial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(size), grpc.MaxCallRecvMsgSize(size)))
 	if err != nil {
@@ -107,11 +142,27 @@ func (w *Worker) Run(ctx context.Context) error {
 	if !resp.GetRegistered() {
 		return fmt.Errorf("worker: register %q: refused by the dispatcher (is another worker serving it?)", w.Handler)
 	}
-	lis, err := net.Listen("unix", resp.GetAddress())
+	// Register went through a connection, so the dialer has met the
+	// dispatcher. Pid 0 means that it lives outside the worker's pid
+	// namespace, where every process looks the same: fail closed.
+	disp := dialer.peer()
+	if disp == nil || disp.Pid == 0 {
+		return fmt.Errorf("worker: cannot tell which process the dispatcher at %s is", addr)
+	}
+	listenAddr, err := listenAddress(resp.GetAddress(), w.dir)
+	if err != nil {
+		return fmt.Errorf("worker: listen: %w", err)
+	}
+	lis, err := listen(listenAddr)
 	if err != nil {
 		return fmt.Errorf("worker: listen on %s: %w", resp.GetAddress(), err)
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size))
+	stderr := w.stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	creds := onlyDispatcher{pid: disp.Pid, uid: disp.Uid, log: &refusalLog{w: stderr}}
+	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size))
 	pb.RegisterWorkerServer(srv, w)
 	// Receive calls in flight when ctx ends get ShutdownGrace to send their
 	// answers before their context is cancelled.
