@@ -1,0 +1,276 @@
+package journal
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// run is the writer goroutine: the group commit. Each turn it takes the
+// whole batch that callers appended since the last turn, writes it with
+// one write call, syncs once if any caller waits for durability, then
+// wakes all of them. While it writes and syncs, callers fill the next
+// batch, so the sync rate stays near the disk's and every sync covers
+// what arrived meanwhile.
+func (j *Journal) run() {
+	defer j.wg.Done()
+	for {
+		<-j.kick
+		j.mu.Lock()
+		batch, fix, waiters, nrec := j.batch, j.fix, j.waiters, j.nrec
+		closing, base, failed := j.closing, j.size, j.err != nil
+		j.batch, j.fix, j.waiters, j.nrec = j.spare[:0], nil, nil, 0
+		j.mu.Unlock()
+
+		var err error
+		if len(batch) > 0 && !failed {
+			_, err = j.f.WriteAt(batch, base)
+			j.dirty = true
+		}
+		if err == nil && !failed && j.dirty && (len(waiters) > 0 || closing) {
+			if err = j.sync(j.f); err == nil {
+				j.dirty = false
+			}
+		}
+
+		j.mu.Lock()
+		if err != nil && j.err == nil {
+			j.err = fmt.Errorf("write journal %s: %w", j.path(j.seg), err)
+			j.log.Error("journal write failed: every later call fails", "file", j.path(j.seg), "error", err)
+		}
+		if err == nil && !failed && len(batch) > 0 {
+			j.size += int64(len(batch))
+			j.stats.Records += uint64(nrec)
+			j.stats.Commits++
+			for _, x := range fix {
+				if x.in != nil {
+					x.in.off, x.in.written, x.in.mem = base+x.rel, true, nil
+				} else {
+					x.out.off, x.out.written, x.out.mem = base+x.rel, true, nil
+				}
+			}
+		}
+		werr := j.err
+		roll := werr == nil && !closing && j.size >= j.rollAt && j.size >= 2*j.st.liveBytes()
+		j.mu.Unlock()
+		for _, ch := range waiters {
+			ch <- werr
+		}
+		if cap(batch) <= 1<<20 {
+			clear(fix)
+			j.spare = batch[:0]
+		} else {
+			j.spare = nil
+		}
+		if closing {
+			return
+		}
+		if roll {
+			j.roll()
+		}
+	}
+}
+
+// sync makes f's written data durable, unless Options.NoSync.
+func (j *Journal) sync(f *os.File) error {
+	if j.opts.NoSync {
+		return nil
+	}
+	for {
+		err := unix.Fdatasync(int(f.Fd()))
+		if err != unix.EINTR {
+			if err == nil {
+				j.mu.Lock()
+				j.stats.Syncs++
+				j.mu.Unlock()
+			}
+			return err
+		}
+	}
+}
+
+// syncDir makes the directory's entries (created or removed files)
+// durable, unless Options.NoSync.
+func (j *Journal) syncDir() error {
+	if j.opts.NoSync {
+		return nil
+	}
+	d, err := os.Open(j.dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// snapItem is one live entry as the snapshot saw it.
+type snapItem struct {
+	in   *inEntry
+	out  *outEntry
+	hand bool
+	off  int64 // old offset of the payload
+	noff int64 // new offset
+}
+
+// roll starts segment seg+1 with a snapshot of the live state, then
+// deletes the older segments. It runs on the writer goroutine between two
+// batches, so nothing else writes meanwhile; callers go on changing the
+// state and filling the next batch, which is written after the snapshot.
+//
+// The snapshot holds the entries whose records are written; the others
+// are in the next batch and follow the snapshot in the new segment.
+// Changes made after the snapshot was taken but recorded in the next
+// batch are restated by it, which replay tolerates (every record is
+// idempotent). Deleting the old segments is safe because the new one,
+// snapshot included, is synced and its name is in the synced directory
+// before the first old file is removed: a crash at any point leaves
+// either the old segments (and maybe a new one whose snapshot is
+// incomplete, which recovery discards) or a complete new segment, which
+// recovery prefers to anything older.
+func (j *Journal) roll() {
+	j.mu.RLock()
+	var items []snapItem
+	for _, e := range j.st.inbound() {
+		if e.written {
+			items = append(items, snapItem{in: e, hand: e.handing, off: e.off})
+		}
+	}
+	window := j.st.window()
+	for _, e := range j.st.out {
+		if !e.gone && e.written {
+			items = append(items, snapItem{out: e, off: e.off})
+		}
+	}
+	nextSeq, old, oldSize := j.st.nextSeq, j.seg, j.size
+	j.mu.RUnlock()
+
+	next := old + 1
+	f, size, err := j.writeSnapshot(next, items, window, nextSeq)
+	if err != nil {
+		j.log.Error("journal roll failed: keeping the current segment", "file", j.path(next), "error", err)
+		if f != nil {
+			f.Close()
+		}
+		os.Remove(j.path(next))
+		j.mu.Lock()
+		j.rollAt = j.size + j.opts.SegmentSize
+		j.mu.Unlock()
+		return
+	}
+
+	j.mu.Lock()
+	oldf := j.f
+	for _, it := range items {
+		if it.in != nil {
+			it.in.off = it.noff
+		} else {
+			it.out.off = it.noff
+		}
+	}
+	j.f, j.seg, j.size = f, next, size
+	j.rollAt = j.opts.SegmentSize
+	j.mu.Unlock()
+
+	oldf.Close()
+	removed := j.removeBefore(next)
+	if err := j.syncDir(); err != nil {
+		j.log.Warn("journal: sync dir after removing old segments", "dir", j.dir, "error", err)
+	}
+	j.log.Debug("journal rolled", "file", j.path(next), "snapshot_bytes", size,
+		"old_bytes", oldSize, "removed_segments", removed)
+}
+
+// writeSnapshot creates segment seg holding the snapshot and syncs it and
+// the directory.
+func (j *Journal) writeSnapshot(seg uint64, items []snapItem, window []doneEntry, nextSeq uint64) (*os.File, int64, error) {
+	f, err := os.OpenFile(j.path(seg), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, 0, err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	var size int64
+	var buf []byte
+	put := func() error {
+		n, err := w.Write(buf)
+		size += int64(n)
+		buf = buf[:0]
+		return err
+	}
+	buf = append(buf, magic...)
+	buf = encSeq(buf, kindSnapBegin, nextSeq)
+	if err := put(); err != nil {
+		return f, 0, err
+	}
+	for i := range items {
+		it := &items[i]
+		var p []byte
+		n := 0
+		if it.in != nil {
+			n = it.in.n
+		} else {
+			n = it.out.n
+		}
+		p = make([]byte, n)
+		if _, err := j.f.ReadAt(p, it.off); err != nil {
+			return f, 0, fmt.Errorf("read back %d bytes at %d: %w", n, it.off, err)
+		}
+		if it.in != nil {
+			buf = encInAdd(buf, it.in.id, it.in.at, p)
+			it.noff = size + int64(len(buf)-len(p))
+			if it.hand {
+				buf = encInID(buf, kindInHanding, it.in.id)
+			}
+		} else {
+			buf = encOutAdd(buf, it.out.seq, it.out.topic, p)
+			it.noff = size + int64(len(buf)-len(p))
+		}
+		if err := put(); err != nil {
+			return f, 0, err
+		}
+	}
+	for _, d := range window {
+		buf = encInDone(buf, d.id, d.at)
+		if len(buf) > 64<<10 {
+			if err := put(); err != nil {
+				return f, 0, err
+			}
+		}
+	}
+	buf = encSnapEnd(buf)
+	if err := put(); err != nil {
+		return f, 0, err
+	}
+	if err := w.Flush(); err != nil {
+		return f, 0, err
+	}
+	if err := j.sync(f); err != nil {
+		return f, 0, err
+	}
+	if err := j.syncDir(); err != nil {
+		return f, 0, err
+	}
+	return f, size, nil
+}
+
+// removeBefore deletes the segments numbered below seg and returns how
+// many it deleted.
+func (j *Journal) removeBefore(seg uint64) int {
+	ents, err := os.ReadDir(j.dir)
+	if err != nil {
+		j.log.Warn("journal: list old segments", "dir", j.dir, "error", err)
+		return 0
+	}
+	n := 0
+	for _, de := range ents {
+		if k, ok := parseSegName(de.Name()); ok && k < seg {
+			if err := os.Remove(j.path(k)); err != nil {
+				j.log.Warn("journal: remove old segment", "file", j.path(k), "error", err)
+				continue
+			}
+			n++
+		}
+	}
+	return n
+}
