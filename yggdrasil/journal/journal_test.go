@@ -96,8 +96,23 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestConcurrentWriters(t *testing.T) {
+	tests := []struct {
+		name    string
+		segment int64
+	}{
+		{"one_segment", 0},
+		{"rolling", 8 << 10}, // rolls race with writers
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testConcurrentWriters(t, tt.segment) })
+	}
+}
+
+func testConcurrentWriters(t *testing.T, segment int64) {
 	dir := t.TempDir()
-	j := MustOpen(t, dir, testOpts(t, nil))
+	opts := testOpts(t, nil)
+	opts.SegmentSize = segment
+	j := MustOpen(t, dir, opts)
 	const writers, each = 64, 20
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -127,6 +142,18 @@ func TestConcurrentWriters(t *testing.T) {
 					errs <- err
 					return
 				}
+				// Churn: answers acknowledged at once, so that the
+				// segment fills with dead records and rolls.
+				for range 5 {
+					seq, _, err := j.AppendOutbound(ctx, "churn", payload(id, 100))
+					if err == nil {
+						err = j.Acked(seq)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
 			}
 		})
 	}
@@ -135,9 +162,12 @@ func TestConcurrentWriters(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	if segment > 0 && j.Stats().Segment < 3 {
+		t.Errorf("Segment = %d, want several rolls", j.Stats().Segment)
+	}
 	MustClose(t, j)
 
-	j = MustOpen(t, dir, testOpts(t, nil))
+	j = MustOpen(t, dir, opts)
 	rec := j.Recovered()
 	if got, want := rec.Outbound, writers*each; got != want {
 		t.Errorf("Outbound = %d, want %d", got, want)
@@ -617,4 +647,39 @@ func TestGroupCommitSyncs(t *testing.T) {
 		t.Errorf("Syncs = %d for %d records; want between 1 and %d", st.Syncs, st.Records, st.Records)
 	}
 	t.Logf("%d records, %d commits, %d syncs", st.Records, st.Commits, st.Syncs)
+}
+
+func TestLostDone(t *testing.T) {
+	// A crash after Handing and before Done reached the disk: the copy of
+	// the dir taken in between is what the disk held.
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		handing bool
+		want    Recovery
+	}{
+		{"after_handing_is_handing", true, Recovery{Handing: []string{"a"}}},
+		{"without_handing_is_pending", false, Recovery{Pending: []string{"a"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			j := MustOpen(t, dir, testOpts(t, nil))
+			MustAdd(t, j, "a", []byte("a"))
+			if tt.handing {
+				if err := j.Handing(ctx, "a"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			crashed := copyDir(t, dir)
+			if err := j.Done("a"); err != nil {
+				t.Fatal(err)
+			}
+			MustClose(t, j)
+			j = MustOpen(t, crashed, testOpts(t, nil))
+			if diff := cmp.Diff(tt.want, j.Recovered()); diff != "" {
+				t.Errorf("Recovered() (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
