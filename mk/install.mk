@@ -67,7 +67,8 @@ SUBST := sed \
 	-e 's|@SBINDIR@|$(SBINDIR)|g' \
 	-e 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' \
 	-e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
-	-e 's|@WORKERDIR@|$(WORKERDIR)|g'
+	-e 's|@WORKERDIR@|$(WORKERDIR)|g' \
+	-e 's|@LOCALSTATEDIR@|$(LOCALSTATEDIR)|g'
 
 .PHONY: stage
 stage: ## build what install installs into ./bin/stage (programs, man pages, completions, data)

@@ -14,6 +14,8 @@
 //	                systemd sets it (worker sockets in its "workers" dir)
 //	YGG_WORKER_DIR  $WORK/workers, the worker directory for yggd
 //	YGG_STATE_DIR   $WORK/state
+//	STATE_DIRECTORY the same directory: yggd's default state-dir (its
+//	                journal), as systemd sets it
 //	YGG_CONFIG_DIR  $WORK/etc
 //
 // The commands that start servers export their addresses:

@@ -91,6 +91,8 @@ func setupEnv(env *goscript.Env, deadline time.Time) error {
 		}
 		env.Setenv(name, path)
 	}
+	// yggd's state directory (its journal), as systemd would give it.
+	env.Setenv("STATE_DIRECTORY", env.Getenv("YGG_STATE_DIR"))
 	ctx, cancel := context.Background(), context.CancelFunc(func() {})
 	if !deadline.IsZero() {
 		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-5*time.Second))

@@ -161,6 +161,10 @@ const (
 	CodeWorkerTimeout      ErrorCode = "worker-timeout"
 	CodeTooLarge           ErrorCode = "too-large"
 	CodeContentFetchFailed ErrorCode = "content-fetch-failed"
+	// CodeInterrupted: yggd stopped (or died) while handing the message
+	// to its worker; the worker may or may not have taken it, and it is
+	// not run again.
+	CodeInterrupted ErrorCode = "interrupted"
 )
 
 // MetadataError is the metadata key that marks a negative acknowledgement.

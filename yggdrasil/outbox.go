@@ -3,9 +3,11 @@ package yggdrasil
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
-	"sync"
 	"time"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/journal"
 )
 
 // Publisher is what the outbox needs from the broker connection.
@@ -44,89 +46,60 @@ type Pending interface {
 // yet acknowledged) with an AsyncPublisher.
 const OutboxWindow = 256
 
-// OutboxLimits bound the outbox. Zero values mean the defaults.
-type OutboxLimits struct {
-	Count int // messages; default 10 000
-	Bytes int // payload bytes; default 256 MiB
-}
-
-// Outbox is the ordered, bounded queue of messages to the cloud's data/out
-// topic. Put never blocks, so a worker's Send is answered at once whatever
-// the broker does; Run publishes in order, up to OutboxWindow messages in
-// flight when the transport allows it (else one after the other), and
-// keeps a message until the broker has acknowledged it and every message
-// before it, so what is produced during an outage is sent after
-// reconnecting: after a failure, Run sends again from the first message
-// not acknowledged. Past its
-// limits the outbox drops the oldest messages, counts and logs them.
+// Outbox is the ordered queue of answers to the cloud's data/out topic,
+// kept in the journal: Put returns once the answer is on disk, so an
+// answer a worker has been told is taken survives a crash of yggd; Run
+// publishes in order, up to OutboxWindow answers in flight when the
+// transport allows it (else one after the other), and keeps an answer
+// until the broker has acknowledged it and every one before it, so what is
+// produced during an outage, or before a crash, is sent after
+// reconnecting: after a failure, Run sends again from the first answer not
+// acknowledged. Past the journal's bounds the oldest answers are dropped,
+// counted and logged.
 type Outbox struct {
-	limits OutboxLimits
-	log    *slog.Logger
-
-	mu      sync.Mutex
-	items   []outMsg // FIFO; items[0] is next
-	bytes   int
-	dropped uint64
-	seq     uint64        // of the last message put
-	wake    chan struct{} // capacity 1: something was put
+	j    *journal.Journal
+	log  *slog.Logger
+	wake chan struct{} // capacity 1: something was put
 }
 
+// outMsg is a queued answer.
 type outMsg struct {
 	seq     uint64
 	topic   string
-	id      string // message id, for logs
 	payload []byte
 }
 
-// NewOutbox returns an empty outbox.
-func NewOutbox(limits OutboxLimits, log *slog.Logger) *Outbox {
-	if limits.Count <= 0 {
-		limits.Count = 10_000
-	}
-	if limits.Bytes <= 0 {
-		limits.Bytes = 256 << 20
-	}
-	return &Outbox{limits: limits, log: orDiscard(log), wake: make(chan struct{}, 1)}
+// NewOutbox returns the outbox kept in j.
+func NewOutbox(j *journal.Journal, log *slog.Logger) *Outbox {
+	return &Outbox{j: j, log: orDiscard(log), wake: make(chan struct{}, 1)}
 }
 
-// Put queues payload for topic. id is the message id, for logs.
-func (o *Outbox) Put(topic, id string, payload []byte) {
-	o.mu.Lock()
-	o.seq++
-	o.items = append(o.items, outMsg{seq: o.seq, topic: topic, id: id, payload: payload})
-	o.bytes += len(payload)
-	var dropped []outMsg
-	for len(o.items) > 1 && (len(o.items) > o.limits.Count || o.bytes > o.limits.Bytes) {
-		dropped = append(dropped, o.items[0])
-		o.bytes -= len(o.items[0].payload)
-		o.items[0] = outMsg{}
-		o.items = o.items[1:]
-		o.dropped++
+// Put writes payload for topic to the journal and returns once it is
+// there. id is the answer's message id, for logs.
+func (o *Outbox) Put(ctx context.Context, topic, id string, payload []byte) error {
+	seq, dropped, err := o.j.AppendOutbound(ctx, topic, payload)
+	if err != nil {
+		return fmt.Errorf("queue answer %s: %w", id, err)
 	}
-	o.mu.Unlock()
-	for _, m := range dropped {
-		o.log.Error("outbox full: dropped the oldest message", "message_id", m.id,
-			"limit_count", o.limits.Count, "limit_bytes", o.limits.Bytes)
+	for _, d := range dropped {
+		o.log.Error("outbox full: dropped the oldest answer", "seq", d.Seq, "bytes", d.Bytes)
 	}
+	o.log.Debug("answer queued", "message_id", id, "seq", seq)
 	select {
 	case o.wake <- struct{}{}:
 	default:
 	}
+	return nil
 }
 
-// Len returns the number of queued messages and their bytes.
+// Len returns the number of queued answers and their bytes.
 func (o *Outbox) Len() (count, bytes int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.items), o.bytes
+	st := o.j.Stats()
+	return st.Outbound, int(st.OutboundBytes)
 }
 
-// Dropped returns how many messages were dropped past the limits.
-func (o *Outbox) Dropped() uint64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.dropped
-}
+// Dropped returns how many answers were dropped past the limits.
+func (o *Outbox) Dropped() uint64 { return o.j.Stats().Dropped }
 
 // Run publishes queued messages in order until ctx ends.
 func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
@@ -151,7 +124,7 @@ func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			o.log.Warn("publish failed, will retry", "message_id", m.id, "topic", m.topic, "error", err)
+			o.log.Warn("publish failed, will retry", "seq", m.seq, "topic", m.topic, "error", err)
 			select {
 			case <-time.After(200 * time.Millisecond):
 			case <-ctx.Done():
@@ -185,10 +158,9 @@ func (o *Outbox) Flush(ctx context.Context, pub Publisher) {
 	}
 }
 
-// flight is a message on the wire.
+// flight is an answer on the wire.
 type flight struct {
 	seq uint64
-	id  string
 	p   Pending
 }
 
@@ -200,7 +172,7 @@ type flight struct {
 func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 	var inflight []flight // oldest first
 	var sent uint64       // seq of the last message sent on this connection
-	fail := func(id string, err error) bool {
+	fail := func(seq uint64, err error) bool {
 		if ctx.Err() != nil {
 			return false
 		}
@@ -210,7 +182,7 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 			}
 			return false
 		}
-		o.log.Warn("publish failed, will retry", "message_id", id, "error", err)
+		o.log.Warn("publish failed, will retry", "seq", seq, "error", err)
 		clear(inflight)
 		inflight, sent = inflight[:0], 0
 		select {
@@ -229,12 +201,12 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 			}
 			p, err := pub.PublishAsync(m.topic, m.payload, false)
 			if err != nil {
-				if !fail(m.id, err) {
+				if !fail(m.seq, err) {
 					return
 				}
 				continue
 			}
-			inflight = append(inflight, flight{seq: m.seq, id: m.id, p: p})
+			inflight = append(inflight, flight{seq: m.seq, p: p})
 			sent = m.seq
 		}
 		if len(inflight) == 0 {
@@ -257,7 +229,7 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 		select {
 		case <-f.p.Acked():
 			if err := f.p.Err(); err != nil {
-				if !fail(f.id, err) {
+				if !fail(f.seq, err) {
 					return
 				}
 				continue
@@ -266,7 +238,7 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 			inflight[0] = flight{}
 			inflight = inflight[1:]
 		case <-f.p.Lost():
-			if !fail(f.id, errors.New("connection lost before the broker acknowledged")) {
+			if !fail(f.seq, errors.New("connection lost before the broker acknowledged")) {
 				return
 			}
 		case <-wake:
@@ -276,42 +248,22 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 	}
 }
 
-// after returns the first queued message whose seq is greater than seq.
-// Queued seqs are consecutive: messages leave only from the head.
+// after returns the first queued answer whose seq is greater than seq.
 func (o *Outbox) after(seq uint64) (outMsg, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.items) == 0 {
+	out, ok, err := o.j.NextOutbound(seq)
+	if err != nil {
+		o.log.Error("read queued answer", "after_seq", seq, "error", err)
 		return outMsg{}, false
 	}
-	i := 0
-	if first := o.items[0].seq; seq >= first {
-		i = int(seq - first + 1)
-	}
-	if i >= len(o.items) {
-		return outMsg{}, false
-	}
-	return o.items[i], true
+	return outMsg{seq: out.Seq, topic: out.Topic, payload: out.Payload}, ok
 }
 
-func (o *Outbox) head() (outMsg, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.items) == 0 {
-		return outMsg{}, false
-	}
-	return o.items[0], true
-}
+func (o *Outbox) head() (outMsg, bool) { return o.after(0) }
 
-// pop removes the head if it is still seq (it may have been dropped while
-// it was being published).
+// pop removes answer seq once the broker has acknowledged it.
 func (o *Outbox) pop(seq uint64) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.items) > 0 && o.items[0].seq == seq {
-		o.bytes -= len(o.items[0].payload)
-		o.items[0] = outMsg{}
-		o.items = o.items[1:]
+	if err := o.j.Acked(seq); err != nil {
+		o.log.Error("remove acknowledged answer", "seq", seq, "error", err)
 	}
 }
 

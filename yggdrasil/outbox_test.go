@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/journal"
 )
 
 // fakeAsync is an AsyncPublisher whose connection drops once, at a given
@@ -66,9 +68,11 @@ func TestOutboxWindowResendsInOrderAfterLoss(t *testing.T) {
 		t.Run(fmt.Sprint("drop_at_", dropAt), func(t *testing.T) {
 			const n = 600 // more than the window
 			f := &fakeAsync{dropAt: dropAt, got: make(chan struct{}, 1)}
-			o := NewOutbox(OutboxLimits{}, nil)
+			o := NewOutbox(testJournal(t, journal.Options{}), nil)
 			for i := range n {
-				o.Put("t", fmt.Sprint("m", i), []byte(fmt.Sprint("m", i)))
+				if err := o.Put(context.Background(), "t", fmt.Sprint("m", i), []byte(fmt.Sprint("m", i))); err != nil {
+					t.Fatal(err)
+				}
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})

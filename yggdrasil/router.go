@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/journal"
 )
 
 // Transport is the connection to the broker, as the router uses it.
@@ -28,6 +30,7 @@ const (
 	DefaultMaxMessageSize  = 32 << 20
 	DefaultDispatchTimeout = 60 * time.Second
 	DefaultLateWorkerWait  = 30 * time.Second
+	DefaultStopGrace       = 5 * time.Second
 	// MaxMetadataKeys bounds the metadata of a data message: each key
 	// becomes a gRPC map entry and, for detached workers, an HTTP header.
 	MaxMetadataKeys = 1000
@@ -40,7 +43,11 @@ type RouterConfig struct {
 	DispatchTimeout time.Duration // Worker.Send deadline; default 60 s
 	LateWorkerWait  time.Duration // how long a message waits for a starting worker; default 30 s
 	MaxMessageSize  int           // bytes of a data payload; default 32 MiB
-	Outbox          OutboxLimits
+	StopGrace       time.Duration // how long deliveries in flight may finish on stop; default 5 s
+
+	// Journal keeps the messages, the dedupe window and the answers across
+	// restarts; required.
+	Journal *journal.Journal
 
 	// Facts returns the canonical facts for each connection status; nil
 	// publishes empty facts.
@@ -73,15 +80,21 @@ type Stats struct {
 // implements the handler side of the MQTT transport and the reply side of
 // the worker dispatcher.
 type Router struct {
-	cfg    RouterConfig
-	log    *slog.Logger
-	tr     Transport
-	reg    *Registry
-	out    *Outbox
-	dedupe *Dedupe
+	cfg RouterConfig
+	log *slog.Logger
+	tr  Transport
+	reg *Registry
+	out *Outbox
+	j   *journal.Journal
 
-	ctx    context.Context // ends when Run returns: cancels dispatches in flight
-	cancel context.CancelFunc
+	ctx        context.Context // ends when Run's context ends: no new delivery starts
+	cancel     context.CancelFunc
+	sendCtx    context.Context // ends StopGrace later: cuts the deliveries in flight
+	cancelSend context.CancelFunc
+
+	lanesMu    sync.Mutex
+	lanes      map[string]*lane // by directive
+	delivering sync.WaitGroup   // the lanes' goroutines
 
 	statusKick chan struct{} // capacity 1: publish the status again
 
@@ -102,16 +115,21 @@ func NewRouter(cfg RouterConfig, tr Transport) *Router {
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
+	}
 	r := &Router{
 		cfg:        cfg,
 		log:        orDiscard(cfg.Log),
 		tr:         tr,
-		dedupe:     NewDedupe(20_000, 10*time.Minute),
+		j:          cfg.Journal,
+		lanes:      map[string]*lane{},
 		statusKick: make(chan struct{}, 1),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.sendCtx, r.cancelSend = context.WithCancel(context.Background())
 	r.reg = NewRegistry(r.KickStatus)
-	r.out = NewOutbox(cfg.Outbox, r.log)
+	r.out = NewOutbox(cfg.Journal, r.log)
 	return r
 }
 
@@ -133,15 +151,52 @@ func (r *Router) Stats() Stats {
 	}
 }
 
-// Run publishes queued answers and status updates until ctx ends, then
-// cancels the dispatches still in flight.
+// Run first takes up what the journal held at start (answers the messages
+// that were being handed as interrupted, delivers those that were
+// waiting), then publishes answers and status updates until ctx ends. It
+// then starts no new delivery, gives those in flight StopGrace to finish,
+// cuts the rest short (they are answered as interrupted at the next
+// start), and returns once every delivery goroutine has ended.
 func (r *Router) Run(ctx context.Context) error {
-	defer r.cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { r.out.Run(ctx, r.tr) })
 	wg.Go(func() { r.publishStatuses(ctx) })
+	r.recover()
+	<-ctx.Done()
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.delivering.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.StopGrace):
+		r.cancelSend()
+		<-done
+	}
+	r.cancelSend()
 	wg.Wait()
 	return nil
+}
+
+// recover takes up what the journal held when yggd started.
+func (r *Router) recover() {
+	rec := r.j.Recovered()
+	for _, id := range rec.Handing {
+		d := r.load(id)
+		if d == nil {
+			continue
+		}
+		r.reject(&DeliveryError{Code: CodeInterrupted, MessageID: d.MessageID, Directive: d.Directive,
+			Err: errors.New("yggd stopped while handing the message to its worker: it may or may not have run, and is not run again")})
+		r.j.Forget(id)
+	}
+	for _, id := range rec.Pending {
+		if d := r.load(id); d != nil {
+			r.enqueue(d)
+		}
+	}
+	if n := len(rec.Handing) + len(rec.Pending) + rec.Outbound; n > 0 {
+		r.log.Info("journal taken up", "interrupted", len(rec.Handing), "to_deliver", len(rec.Pending), "answers_to_send", rec.Outbound)
+	}
 }
 
 // Shutdown sends what the outbox still holds, then publishes the retained
@@ -293,11 +348,16 @@ func reconnectDelay(c CommandContent) (time.Duration, error) {
 	return d, nil
 }
 
-// HandleData handles a payload from data/in: it hands the message to its
-// worker, or answers it with a negative acknowledgement. It returns once
-// the worker has taken the message (or it was refused), so the transport
-// acknowledges it to the broker only then; it returns false, and the
-// message is not acknowledged, when yggd stopped before it was handled.
+// HandleData handles a payload from data/in. It writes the message to the
+// journal and returns true once it is there, so that the transport
+// acknowledges it to the broker: from then on the message is yggd's to
+// deliver, across restarts too, and it waits in its directive's lane, not
+// in the broker's window of unacknowledged messages. A message that cannot
+// be read is answered with a negative acknowledgement; a redelivery of a
+// message already journalled (waiting, being handed, or done within the
+// dedupe window) is dropped. It returns false, and the message is not
+// acknowledged, only when the journal cannot take it (full, or failing):
+// the broker keeps it.
 func (r *Router) HandleData(payload []byte) (handled bool) {
 	r.received.Add(1)
 	if len(payload) > r.cfg.MaxMessageSize {
@@ -306,42 +366,151 @@ func (r *Router) HandleData(payload []byte) (handled bool) {
 			Err: fmt.Errorf("payload is %d bytes, the limit is %d", len(payload), r.cfg.MaxMessageSize)})
 		return true
 	}
-	d, ok := decodeDataFast(payload)
-	if !ok {
-		var err error
-		if d, err = DecodeData(payload); err != nil {
-			r.reject(err)
-			return true
-		}
-	}
-	if err := r.deliver(d); err != nil {
-		if r.ctx.Err() != nil {
-			// Stopping: leave the message to the broker, which delivers
-			// it again to the next session, rather than refuse it.
-			r.log.Info("stopping: message left to the broker", "message_id", d.MessageID, "directive", d.Directive)
-			r.dedupe.Forget(d.MessageID)
-			return false
-		}
-		// A refusal is not "done": the same id sent again is a new attempt.
-		r.dedupe.Forget(d.MessageID)
+	d, err := decodeInbound(payload)
+	if err != nil {
 		r.reject(err)
+		return true
 	}
+	if len(d.Metadata) > MaxMetadataKeys {
+		r.reject(&DeliveryError{Code: CodeTooLarge, MessageID: d.MessageID, Directive: d.Directive,
+			Err: fmt.Errorf("metadata has %d keys, the limit is %d", len(d.Metadata), MaxMetadataKeys)})
+		return true
+	}
+	dup, err := r.j.AddInbound(context.Background(), d.MessageID, payload)
+	switch {
+	case err != nil:
+		r.log.Warn("message left to the broker: cannot journal it", "message_id", d.MessageID, "directive", d.Directive, "error", err)
+		return false
+	case dup:
+		r.duplicates.Add(1)
+		r.log.Info("duplicate message dropped", "message_id", d.MessageID, "directive", d.Directive)
+		return true
+	}
+	r.enqueue(d)
 	return true
 }
 
-func (r *Router) deliver(d *Data) error {
+// decodeInbound decodes a data/in payload: the fast path for the common
+// shape, encoding/json for the rest and for the exact error.
+func decodeInbound(payload []byte) (*Data, error) {
+	if d, ok := decodeDataFast(payload); ok {
+		return d, nil
+	}
+	return DecodeData(payload)
+}
+
+// laneWidth is how many messages of one directive are being handed to its
+// worker at the same time. Each directive has its own lane, so a slow or
+// hung worker delays only its own messages.
+const laneWidth = 128
+
+// lane is the queue of one directive's messages that wait for a free
+// place among its laneWidth deliveries. Only their ids are kept: a
+// message is read back from the journal when its turn comes, so yggd's
+// memory follows what is in flight, not the backlog.
+type lane struct {
+	running int
+	waiting []string // message ids, oldest first
+}
+
+// enqueue starts the delivery of d in its lane, or queues it there.
+func (r *Router) enqueue(d *Data) {
+	r.lanesMu.Lock()
+	defer r.lanesMu.Unlock()
+	if r.ctx.Err() != nil {
+		return // stopping: it stays in the journal for the next start
+	}
+	l := r.lanes[d.Directive]
+	if l == nil {
+		l = &lane{}
+		r.lanes[d.Directive] = l
+	}
+	if l.running >= laneWidth {
+		l.waiting = append(l.waiting, d.MessageID)
+		return
+	}
+	l.running++
+	r.delivering.Go(func() { r.runLane(d.Directive, d) })
+}
+
+// runLane delivers d, then the lane's waiting messages, until there is
+// none left or yggd is stopping.
+func (r *Router) runLane(directive string, d *Data) {
+	for {
+		if d != nil {
+			r.deliver(d)
+		}
+		id, ok := r.nextInLane(directive)
+		if !ok {
+			return
+		}
+		d = r.load(id)
+	}
+}
+
+// nextInLane takes the next waiting message of directive, or gives up the
+// caller's place in the lane.
+func (r *Router) nextInLane(directive string) (string, bool) {
+	r.lanesMu.Lock()
+	defer r.lanesMu.Unlock()
+	l := r.lanes[directive]
+	if len(l.waiting) == 0 || r.ctx.Err() != nil {
+		l.running--
+		if l.running == 0 && len(l.waiting) == 0 {
+			delete(r.lanes, directive)
+		}
+		return "", false
+	}
+	id := l.waiting[0]
+	l.waiting[0] = ""
+	l.waiting = l.waiting[1:]
+	return id, true
+}
+
+// load reads a journalled message back; nil when it cannot be (logged, and
+// forgotten so that a resend is taken).
+func (r *Router) load(id string) *Data {
+	payload, err := r.j.ReadInbound(id)
+	if err == nil {
+		var d *Data
+		if d, err = decodeInbound(payload); err == nil {
+			return d
+		}
+	}
+	r.log.Error("journalled message unreadable: dropped", "message_id", id, "error", err)
+	r.j.Forget(id)
+	return nil
+}
+
+// deliver hands d to its worker, waiting for one that is starting, and
+// marks it done in the journal; or answers it with a negative
+// acknowledgement. When yggd stops before d is handed, d stays in the
+// journal and is delivered after the restart.
+func (r *Router) deliver(d *Data) {
+	err := r.hand(d)
+	switch {
+	case err == nil:
+		r.j.Done(d.MessageID)
+	case errors.Is(err, errStopping):
+		r.log.Info("stopping: message left in the journal for the next start", "message_id", d.MessageID, "directive", d.Directive)
+	default:
+		// A refusal is not "done": the same id sent again is a new attempt.
+		r.reject(err)
+		r.j.Forget(d.MessageID)
+	}
+}
+
+// errStopping says that yggd stopped before a message was handed.
+var errStopping = errors.New("stopping")
+
+func (r *Router) hand(d *Data) error {
 	fail := func(code ErrorCode, err error) error {
 		return &DeliveryError{Code: code, MessageID: d.MessageID, Directive: d.Directive, Err: err}
 	}
-	if len(d.Metadata) > MaxMetadataKeys {
-		return fail(CodeTooLarge, fmt.Errorf("metadata has %d keys, the limit is %d", len(d.Metadata), MaxMetadataKeys))
-	}
-	if r.dedupe.Seen(d.MessageID) {
-		r.duplicates.Add(1)
-		r.log.Info("duplicate message dropped", "message_id", d.MessageID, "directive", d.Directive)
-		return nil
-	}
 	w, err := r.worker(d.Directive)
+	if r.ctx.Err() != nil {
+		return errStopping
+	}
 	if err != nil {
 		return err.(*DeliveryError).with(d)
 	}
@@ -352,6 +521,8 @@ func (r *Router) deliver(d *Data) error {
 		body, err := r.cfg.Fetch(r.ctx, d)
 		var de *DeliveryError
 		switch {
+		case r.ctx.Err() != nil:
+			return errStopping
 		case errors.As(err, &de):
 			return de
 		case err != nil:
@@ -359,10 +530,21 @@ func (r *Router) deliver(d *Data) error {
 		}
 		d.Content = body
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.DispatchTimeout)
+	// From here the worker may take the message: if yggd dies before it
+	// knows, the next start answers it as interrupted rather than run it
+	// again.
+	if err := r.j.Handing(r.ctx, d.MessageID); err != nil {
+		if r.ctx.Err() != nil {
+			return errStopping
+		}
+		return fail(CodeWorkerUnavailable, fmt.Errorf("journal: %w", err))
+	}
+	ctx, cancel := context.WithTimeout(r.sendCtx, r.cfg.DispatchTimeout)
 	err = w.Conn.Send(ctx, d)
 	cancel()
 	switch {
+	case err != nil && r.sendCtx.Err() != nil:
+		return errStopping // cut short on stop: answered as interrupted at the next start
 	case err == nil:
 		r.delivered.Add(1)
 		r.log.Debug("delivered", "message_id", d.MessageID, "directive", d.Directive, "pid", w.Pid)
@@ -415,7 +597,9 @@ func (r *Router) reject(err error) {
 	nack := Data{Type: TypeData, MessageID: NewMessageID(), ResponseTo: de.MessageID, Version: Version, Sent: time.Now(),
 		Directive: de.Directive, Metadata: map[string]string{MetadataError: string(de.Code)}, Content: content}
 	b, _ := json.Marshal(nack)
-	r.out.Put(r.topic(KindData), nack.MessageID, b)
+	if err := r.out.Put(context.Background(), r.topic(KindData), nack.MessageID, b); err != nil {
+		r.log.Error("negative acknowledgement lost", "response_to", de.MessageID, "error", err)
+	}
 }
 
 // ErrInvalidAnswer is returned to a worker whose answer cannot be sent.
@@ -450,9 +634,10 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("%w: encode: %w", ErrInvalidAnswer, err)
 	}
+	if err := r.out.Put(ctx, r.topic(KindData), d.MessageID, b); err != nil {
+		return err // not ErrInvalidAnswer: the worker may send it again
+	}
 	r.answers.Add(1)
-	r.out.Put(r.topic(KindData), d.MessageID, b)
-	r.log.Debug("answer queued", "message_id", d.MessageID, "response_to", d.ResponseTo, "directive", d.Directive)
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/journal"
 )
 
 // fakeTransport records publishes; it is always connected unless down.
@@ -142,10 +144,25 @@ func (c *fakeConn) count() int {
 
 const testID = "host-1"
 
+// await polls cond until it holds, for at most 10 s.
+func await(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func newTestRouter(t *testing.T, cfg RouterConfig) (*Router, *fakeTransport) {
 	t.Helper()
 	tr := newFakeTransport()
 	cfg.ClientID = testID
+	if cfg.Journal == nil {
+		cfg.Journal = testJournal(t, journal.Options{})
+	}
 	r := NewRouter(cfg, tr)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -176,10 +193,10 @@ func TestHandleDataDeliversToWorker(t *testing.T) {
 	r, _ := newTestRouter(t, RouterConfig{})
 	conn := &fakeConn{}
 	r.Registry().Add(&Worker{Handler: "echo", Pid: 1, Conn: conn})
-	r.HandleData(dataIn("a6a7d866-7de0-409a-84e0-3c56c4171bb7", "echo", `"Hello world!"`))
-	if conn.count() != 1 {
-		t.Fatalf("worker got %d messages, want 1", conn.count())
+	if !r.HandleData(dataIn("a6a7d866-7de0-409a-84e0-3c56c4171bb7", "echo", `"Hello world!"`)) {
+		t.Fatal("HandleData = false, want true (journalled: acknowledge it)")
 	}
+	await(t, "the worker to get the message", func() bool { return conn.count() == 1 })
 	got := conn.sent[0]
 	if got.MessageID != "a6a7d866-7de0-409a-84e0-3c56c4171bb7" || string(got.Content) != `"Hello world!"` {
 		t.Errorf("worker got id %q content %s; want the message's id and its exact JSON content", got.MessageID, got.Content)
@@ -259,11 +276,13 @@ func TestHandleDataDropsDuplicates(t *testing.T) {
 	r, _ := newTestRouter(t, RouterConfig{})
 	conn := &fakeConn{}
 	r.Registry().Add(&Worker{Handler: "echo", Pid: 1, Conn: conn})
-	for range 3 {
+	for range 3 { // while the first is in flight
 		r.HandleData(dataIn("same-id", "echo", `1`))
 	}
-	if conn.count() != 1 || r.Stats().Duplicates != 2 {
-		t.Errorf("worker got %d, duplicates %d; want 1 and 2", conn.count(), r.Stats().Duplicates)
+	await(t, "the worker to get the message", func() bool { return conn.count() == 1 })
+	r.HandleData(dataIn("same-id", "echo", `1`)) // once it is done
+	if conn.count() != 1 || r.Stats().Duplicates != 3 {
+		t.Errorf("worker got %d, duplicates %d; want 1 and 3", conn.count(), r.Stats().Duplicates)
 	}
 }
 
@@ -272,9 +291,11 @@ func TestHandleDataDropsDuplicates(t *testing.T) {
 func TestHandleDataRetryAfterNack(t *testing.T) {
 	r, _ := newTestRouter(t, RouterConfig{})
 	r.HandleData(dataIn("retry-id", "echo", `1`)) // no worker yet: unknown-directive
+	await(t, "the refusal", func() bool { return r.Stats().Rejected == 1 })
 	conn := &fakeConn{}
 	r.Registry().Add(&Worker{Handler: "echo", Pid: 1, Conn: conn})
 	r.HandleData(dataIn("retry-id", "echo", `1`))
+	await(t, "the worker to get the message", func() bool { return conn.count() == 1 })
 	if conn.count() != 1 || r.Stats().Duplicates != 0 || r.Stats().Rejected != 1 {
 		t.Errorf("worker got %d, duplicates %d, rejected %d; want 1, 0 and 1", conn.count(), r.Stats().Duplicates, r.Stats().Rejected)
 	}
@@ -284,8 +305,7 @@ func TestHandleDataWaitsForLateWorker(t *testing.T) {
 	starting := true
 	r, _ := newTestRouter(t, RouterConfig{Starting: func() bool { return starting }})
 	conn := &fakeConn{}
-	done := make(chan struct{})
-	go func() { r.HandleData(dataIn("m1", "late", `1`)); close(done) }()
+	r.HandleData(dataIn("m1", "late", `1`))
 	// The message waits: register the worker once the router waits for it.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -301,10 +321,12 @@ func TestHandleDataWaitsForLateWorker(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	r.Registry().Add(&Worker{Handler: "late", Pid: 2, Conn: conn})
-	<-done
-	if conn.count() != 1 {
-		t.Fatalf("late worker got %d messages, want 1", conn.count())
-	}
+	await(t, "the late worker to get the message", func() bool { return conn.count() == 1 })
+	await(t, "the router to stop waiting", func() bool {
+		r.reg.mu.Lock()
+		defer r.reg.mu.Unlock()
+		return len(r.reg.waiting) == 0
+	})
 	r.reg.mu.Lock()
 	defer r.reg.mu.Unlock()
 	if len(r.reg.waiting) != 0 {

@@ -200,7 +200,8 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 			"--client-id", host}, workers...)...)
 	case SysYggd:
 		cmd = exec.Command(filepath.Join(m.Bin, "yggd"), "--broker", broker, "--client-id", host,
-			"--worker-dir", filepath.Join(dir, "workers"), "--runtime-dir", filepath.Join(dir, "run"), "--log-level", "info")
+			"--worker-dir", filepath.Join(dir, "workers"), "--runtime-dir", filepath.Join(dir, "run"),
+			"--state-dir", filepath.Join(dir, "state"), "--log-level", "info")
 	}
 	logFile := filepath.Join(dir, "host.log")
 	lf, err := os.Create(logFile)

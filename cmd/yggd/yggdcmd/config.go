@@ -30,6 +30,7 @@ type Config struct {
 	DataHost        string   `toml:"data-host"`
 	WorkerDir       string   `toml:"worker-dir"`
 	RuntimeDir      string   `toml:"runtime-dir"`
+	StateDir        string   `toml:"state-dir"`
 	ClientID        string   `toml:"client-id"`
 	DispatchTimeout Duration `toml:"dispatch-timeout"`
 	MaxMessageSize  int      `toml:"max-message-size"`
@@ -49,6 +50,7 @@ func DefaultConfig() Config {
 		DataHost:        build.DataHost,
 		WorkerDir:       filepath.Join(build.LibexecDir, build.LongName),
 		RuntimeDir:      DefaultRuntimeDir(),
+		StateDir:        DefaultStateDir(),
 		DispatchTimeout: Duration(yggdrasil.DefaultDispatchTimeout),
 		MaxMessageSize:  yggdrasil.DefaultMaxMessageSize,
 		KeepAlive:       Duration(30 * time.Second),
@@ -71,6 +73,16 @@ func DefaultRuntimeDir() string {
 		return dir
 	}
 	return filepath.Join("/run", build.LongName)
+}
+
+// DefaultStateDir is where the journal goes when state-dir is not set: the
+// first of systemd's $STATE_DIRECTORY (the unit's StateDirectory), else
+// <localstatedir>/lib/<longname>.
+func DefaultStateDir() string {
+	if dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); dir != "" {
+		return dir
+	}
+	return filepath.Join(build.LocalstateDir, "lib", build.LongName)
 }
 
 // Duration is a TOML or flag duration: a Go duration ("90s", "1m30s") or
@@ -149,6 +161,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 	fs.StringVar(&flagCfg.DataHost, "data-host", "", "")
 	fs.StringVar(&flagCfg.WorkerDir, "worker-dir", "", "")
 	fs.StringVar(&flagCfg.RuntimeDir, "runtime-dir", "", "")
+	fs.StringVar(&flagCfg.StateDir, "state-dir", "", "")
 	fs.StringVar(&flagCfg.ClientID, "client-id", "", "")
 	fs.Var(&flagCfg.DispatchTimeout, "dispatch-timeout", "")
 	fs.IntVar(&flagCfg.MaxMessageSize, "max-message-size", 0, "")
@@ -212,6 +225,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 			cfg.WorkerDir = flagCfg.WorkerDir
 		case "runtime-dir":
 			cfg.RuntimeDir = flagCfg.RuntimeDir
+		case "state-dir":
+			cfg.StateDir = flagCfg.StateDir
 		case "client-id":
 			cfg.ClientID = flagCfg.ClientID
 		case "dispatch-timeout":
@@ -248,6 +263,8 @@ func (c Config) Validate() error {
 		return errors.New("topic-prefix: must not be empty")
 	case c.RuntimeDir == "":
 		return errors.New("runtime-dir: must not be empty")
+	case c.StateDir == "":
+		return errors.New("state-dir: must not be empty")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return fmt.Errorf("log-level: %w", err)

@@ -2,6 +2,7 @@ package yggdcmd
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/ygglab/yggdrasil/yggdrasil/build"
@@ -23,6 +24,7 @@ var flagDocs = []flagDoc{
 	{"data-host", "HOST", "replace the host of every content URL by HOST"},
 	{"worker-dir", "DIR", "directory of the worker executables (names ending in \"worker\")"},
 	{"runtime-dir", "DIR", "runtime directory; the worker sockets go in DIR/workers, mode 0700 (default $RUNTIME_DIRECTORY, else /run/" + build.LongName + ")"},
+	{"state-dir", "DIR", "state directory: the journal of messages and answers kept across restarts (default $STATE_DIRECTORY, else " + filepath.Join(build.LocalstateDir, "lib", build.LongName) + ")"},
 	{"dispatch-timeout", "DURATION", "how long a worker may take to accept a message (default 60s)"},
 	{"max-message-size", "BYTES", "largest data message accepted or sent, over MQTT and gRPC (default 33554432)"},
 	{"keepalive", "DURATION", "MQTT keep-alive interval (default 30s)"},
@@ -100,7 +102,7 @@ _yggd() {
 	case "$prev" in
 	--config|--cert-file|--key-file|--ca-root)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
-	--worker-dir|--runtime-dir)
+	--worker-dir|--runtime-dir|--state-dir)
 		COMPREPLY=($(compgen -d -- "$cur")); return ;;
 	--log-level)
 		COMPREPLY=($(compgen -W "error warn info debug trace" -- "$cur")); return ;;

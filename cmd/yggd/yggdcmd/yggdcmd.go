@@ -26,6 +26,7 @@ import (
 	"github.com/ygglab/yggdrasil/yggdrasil/content"
 	"github.com/ygglab/yggdrasil/yggdrasil/facts"
 	"github.com/ygglab/yggdrasil/yggdrasil/ipc"
+	"github.com/ygglab/yggdrasil/yggdrasil/journal"
 	"github.com/ygglab/yggdrasil/yggdrasil/mqtt"
 	"github.com/ygglab/yggdrasil/yggdrasil/supervisor"
 )
@@ -81,11 +82,12 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("%q is not one of error, warn, info, debug, trace", s)
 }
 
-// Run runs yggd until ctx ends, then stops cleanly: messages not yet handed
-// to a worker are left to the broker (the persistent session delivers them
-// again), workers get SIGTERM while the dispatcher still takes their
-// answers, answers still queued are sent, a retained offline status is
-// published, and the connection is closed.
+// Run runs yggd until ctx ends, then stops cleanly: deliveries in flight
+// get a grace period, messages not yet handed to a worker stay in the
+// journal for the next start, workers get SIGTERM while the dispatcher
+// still takes their answers, answers still queued are sent (those left stay
+// in the journal), a retained offline status is published, and the
+// connection is closed.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	clientID, tlsConfig, err := identity(cfg, log)
 	if err != nil {
@@ -110,13 +112,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		UserAgent: build.LongName + "/" + build.Version,
 		Log:       log.With("component", "http"),
 	})
+	j, err := journal.Open(cfg.StateDir, journal.Options{
+		MaxCount: cfg.QueueCount,
+		MaxBytes: int64(cfg.QueueBytes),
+		Log:      log.With("component", "journal"),
+	})
+	if err != nil {
+		return fmt.Errorf("state-dir: %w", err)
+	}
+	defer j.Close()
 	var sup *supervisor.Supervisor // set below; the router only calls it once running
 	router := yggdrasil.NewRouter(yggdrasil.RouterConfig{
 		ClientID:        clientID,
 		TopicPrefix:     cfg.TopicPrefix,
 		DispatchTimeout: time.Duration(cfg.DispatchTimeout),
 		MaxMessageSize:  cfg.MaxMessageSize,
-		Outbox:          yggdrasil.OutboxLimits{Count: cfg.QueueCount, Bytes: cfg.QueueBytes},
+		Journal:         j,
 		Facts:           factsFunc(cfg, log.With("component", "facts")),
 		Starting:        func() bool { return sup.Starting() },
 		Fetch:           httpc.Fetch,
@@ -159,26 +170,29 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 
 	ctx, cancel := context.WithCancelCause(ctx)
-	var parts sync.WaitGroup
 	fail := func(err error) {
 		if err != nil {
 			cancel(err)
 		}
 	}
-	// The dispatcher outlives the workers, so that answers they send while
-	// stopping are still taken (and queued for the cloud).
+	// On stop, the router first lets the deliveries in flight finish
+	// while the workers still run; then the workers stop while the
+	// dispatcher still takes their answers (and queues them for the cloud).
 	sctx, stopServing := context.WithCancel(context.Background())
-	var serving sync.WaitGroup
+	wctx, stopWorkers := context.WithCancel(context.Background())
+	var serving, supervising, routing sync.WaitGroup
 	serving.Go(func() { fail(srv.Serve(sctx)) })
-	parts.Go(func() { fail(router.Run(ctx)) })
-	parts.Go(func() { fail(sup.Run(ctx)) })
+	supervising.Go(func() { fail(sup.Run(wctx)) })
+	routing.Go(func() { fail(router.Run(ctx)) })
 	notify("READY=1")
-	log.Info("ready", "dispatcher", srv.Addr())
+	log.Info("ready", "dispatcher", srv.Addr(), "state_dir", cfg.StateDir)
 
 	<-ctx.Done()
 	notify("STOPPING=1")
 	log.Info("stopping")
-	parts.Wait() // new messages are left to the broker; workers have stopped
+	routing.Wait() // messages not yet handed stay in the journal
+	stopWorkers()
+	supervising.Wait()
 	stopServing()
 	serving.Wait()
 	router.Registry().Close()

@@ -111,6 +111,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"--ca-root", filepath.Join(pki, "ca.pem"),
 		"--worker-dir", workers,
 		"--runtime-dir", filepath.Join(dir, "run"),
+		"--state-dir", filepath.Join(dir, "state"),
 		"--config", os.DevNull)
 	yggd.Stdout, yggd.Stderr = yggdLog, yggdLog
 	if err := yggd.Start(); err != nil {

@@ -1,0 +1,91 @@
+package yggdrasil
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/journal"
+)
+
+// TestRouterTakesUpJournal: after a restart, a message that was waiting is
+// delivered, one that was being handed is answered as interrupted (never
+// run again), a done one is dropped when the broker sends it again, and an
+// answer not yet acknowledged by the broker is published.
+func TestRouterTakesUpJournal(t *testing.T) {
+	dir := t.TempDir()
+	j, err := journal.Open(dir, journal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, id := range []string{"waiting", "handing", "done"} {
+		if _, err := j.AddInbound(ctx, id, dataIn(id, "echo", `1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Handing(ctx, "handing")
+	j.Handing(ctx, "done")
+	j.Done("done")
+	if _, _, err := j.AppendOutbound(ctx, Topic(DefaultTopicPrefix, testID, KindData, DirOut), []byte(`{"answer":"kept"}`)); err != nil {
+		t.Fatal(err)
+	}
+	j.Close() // yggd stops (or dies: the records are in the file either way)
+
+	j, err = journal.Open(dir, journal.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	conn := &fakeConn{}
+	r, tr := newTestRouter(t, RouterConfig{Journal: j})
+	r.Registry().Add(&Worker{Handler: "echo", Pid: 1, Conn: conn})
+	await(t, "the waiting message to be delivered", func() bool { return conn.count() == 1 })
+	if got := conn.sent[0].MessageID; got != "waiting" {
+		t.Errorf("delivered %q, want waiting", got)
+	}
+	out := tr.awaitPublished(t, Topic(DefaultTopicPrefix, testID, KindData, DirOut), 2)
+	var sawKept, sawInterrupted bool
+	for _, p := range out {
+		if string(p.payload) == `{"answer":"kept"}` {
+			sawKept = true
+			continue
+		}
+		d, c := nackOf(t, p)
+		if d.ResponseTo == "handing" && c["error"] == string(CodeInterrupted) {
+			sawInterrupted = true
+		}
+	}
+	if !sawKept || !sawInterrupted {
+		t.Errorf("published %d: kept answer %v, interrupted nack for the handing message %v", len(out), sawKept, sawInterrupted)
+	}
+	r.HandleData(dataIn("done", "echo", `1`))
+	if r.Stats().Duplicates != 1 || conn.count() != 1 {
+		t.Errorf("a done message sent again: duplicates %d, delivered %d; want 1 and 1", r.Stats().Duplicates, conn.count())
+	}
+}
+
+// TestHungWorkerDelaysOnlyItsOwn: messages wait in their directive's lane,
+// not in the broker's window: a worker that never takes its messages does
+// not delay another worker's, whatever their number.
+func TestHungWorkerDelaysOnlyItsOwn(t *testing.T) {
+	r, _ := newTestRouter(t, RouterConfig{DispatchTimeout: time.Hour, StopGrace: 10 * time.Millisecond})
+	hung, echo := &fakeConn{block: true}, &fakeConn{}
+	r.Registry().Add(&Worker{Handler: "hung", Pid: 1, Conn: hung})
+	r.Registry().Add(&Worker{Handler: "echo", Pid: 2, Conn: echo})
+	for i := range 3 * laneWidth {
+		if !r.HandleData(dataIn(fmt.Sprint("hung-", i), "hung", `1`)) {
+			t.Fatal("HandleData = false for a message to the hung worker, want it journalled and acknowledged")
+		}
+	}
+	r.HandleData(dataIn("echo-1", "echo", `1`))
+	await(t, "the echo worker to get its message", func() bool { return echo.count() == 1 })
+	r.lanesMu.Lock()
+	l := r.lanes["hung"]
+	running, waiting := l.running, len(l.waiting)
+	r.lanesMu.Unlock()
+	if running != laneWidth || waiting != 2*laneWidth {
+		t.Errorf("hung lane: %d running, %d waiting; want %d and %d", running, waiting, laneWidth, 2*laneWidth)
+	}
+}
