@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -38,6 +39,8 @@ type broker struct {
 	store     *sessionStore
 	log       *slog.Logger
 	record    func(cl *mqtt.Client, pk packets.Packet, will bool)
+	unguarded bool         // tests only: no idGuard, to show what mochi does alone
+	repaired  atomic.Int64 // deliveries idGuard put back
 
 	mu  sync.Mutex
 	srv *mqtt.Server // nil while stopped
@@ -54,7 +57,11 @@ func (b *broker) start() error {
 		InlineClient: true,
 		Logger:       slog.New(minLevel{b.log.Handler(), slog.LevelWarn}).With("component", "mochi"),
 	})
-	for _, h := range []mqtt.Hook{b.acl.hook(), b.store.hook(), &recordHook{record: b.record}} {
+	hooks := []mqtt.Hook{b.acl.hook(), b.store.hook(), &recordHook{record: b.record}}
+	if !b.unguarded {
+		hooks = append(hooks, newIDGuard(b.store, srv.Info, &b.repaired, b.log.With("hook", "packet-id-guard")))
+	}
+	for _, h := range hooks {
 		if err := srv.AddHook(h, nil); err != nil {
 			return fmt.Errorf("add hook %s: %w", h.ID(), err)
 		}

@@ -56,6 +56,8 @@ type Server struct {
 
 	Logger *slog.Logger // nil means slog.Default()
 
+	unguarded bool // tests only: start the broker without idGuard
+
 	mu        sync.Mutex
 	started   bool
 	closed    bool
@@ -144,6 +146,7 @@ func (s *Server) Start() (err error) {
 			record:  s.recordEmbedded,
 			acl: &acl{prefix: s.Prefix, open: s.OpenACL, tlsListener: listenerTLS,
 				log: s.log, refused: s.addRefusal},
+			unguarded: s.unguarded,
 		}
 		if s.TLSAddr != Off {
 			b.tlsAddr = orDefault(s.TLSAddr, "127.0.0.1:0")

@@ -193,12 +193,18 @@ func (h *storeHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64,
 	if cl.Net.Inline {
 		return
 	}
-	m := storedMessage(cl.ID, pk)
+	h.store.putInflight(cl.ID, pk, sent)
+}
+
+// putInflight stores an in-flight packet of client, replacing any under
+// its packet id.
+func (s *sessionStore) putInflight(client string, pk packets.Packet, sent int64) {
+	m := storedMessage(client, pk)
 	m.T = storage.InflightKey
 	m.Sent = sent
-	h.store.mu.Lock()
-	defer h.store.mu.Unlock()
-	h.store.inflight[key(cl.ID, pk.FormatID())] = m
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight[key(client, pk.FormatID())] = m
 }
 
 func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
