@@ -100,7 +100,9 @@ func installWorker(ts *goscript.TestScript, args []string) error {
 	// a complete file appear at once.
 	tmp := filepath.Join(dir, "."+name+".tmp")
 	if name == program && delay == 0 {
-		if err := os.Link(src, tmp); err != nil {
+		// A link shares the mode of the test binary, which a umask of 002
+		// leaves group-writable: yggd would refuse it. Copy it then.
+		if fi, err := os.Stat(src); err != nil || fi.Mode().Perm()&0o022 != 0 || os.Link(src, tmp) != nil {
 			if err := copyFile(src, tmp); err != nil {
 				return err
 			}

@@ -80,6 +80,11 @@ func setupEnv(env *goscript.Env, deadline time.Time) error {
 	// yggd's runtime directory, as systemd would give it: the worker
 	// sockets go in its subdirectory "workers".
 	env.Setenv("RUNTIME_DIRECTORY", sock)
+	// yggd refuses workers below a directory that group or others may
+	// write; $WORK was made under the caller's umask, which may be 002.
+	if err := os.Chmod(env.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("make $WORK safe for workers: %w", err)
+	}
 	for name, dir := range map[string]string{
 		"YGG_WORKER_DIR": "workers",
 		"YGG_STATE_DIR":  "state",

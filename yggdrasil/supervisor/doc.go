@@ -5,14 +5,20 @@
 //
 // Every entry of the worker directory whose name ends in "worker" and that
 // is a regular file (symbolic links are followed) executable by yggd is a
-// worker. Anything else is skipped with a debug log; sub-directories are
-// ignored. The set of running workers follows the directory, watched with
-// inotify: a file that appears, or becomes executable (chmod +x), is started
-// once it has settled (no event for Config.Settle, so that a file still
-// being written is not started half-done); a file that is removed, renamed
-// away or loses its exec bit has its worker stopped and not restarted; a
-// file that is replaced while its worker runs (renamed over, or written and
-// closed) has its worker restarted so that the new program runs.
+// worker, provided no other user could change what runs: see trust.go for
+// the rule and its threat model. A file refused by that rule, or without
+// an exec bit, is logged once at warn level (again only once it was fixed
+// and broken again, or replaced); other entries are skipped with a debug
+// log, and sub-directories are ignored. While the worker directory itself
+// is refused nothing runs from it, and a chmod that fixes it lets the
+// workers start. The set of running workers follows the directory, watched
+// with inotify: a file that appears, or becomes executable (chmod +x), is
+// started once it has settled (no event for Config.Settle, so that a file
+// still being written is not started half-done); a file that is removed,
+// renamed away, loses its exec bit or becomes refused has its worker
+// stopped and not restarted (Config.OnRemoved is told); a file that is
+// replaced while its worker runs (renamed over, or written and closed) has
+// its worker restarted so that the new program runs.
 //
 // Each worker runs as the absolute path of its file, with no arguments, with
 // exactly Config.Env as its environment (nothing is inherited from yggd),
@@ -75,5 +81,7 @@
 //     once, on shutdown and on delete.
 //   - Only regular executable files are started, in a fixed environment,
 //     and files that are still being written are not started half-done.
+//   - A file that another user could write or swap is not run as root;
+//     upstream checked neither owner nor mode.
 //   - Owner lets the dispatcher admit only processes that yggd started.
 package supervisor

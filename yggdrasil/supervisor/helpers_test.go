@@ -190,6 +190,57 @@ func writeWorker(t *testing.T, dir, name, script string) string {
 	return path
 }
 
+// writeWorkerMode installs a shell script worker with mode perm, set before
+// it appears under its name, so that it is never seen with another mode.
+func writeWorkerMode(t *testing.T, dir, name, script string, perm os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte("#!/bin/sh\n"+script), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// mustChmod changes the mode of path.
+func mustChmod(t *testing.T, path string, perm os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitForgotten waits until the supervisor has forgotten worker name.
+func awaitForgotten(t *testing.T, s *Supervisor, name string) {
+	t.Helper()
+	mustAwait(t, name+" forgotten", func() error {
+		if st, ok := statusOf(s, name); ok {
+			return fmt.Errorf("still there: %+v", st)
+		}
+		return nil
+	})
+}
+
+// awaitLogged waits until n records have msg and the given attributes.
+func awaitLogged(t *testing.T, rec *recorder, n int, msg string, attrs ...string) []record {
+	t.Helper()
+	var got []record
+	mustAwait(t, fmt.Sprintf("%d %q logs with %v", n, msg, attrs), func() error {
+		got = rec.find(msg, attrs...)
+		if len(got) < n {
+			return fmt.Errorf("%d logged", len(got))
+		}
+		return nil
+	})
+	return got
+}
+
 // Test worker scripts.
 const (
 	sleeperScript = "echo \"hello stdout\"\necho \"hello stderr\" >&2\nexec sleep 1000\n"

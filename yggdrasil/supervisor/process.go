@@ -5,6 +5,7 @@ package supervisor
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os/exec"
 	"runtime"
@@ -56,6 +57,11 @@ func runStarter(reqs <-chan startReq) {
 // spawnExec is the real spawnFunc: it starts path as a child process in the
 // environment of the configuration, through the starter thread.
 func (s *Supervisor) spawnExec(ctx context.Context, name, path string) (process, error) {
+	// Checked again before every start, restarts included, in case a
+	// change has not been seen yet (an ancestor's sends no event).
+	if err := checkWorker(s.cfg.Dir, name, s.euid); err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
 	cmd := exec.CommandContext(ctx, path)
 	cmd.Env = make([]string, len(s.cfg.Env)) // never nil: nil would inherit yggd's environment
 	copy(cmd.Env, s.cfg.Env)

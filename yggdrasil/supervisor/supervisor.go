@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,7 +30,9 @@ const (
 
 // Config is what a Supervisor needs.
 type Config struct {
-	// Dir is the worker directory. It is created (0755) if missing.
+	// Dir is the worker directory. It is created (0755) if missing. No
+	// worker runs from it while another user than root or yggd's could
+	// change what runs (see trust.go).
 	Dir string
 	// Env is the complete environment of every worker, as "KEY=value"
 	// (YGG_SOCKET_ADDR, PATH, YGG_CLIENT_ID, YGG_LOG_LEVEL). Nothing else
@@ -57,6 +60,11 @@ type Config struct {
 	// reaped, with the worker's name and the process's pid. It runs on the
 	// supervisor's goroutine for that worker and must return quickly.
 	OnExit func(name string, pid int)
+	// OnRemoved, if set, is called when the supervisor forgets a worker
+	// for good because its file was removed or refused (not after an exit
+	// or a restart, nor on shutdown). It runs on the supervisor's
+	// goroutine and must return quickly.
+	OnRemoved func(name string)
 }
 
 // Supervisor runs the workers of one directory. Its methods are safe for
@@ -66,6 +74,7 @@ type Supervisor struct {
 	log   *slog.Logger
 	spawn spawnFunc
 	ran   atomic.Bool
+	euid  int // trusted to own worker files, with root
 
 	startReqs chan startReq // to the starter thread, set by Run
 
@@ -80,6 +89,14 @@ type Supervisor struct {
 	active   int                    // supervision goroutines running
 	due      map[string]settleCheck // files waiting to settle
 	shutdown bool
+	dirErr   error              // why the worker directory is refused, nil if it is not
+	warned   map[string]warning // files whose refusal was logged, by name
+}
+
+// warning is a refusal that was logged, to log it once per file.
+type warning struct {
+	what     string // the log message
+	dev, ino uint64 // the directory entry refused: a new file is logged again
 }
 
 // settleCheck is a file to look at once it has been quiet.
@@ -120,6 +137,8 @@ func New(cfg Config) *Supervisor {
 		pids:    map[int]*worker{},
 		exited:  make(chan *worker),
 		due:     map[string]settleCheck{},
+		warned:  map[string]warning{},
+		euid:    os.Geteuid(),
 	}
 	s.spawn = s.spawnExec
 	return s
@@ -141,7 +160,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.scanned = true
 		s.mu.Unlock()
 	}()
-	if err := ensureDir(s.cfg.Dir); err != nil {
+	if err := ensureDir(s.cfg.Dir, s.log); err != nil {
 		return err
 	}
 
@@ -209,7 +228,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 }
 
 // ensureDir makes sure dir is a directory, creating it if missing.
-func ensureDir(dir string) error {
+func ensureDir(dir string, log *slog.Logger) error {
 	if dir == "" {
 		return errors.New("prepare worker directory: no directory configured")
 	}
@@ -218,6 +237,7 @@ func ensureDir(dir string) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("create worker directory: %w", err)
 		}
+		log.Info("worker directory was missing; created it", "dir", dir)
 		return nil
 	}
 	if err != nil {
@@ -229,9 +249,12 @@ func ensureDir(dir string) error {
 	return nil
 }
 
-// scan starts every worker file of the directory that has no worker yet and
-// stops the workers whose file is gone.
+// scan checks the directory, then starts every worker file of it that has
+// no worker yet and stops the workers whose file is gone or refused.
 func (s *Supervisor) scan(ctx context.Context, wg *sync.WaitGroup) {
+	if !s.checkDir() {
+		return
+	}
 	entries, err := os.ReadDir(s.cfg.Dir)
 	if err != nil {
 		s.log.Error("cannot list worker directory", "err", err)
@@ -249,6 +272,36 @@ func (s *Supervisor) scan(ctx context.Context, wg *sync.WaitGroup) {
 			s.stop(w, "file removed")
 		}
 	}
+	for name := range s.warned {
+		if !present[name] {
+			delete(s.warned, name)
+		}
+	}
+}
+
+// checkDir checks the worker directory against the trust rule. While it is
+// refused every worker is stopped and none is started; that is logged once,
+// and so is the fix.
+func (s *Supervisor) checkDir() bool {
+	err := checkWorkerDir(s.cfg.Dir, s.euid)
+	switch {
+	case err != nil && s.dirErr == nil:
+		attrs := []any{"path", s.cfg.Dir, "reason", err.Error()}
+		var ue *untrustedError
+		if errors.As(err, &ue) {
+			attrs = append(attrs, "fix", ue.Fix)
+		}
+		s.log.Warn("worker directory refused: no worker runs from it until it is fixed", attrs...)
+	case err == nil && s.dirErr != nil:
+		s.log.Info("worker directory no longer refused; starting its workers", "path", s.cfg.Dir)
+	}
+	s.dirErr = err
+	if err != nil {
+		for _, w := range s.workers {
+			s.stop(w, "worker directory refused")
+		}
+	}
+	return err == nil
 }
 
 // handle acts on one inotify event.
@@ -259,9 +312,14 @@ func (s *Supervisor) handle(ctx context.Context, wg *sync.WaitGroup, ev dirEvent
 		s.scan(ctx, wg)
 	case ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
 		s.log.Error("worker directory removed or moved; workers added from now on will go unnoticed", "dir", s.cfg.Dir)
+	case ev.name == "" && ev.mask&unix.IN_ATTRIB != 0:
+		// The directory's own mode or owner changed (chmod, chown):
+		// check it again, and every file with it.
+		s.scan(ctx, wg)
 	case ev.name == "" || ev.mask&unix.IN_ISDIR != 0 || !isWorkerName(ev.name):
 	case ev.mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 		delete(s.due, ev.name)
+		delete(s.warned, ev.name)
 		s.setPending()
 		if w := s.workers[ev.name]; w != nil {
 			s.stop(w, "file removed")
@@ -296,6 +354,11 @@ func (s *Supervisor) settled(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	s.setPending()
+	if s.dirErr != nil {
+		// Nothing runs from a refused directory; see whether it was
+		// fixed (a fixed ancestor sends no event of its own).
+		s.scan(ctx, wg)
+	}
 }
 
 func (s *Supervisor) setPending() {
@@ -304,27 +367,64 @@ func (s *Supervisor) setPending() {
 	s.mu.Unlock()
 }
 
-// runnable reports whether name is a file we can run, logging why not.
+// runnable reports whether name is a file we can and may run, logging why
+// not.
 func (s *Supervisor) runnable(name string) bool {
 	path := filepath.Join(s.cfg.Dir, name)
+	if s.dirErr != nil {
+		s.log.Debug("skip worker file: worker directory refused", "worker", name, "path", path)
+		return false
+	}
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		delete(s.warned, name)
 		return false
 	case err != nil:
-		s.log.Debug("skip worker file", "file", name, "err", err)
+		s.log.Debug("skip worker file", "worker", name, "path", path, "err", err)
 		return false
 	case fi.IsDir():
 		return false
 	case !fi.Mode().IsRegular():
-		s.log.Debug("skip worker file: not a regular file", "file", name, "mode", fi.Mode())
+		s.log.Debug("skip worker file: not a regular file", "worker", name, "path", path, "mode", fi.Mode())
+		return false
+	}
+	if err := checkWorkerFile(path, s.euid); err != nil {
+		if !isUntrusted(err) {
+			s.log.Debug("skip worker file", "worker", name, "path", path, "err", err)
+			return false
+		}
+		s.warnOnce(name, path, "worker file refused: another user could change it", err)
 		return false
 	}
 	if err := unix.Access(path, unix.X_OK); err != nil {
-		s.log.Debug("skip worker file: not executable", "file", name, "mode", fi.Mode(), "err", err)
+		s.warnOnce(name, path, "worker file not executable",
+			fmt.Errorf("check exec permission (mode %s): %w", mode(fi), err), "fix", "chmod +x "+path)
 		return false
 	}
+	delete(s.warned, name)
 	return true
+}
+
+// warnOnce logs at WARN why the file name is not run, unless that was
+// logged already for the same file (directory entry) since it last was
+// runnable.
+func (s *Supervisor) warnOnce(name, path, msg string, err error, attrs ...any) {
+	key := warning{what: msg}
+	if fi, lerr := os.Lstat(path); lerr == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			key.dev, key.ino = st.Dev, st.Ino
+		}
+	}
+	if s.warned[name] == key {
+		return
+	}
+	s.warned[name] = key
+	var ue *untrustedError
+	if errors.As(err, &ue) {
+		attrs = append(attrs, "fix", ue.Fix)
+	}
+	s.log.Warn(msg, append([]any{"worker", name, "path", path, "reason", err.Error()}, attrs...)...)
 }
 
 // check brings the worker of file name in line with the file: start it if
@@ -334,7 +434,7 @@ func (s *Supervisor) check(ctx context.Context, wg *sync.WaitGroup, name string,
 	w := s.workers[name]
 	if !s.runnable(name) {
 		if w != nil {
-			s.stop(w, "file no longer an executable file")
+			s.stop(w, "file removed, refused or no longer executable")
 		}
 		return
 	}
@@ -390,13 +490,17 @@ func (s *Supervisor) stop(w *worker, why string) {
 	}
 }
 
-// forget drops w from the worker table.
+// forget drops w from the worker table, for good.
 func (s *Supervisor) forget(w *worker) {
 	s.mu.Lock()
-	if s.workers[w.name] == w {
+	gone := s.workers[w.name] == w
+	if gone {
 		delete(s.workers, w.name)
 	}
 	s.mu.Unlock()
+	if gone && s.cfg.OnRemoved != nil {
+		s.cfg.OnRemoved(w.name)
+	}
 }
 
 // reaped handles the end of w's supervision goroutine.

@@ -394,7 +394,10 @@ func TestRunRegisteredAndStarting(t *testing.T) {
 
 func TestRunCreatesDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "libexec", "yggdrasil")
-	mustRun(t, Config{Dir: dir})
+	_, rec, _ := mustRun(t, Config{Dir: dir})
+	if r := awaitLogged(t, rec, 1, "worker directory was missing; created it", "dir", dir); r[0].level != slog.LevelInfo {
+		t.Errorf("creation logged at %v, want INFO", r[0].level)
+	}
 	mustAwait(t, "worker dir created", func() error {
 		fi, err := os.Stat(dir)
 		if err != nil {
@@ -455,4 +458,194 @@ func TestParentDeathSignal(t *testing.T) {
 	}
 	host.Wait()
 	mustAwaitGone(t, worker)
+}
+
+// The warnings of the trust rule (trust.go).
+const (
+	msgFileRefused = "worker file refused: another user could change it"
+	msgNotExec     = "worker file not executable"
+	msgDirRefused  = "worker directory refused: no worker runs from it until it is fixed"
+	msgDirFixed    = "worker directory no longer refused; starting its workers"
+)
+
+// removals records the calls of Config.OnRemoved.
+type removals struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (r *removals) add(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.names = append(r.names, name)
+}
+
+func (r *removals) get() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.names)
+}
+
+// awaitScanned waits until the supervisor has looked at its directory.
+func awaitScanned(t *testing.T, s *Supervisor) {
+	t.Helper()
+	mustAwait(t, "initial scan", func() error {
+		if s.Starting() {
+			return errors.New("still starting")
+		}
+		return nil
+	})
+}
+
+func TestRunRefusesUnsafeWorkerFile(t *testing.T) {
+	dir := t.TempDir()
+	s, rec, _ := mustRun(t, Config{Dir: dir})
+	awaitScanned(t, s)
+
+	// World-writable, and not executable: neither runs, each is said once.
+	loose := writeWorkerMode(t, dir, "loose-worker", sleeperScript, 0o777)
+	off := writeWorkerMode(t, dir, "off-worker", sleeperScript, 0o644)
+	r := awaitLogged(t, rec, 1, msgFileRefused, "worker", "loose-worker")[0]
+	if r.level != slog.LevelWarn || r.attrs["path"] != loose || r.attrs["fix"] != "chmod go-w "+loose ||
+		!strings.Contains(r.attrs["reason"], "is writable by group and others (mode 0777)") {
+		t.Errorf("refusal logged as %v %v, want WARN with path, reason and fix", r.level, r.attrs)
+	}
+	r = awaitLogged(t, rec, 1, msgNotExec, "worker", "off-worker")[0]
+	if r.level != slog.LevelWarn || r.attrs["fix"] != "chmod +x "+off || !strings.Contains(r.attrs["reason"], "mode 0644") {
+		t.Errorf("not executable logged as %v %v, want WARN with mode and fix", r.level, r.attrs)
+	}
+	for range 3 {
+		mustChmod(t, dir, 0o755)   // the directory's own change: a rescan
+		mustChmod(t, loose, 0o777) // the files': a check once settled
+		mustChmod(t, off, 0o644)
+	}
+	// Events are handled in order: once marker-worker runs, all of the
+	// above has been seen.
+	writeWorker(t, dir, "marker-worker", sleeperScript)
+	awaitRunning(t, s, "marker-worker")
+	for _, name := range []string{"loose-worker", "off-worker"} {
+		if st, ok := statusOf(s, name); ok {
+			t.Errorf("refused file has a worker: %+v", st)
+		}
+	}
+	if n := len(rec.find(msgFileRefused, "worker", "loose-worker")); n != 1 {
+		t.Errorf("loose-worker refusal logged %d times after rescans, want once", n)
+	}
+	if n := len(rec.find(msgNotExec, "worker", "off-worker")); n != 1 {
+		t.Errorf("off-worker logged %d times after rescans, want once", n)
+	}
+
+	// Fixed: started, without restarting the supervisor.
+	mustChmod(t, loose, 0o755)
+	if st := awaitRunning(t, s, "loose-worker"); st.Starts != 1 {
+		t.Errorf("loose-worker: %+v, want 1 start", st)
+	}
+}
+
+func TestRunStopsWorkerMadeUnsafe(t *testing.T) {
+	dir := t.TempDir()
+	writeWorker(t, dir, "ok-worker", sleeperScript)
+	writeWorker(t, dir, "other-worker", sleeperScript)
+	var removed removals
+	s, rec, _ := mustRun(t, Config{Dir: dir, OnRemoved: removed.add})
+	w := awaitRunning(t, s, "ok-worker")
+	awaitRunning(t, s, "other-worker")
+
+	// Writable by others while it runs: stopped and forgotten, like a file
+	// that lost its exec bit.
+	mustChmod(t, w.Path, 0o757)
+	awaitForgotten(t, s, "ok-worker")
+	mustAwaitGone(t, w.PID)
+	r := rec.find(msgFileRefused, "worker", "ok-worker")
+	if len(r) != 1 || !strings.Contains(r[0].attrs["reason"], "writable by others (mode 0757)") {
+		t.Errorf("refusals %v, want one saying writable by others", r)
+	}
+	if diff := cmp.Diff([]string{"ok-worker"}, removed.get()); diff != "" {
+		t.Errorf("OnRemoved calls (-want +got):\n%s", diff)
+	}
+
+	// Fixed, then broken again: said again.
+	mustChmod(t, w.Path, 0o755)
+	w = awaitRunning(t, s, "ok-worker")
+	mustChmod(t, w.Path, 0o775)
+	awaitLogged(t, rec, 2, msgFileRefused, "worker", "ok-worker")
+	awaitForgotten(t, s, "ok-worker")
+	mustAwaitGone(t, w.PID)
+	if st, _ := statusOf(s, "other-worker"); st.State != StateRunning || st.Starts != 1 {
+		t.Errorf("other-worker: %+v, want running since its first start", st)
+	}
+}
+
+func TestRunRefusesUnsafeDir(t *testing.T) {
+	dir := t.TempDir()
+	writeWorker(t, dir, "early-worker", sleeperScript)
+	mustChmod(t, dir, 0o777)
+	var removed removals
+	s, rec, _ := mustRun(t, Config{Dir: dir, OnRemoved: removed.add})
+
+	// Refused as a whole, once, with the reason and the fix; the
+	// supervisor runs on.
+	r := awaitLogged(t, rec, 1, msgDirRefused, "path", dir)[0]
+	if r.level != slog.LevelWarn || r.attrs["fix"] != "chmod go-w "+dir || !strings.Contains(r.attrs["reason"], "(mode 0777)") {
+		t.Errorf("refusal logged as %v %v, want WARN with reason and fix", r.level, r.attrs)
+	}
+	writeWorker(t, dir, "late-worker", sleeperScript)
+	awaitLogged(t, rec, 1, "skip worker file: worker directory refused", "worker", "late-worker")
+	if st := s.Status(); len(st) != 0 {
+		t.Errorf("workers in a refused directory: %+v", st)
+	}
+	if n := len(rec.find(msgDirRefused)); n != 1 {
+		t.Errorf("directory refusal logged %d times, want once", n)
+	}
+
+	// Fixed (chmod on the directory itself): every worker starts.
+	mustChmod(t, dir, 0o755)
+	early := awaitRunning(t, s, "early-worker")
+	late := awaitRunning(t, s, "late-worker")
+	awaitLogged(t, rec, 1, msgDirFixed)
+
+	// Open again, sticky this time (no excuse for the worker directory):
+	// every worker stops, and that is said again.
+	mustChmod(t, dir, 0o777|os.ModeSticky)
+	awaitForgotten(t, s, "early-worker")
+	awaitForgotten(t, s, "late-worker")
+	mustAwaitGone(t, early.PID, late.PID)
+	r = awaitLogged(t, rec, 2, msgDirRefused)[1]
+	if !strings.Contains(r.attrs["reason"], "(mode 1777); the worker directory must not be, sticky or not") {
+		t.Errorf("second refusal: reason %q, want it to say sticky does not help", r.attrs["reason"])
+	}
+	if diff := cmp.Diff([]string{"early-worker", "late-worker"}, slices.Sorted(slices.Values(removed.get()))); diff != "" {
+		t.Errorf("OnRemoved calls (-want +got):\n%s", diff)
+	}
+}
+
+func TestRunOnRemoved(t *testing.T) {
+	dir := t.TempDir()
+	writeWorker(t, dir, "gone-worker", sleeperScript)
+	writeWorker(t, dir, "crash-worker", crasherScript)
+	writeWorker(t, dir, "stay-worker", sleeperScript)
+	var removed removals
+	s, _, stop := mustRun(t, Config{
+		Dir:       dir,
+		Backoff:   Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		OnRemoved: removed.add,
+	})
+	gone := awaitRunning(t, s, "gone-worker")
+	awaitRunning(t, s, "stay-worker")
+	mustAwait(t, "crash-worker restarted", func() error {
+		if st, _ := statusOf(s, "crash-worker"); st.Starts < 3 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+
+	if err := os.Remove(gone.Path); err != nil {
+		t.Fatal(err)
+	}
+	awaitForgotten(t, s, "gone-worker")
+	stop()
+	// Not for restarts, nor for the workers stopped by shutdown.
+	if diff := cmp.Diff([]string{"gone-worker"}, removed.get()); diff != "" {
+		t.Errorf("OnRemoved calls (-want +got):\n%s", diff)
+	}
 }

@@ -94,6 +94,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	log = log.With("client_id", clientID)
+	warnLoosePermissions(cfg, log)
 	log.Info("starting", "version", build.Version, "brokers", cfg.Brokers, "worker_dir", cfg.WorkerDir, "config", cfg.File)
 
 	tr := mqtt.New(mqtt.Config{
@@ -155,8 +156,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			"YGG_CLIENT_ID=" + clientID,
 			"YGG_LOG_LEVEL=" + cfg.LogLevel,
 		},
-		OnExit: func(name string, pid int) { router.Registry().RemoveOwner(name) },
-		Log:    log,
+		OnExit:    func(name string, pid int) { router.Registry().RemoveOwner(name) },
+		OnRemoved: func(name string) { router.Registry().Release(name) },
+		Log:       log,
 	})
 
 	// The transport outlives ctx so that yggd can say goodbye.
