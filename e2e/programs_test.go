@@ -21,11 +21,29 @@ import (
 
 // Test-only programs, run like the real ones from scripts.
 var testPrograms = map[string]func() int{
-	"stall-worker": stallWorker,
-	"eager-worker": eagerWorker,
-	"stray":        stray,
-	"gate-worker":  func() int { return gateWorker("gate", false) },
-	"hold-worker":  func() int { return gateWorker("hold", true) },
+	"stall-worker":    stallWorker,
+	"eager-worker":    eagerWorker,
+	"stray":           stray,
+	"gate-worker":     func() int { return gateWorker("gate", false) },
+	"hold-worker":     func() int { return gateWorker("hold", true) },
+	"two-step-worker": twoStepWorker,
+}
+
+// twoStepWorker registers the echo handler "first", then, a second later,
+// "second": a worker that registers several handlers one after the other.
+func twoStepWorker() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	echo := func(ctx context.Context, w *worker.Worker, m worker.Message) { w.Reply(ctx, m, m.Content, m.Metadata) }
+	var wg sync.WaitGroup
+	wg.Go(func() { (&worker.Worker{Handler: "first", Receive: echo}).Run(ctx) })
+	select {
+	case <-time.After(time.Second):
+		wg.Go(func() { (&worker.Worker{Handler: "second", Receive: echo}).Run(ctx) })
+	case <-ctx.Done():
+	}
+	wg.Wait()
+	return 0
 }
 
 // stallWorker registers "stall" and never takes a message: its Send blocks

@@ -31,6 +31,7 @@ type Worker struct {
 	Handler  string            // the directive it serves
 	Pid      int               // the registering process, as the kernel says (SO_PEERCRED)
 	Owner    string            // the supervised executable it belongs to ("" if unsupervised)
+	Main     bool              // registered by the supervised process itself, not a descendant
 	Detached bool              // content travels by URL, answers by HTTP POST
 	Features map[string]string // published under dispatchers in the connection status
 	Conn     WorkerConn
@@ -47,6 +48,7 @@ type Registry struct {
 	changed  func()              // called after every change, outside the lock
 	handlers map[string]bool     // every handler ever registered
 	claims   map[string]string   // handler → the supervised worker that owns it
+	orphans  map[string]bool     // handlers whose registrant (a descendant) exited while its worker runs on
 }
 
 // waiters are the callers of Wait for one handler.
@@ -63,6 +65,7 @@ func NewRegistry(changed func()) *Registry {
 		waiting:  map[string]*waiters{},
 		handlers: map[string]bool{},
 		claims:   map[string]string{},
+		orphans:  map[string]bool{},
 		changed:  changed,
 	}
 }
@@ -84,6 +87,7 @@ func (r *Registry) Add(w *Worker) error {
 	}
 	r.workers[w.Handler] = w
 	r.handlers[w.Handler] = true
+	delete(r.orphans, w.Handler)
 	if ws, ok := r.waiting[w.Handler]; ok {
 		close(ws.ready)
 		delete(r.waiting, w.Handler)
@@ -95,15 +99,44 @@ func (r *Registry) Add(w *Worker) error {
 
 // RemoveOwner removes every worker that belongs to the supervised executable
 // owner (the process and its descendants are gone), closes their
-// connections, and returns their handlers.
+// connections, and returns their handlers. Its handlers are expected back
+// when it restarts: none of them counts as orphaned any more.
 func (r *Registry) RemoveOwner(owner string) []string {
+	r.mu.Lock()
+	for h := range r.orphans {
+		if r.claims[h] == owner {
+			delete(r.orphans, h)
+		}
+	}
+	r.mu.Unlock()
 	return r.remove(func(w *Worker) bool { return w.Owner == owner })
 }
 
 // Remove removes w, if it is still registered (not a later registration of
-// the same handler), and reports whether it was.
+// the same handler), and reports whether it was: its registering process
+// has exited. If that process was a descendant of its worker, the handler
+// is orphaned: nobody will register it again unless the worker restarts,
+// so messages for it are not kept waiting.
 func (r *Registry) Remove(w *Worker) bool {
-	return len(r.remove(func(x *Worker) bool { return x == w })) > 0
+	if len(r.remove(func(x *Worker) bool { return x == w })) == 0 {
+		return false
+	}
+	if !w.Main {
+		r.mu.Lock()
+		if _, live := r.workers[w.Handler]; !live {
+			r.orphans[w.Handler] = true
+		}
+		r.mu.Unlock()
+	}
+	return true
+}
+
+// Orphaned reports whether handler's registrant, a descendant of its
+// worker, has exited while the worker runs on.
+func (r *Registry) Orphaned(handler string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.orphans[handler]
 }
 
 // Release gives up the handlers that the supervised worker owner claimed:

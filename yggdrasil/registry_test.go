@@ -50,3 +50,26 @@ func TestRegistryClaims(t *testing.T) {
 		t.Errorf("after Release, another worker: %v, want nil", err)
 	}
 }
+
+// TestRegistryOrphans: a handler whose registrant, a worker's descendant,
+// has exited is orphaned until it registers again or its worker exits.
+func TestRegistryOrphans(t *testing.T) {
+	r := NewRegistry(nil)
+	child := &Worker{Handler: "child", Pid: 20, Owner: "parent-worker", Conn: &fakeConn{}}
+	main := &Worker{Handler: "parent", Pid: 10, Owner: "parent-worker", Main: true, Conn: &fakeConn{}}
+	r.Add(child)
+	r.Add(main)
+	r.Remove(child)
+	r.Remove(main)
+	if !r.Orphaned("child") || r.Orphaned("parent") {
+		t.Errorf("orphaned: child %v parent %v; want true and false (the main process is restarted)", r.Orphaned("child"), r.Orphaned("parent"))
+	}
+	r.RemoveOwner("parent-worker") // the worker exits: it may register child again
+	if r.Orphaned("child") {
+		t.Error("child still orphaned after its worker exited")
+	}
+	r.Add(&Worker{Handler: "child", Pid: 21, Owner: "parent-worker", Conn: &fakeConn{}})
+	if r.Orphaned("child") {
+		t.Error("child orphaned while registered")
+	}
+}

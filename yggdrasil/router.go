@@ -556,25 +556,43 @@ func (r *Router) hand(d *Data) error {
 	}
 }
 
-// worker finds the worker for directive, waiting for one that is starting.
+// recheckWait is how often a message waiting for a late worker asks again
+// whether any worker is still expected (a worker may finish registering
+// without ever registering this directive).
+const recheckWait = 250 * time.Millisecond
+
+// worker finds the worker for directive, waiting for one that is starting:
+// up to LateWorkerWait, and only while one is expected.
 func (r *Router) worker(directive string) (*Worker, error) {
-	if w, ok := r.reg.Lookup(directive); ok {
-		return w, nil
+	deadline := time.Now().Add(r.cfg.LateWorkerWait)
+	for {
+		if w, ok := r.reg.Lookup(directive); ok {
+			return w, nil
+		}
+		if r.reg.Orphaned(directive) {
+			return nil, &DeliveryError{Code: CodeUnknownDirective, Err: fmt.Errorf("the process that served %q has exited, and its worker has not registered it again", directive)}
+		}
+		starting := r.cfg.Starting != nil && r.cfg.Starting()
+		if !starting && !r.reg.Known(directive) {
+			return nil, &DeliveryError{Code: CodeUnknownDirective, Err: fmt.Errorf("no worker handles %q", directive)}
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			if r.reg.Known(directive) {
+				return nil, &DeliveryError{Code: CodeWorkerUnavailable, Err: fmt.Errorf("worker %q did not come back within %s", directive, r.cfg.LateWorkerWait)}
+			}
+			return nil, &DeliveryError{Code: CodeUnknownDirective, Err: fmt.Errorf("no worker registered for %q within %s", directive, r.cfg.LateWorkerWait)}
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, min(left, recheckWait))
+		w, err := r.reg.Wait(ctx, directive)
+		cancel()
+		if err == nil {
+			return w, nil
+		}
+		if r.ctx.Err() != nil {
+			return nil, &DeliveryError{Code: CodeWorkerUnavailable, Err: errStopping}
+		}
 	}
-	starting := r.cfg.Starting != nil && r.cfg.Starting()
-	if !starting && !r.reg.Known(directive) {
-		return nil, &DeliveryError{Code: CodeUnknownDirective, Err: fmt.Errorf("no worker handles %q", directive)}
-	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.LateWorkerWait)
-	defer cancel()
-	w, err := r.reg.Wait(ctx, directive)
-	if err == nil {
-		return w, nil
-	}
-	if r.reg.Known(directive) {
-		return nil, &DeliveryError{Code: CodeWorkerUnavailable, Err: fmt.Errorf("worker %q did not come back within %s", directive, r.cfg.LateWorkerWait)}
-	}
-	return nil, &DeliveryError{Code: CodeUnknownDirective, Err: fmt.Errorf("no worker registered for %q within %s", directive, r.cfg.LateWorkerWait)}
 }
 
 func (e *DeliveryError) with(d *Data) *DeliveryError {

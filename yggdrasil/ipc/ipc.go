@@ -62,6 +62,10 @@ type Config struct {
 	// which supervised worker it belongs to. Nil admits every process of
 	// yggd's uid (for tests of the protocol alone).
 	Admit func(pid int) (owner string, ok bool)
+	// MainPID returns the pid of the supervised process of worker owner
+	// (a registrant with another pid is one of its descendants); may be
+	// nil.
+	MainPID func(owner string) int
 	// Registered is told when a supervised worker has registered; may be nil.
 	Registered func(owner string)
 	// MaxMessageSize bounds gRPC messages in both directions; default
@@ -240,6 +244,7 @@ func (s *Server) Register(ctx context.Context, req *pb.RegistrationRequest) (*pb
 		Handler:  req.GetHandler(),
 		Pid:      pid,
 		Owner:    owner,
+		Main:     owner != "" && s.cfg.MainPID != nil && s.cfg.MainPID(owner) == pid,
 		Detached: req.GetDetachedContent(),
 		Features: req.GetFeatures(),
 		Conn:     conn,

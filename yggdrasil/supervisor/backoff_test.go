@@ -285,7 +285,9 @@ func TestStarting(t *testing.T) {
 		step("not registered, late window over", false)
 
 		s.Registered("late-worker")
-		step("registered", false)
+		step("registered: may register more handlers", true)
+		time.Sleep(DefaultRegisterSettle)
+		step("registered, settled", false)
 		if !s.Status()[0].Registered {
 			t.Errorf("status: Registered = false after Registered")
 		}

@@ -26,6 +26,11 @@ const (
 	DefaultGrace      = 5 * time.Second
 	DefaultLateWindow = 30 * time.Second
 	DefaultSettle     = 500 * time.Millisecond
+	// DefaultRegisterSettle is how long after a worker's registration it
+	// counts as still registering: a worker that serves several handlers
+	// registers them one after the other, and a message for the second
+	// must not be refused in between.
+	DefaultRegisterSettle = 2 * time.Second
 )
 
 // Config is what a Supervisor needs.
@@ -56,6 +61,8 @@ type Config struct {
 	// Settle is how quiet a new or changed file must stay before it is
 	// started (default 500 ms).
 	Settle time.Duration
+	// RegisterSettle: see DefaultRegisterSettle.
+	RegisterSettle time.Duration
 	// OnExit, if set, is called after a worker process has exited and been
 	// reaped, with the worker's name and the process's pid. It runs on the
 	// supervisor's goroutine for that worker and must return quickly.
@@ -124,6 +131,9 @@ func New(cfg Config) *Supervisor {
 	}
 	if cfg.Settle <= 0 {
 		cfg.Settle = DefaultSettle
+	}
+	if cfg.RegisterSettle <= 0 {
+		cfg.RegisterSettle = DefaultRegisterSettle
 	}
 	cfg.Backoff = cfg.Backoff.withDefaults()
 	log := cfg.Log
@@ -570,14 +580,27 @@ func (s *Supervisor) Registered(name string) {
 	defer s.mu.Unlock()
 	if w := s.workers[name]; w != nil && w.pid != 0 {
 		w.registered = true
+		w.registeredAt = time.Now()
 	}
+}
+
+// PID returns the pid of the current process of worker name, 0 if none.
+func (s *Supervisor) PID(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.workers[name]; w != nil {
+		return w.pid
+	}
+	return 0
 }
 
 // Starting reports whether some worker is expected to register soon: one
 // whose current process started less than LateWindow ago and has not
-// registered yet, one being started or restarted after a process that had
-// registered, or a new file about to be started. It is also true before Run
-// has looked at the directory, since every worker is about to start then.
+// registered yet, or registered less than RegisterSettle ago (it may have
+// more handlers to register), one being started or restarted after a
+// process that had registered, or a new file about to be started. It is
+// also true before Run has looked at the directory, since every worker is
+// about to start then.
 func (s *Supervisor) Starting() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -593,6 +616,9 @@ func (s *Supervisor) Starting() bool {
 			}
 		case StateRunning:
 			if !w.registered && now.Sub(w.startedAt) < s.cfg.LateWindow {
+				return true
+			}
+			if w.registered && now.Sub(w.registeredAt) < s.cfg.RegisterSettle {
 				return true
 			}
 		case StateRestarting:

@@ -378,7 +378,7 @@ exec sleep 1000
 func TestRunRegisteredAndStarting(t *testing.T) {
 	dir := t.TempDir()
 	writeWorker(t, dir, "reg-worker", sleeperScript)
-	s, _, _ := mustRun(t, Config{Dir: dir})
+	s, _, _ := mustRun(t, Config{Dir: dir, RegisterSettle: time.Nanosecond})
 	awaitRunning(t, s, "reg-worker")
 	if !s.Starting() {
 		t.Errorf("unregistered worker just started: Starting() = false, want true")

@@ -71,7 +71,8 @@ type worker struct {
 	pid            int
 	startedAt      time.Time
 	registered     bool
-	lastRegistered bool // the previous process had registered
+	registeredAt   time.Time // the current process's last registration
+	lastRegistered bool      // the previous process had registered
 	starts         int
 	failures       int
 	lastExit       string

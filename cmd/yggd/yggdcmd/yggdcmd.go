@@ -140,6 +140,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Registry:       router.Registry(),
 		Answer:         router.HandleAnswer,
 		Admit:          func(pid int) (string, bool) { return sup.Owner(pid) },
+		MainPID:        func(name string) int { return sup.PID(name) },
 		Registered:     func(name string) { sup.Registered(name) },
 		MaxMessageSize: cfg.MaxMessageSize,
 		Log:            log.With("component", "dispatcher"),
