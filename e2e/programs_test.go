@@ -66,11 +66,12 @@ func eagerWorker() int {
 
 // gateWorker serves handler and holds every message until it gets
 // SIGUSR1, then answers them all in the order they came (and every later
-// one at once). With sync it holds the receipt too, so the messages stay
-// unacknowledged at the broker. Each time it holds n messages it renames
-// the marker file held-<n> beside its executable, so that a script can
-// "waitfile $YGG_WORKER_DIR/held-50"; it appends the id of each message it
-// answers to the file "answered" there.
+// one at once). With sync it holds the receipt too, so yggd is still
+// handing the messages. Each time it holds n messages it renames the
+// marker file held-<n> beside its executable, so that a script can
+// "waitfile $YGG_WORKER_DIR/held-50"; likewise answered-<n> once it has
+// answered n. It appends the id of each message it receives to the file
+// "received" there, and of each it answers to "answered".
 func gateWorker(handler string, holdReceipt bool) int {
 	release := make(chan os.Signal, 1)
 	signal.Notify(release, syscall.SIGUSR1)
@@ -88,11 +89,12 @@ func gateWorker(handler string, holdReceipt bool) int {
 		return 2
 	}
 	var mu sync.Mutex
-	held := 0
+	held, answered := 0, 0
 	last := make(chan struct{}) // closed when the previous answer has left
 	close(last)
 	return runWorker(&worker.Worker{Handler: handler, Sync: holdReceipt,
 		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			appendLine(filepath.Join(dir, "received"), m.ID)
 			mu.Lock()
 			held++
 			os.Remove(filepath.Join(dir, fmt.Sprint("held-", held-1)))
@@ -113,12 +115,22 @@ func gateWorker(handler string, holdReceipt bool) int {
 				return
 			}
 			// The order answers were produced in, for mqtt-answers -order.
-			f, err := os.OpenFile(filepath.Join(dir, "answered"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-			if err == nil {
-				fmt.Fprintln(f, m.ID)
-				f.Close()
-			}
+			appendLine(filepath.Join(dir, "answered"), m.ID)
+			mu.Lock()
+			answered++
+			os.Remove(filepath.Join(dir, fmt.Sprint("answered-", answered-1)))
+			os.WriteFile(filepath.Join(dir, fmt.Sprint("answered-", answered)), nil, 0o644)
+			mu.Unlock()
 		}})
+}
+
+// appendLine appends line to the file at path.
+func appendLine(path, line string) {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err == nil {
+		fmt.Fprintln(f, line)
+		f.Close()
+	}
 }
 
 // dispatchersHere returns the dispatcher sockets listed in /proc/net/unix
