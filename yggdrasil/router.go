@@ -191,7 +191,7 @@ func (r *Router) recover() {
 	}
 	for _, id := range rec.Pending {
 		if d := r.load(id); d != nil {
-			r.enqueue(d)
+			r.enqueue(d, false)
 		}
 	}
 	if n := len(rec.Handing) + len(rec.Pending) + rec.Outbound; n > 0 {
@@ -376,7 +376,14 @@ func (r *Router) HandleData(payload []byte) (handled bool) {
 			Err: fmt.Errorf("metadata has %d keys, the limit is %d", len(d.Metadata), MaxMetadataKeys)})
 		return true
 	}
-	dup, err := r.j.AddInbound(context.Background(), d.MessageID, payload)
+	// A message whose worker is there and has room is handed at once: its
+	// arrival and the start of its handing go to disk in one write.
+	add := r.j.AddInbound
+	handing := r.canHandNow(d.Directive)
+	if handing {
+		add = r.j.AddHanding
+	}
+	dup, err := add(context.Background(), d.MessageID, payload)
 	switch {
 	case err != nil:
 		r.log.Warn("message left to the broker: cannot journal it", "message_id", d.MessageID, "directive", d.Directive, "error", err)
@@ -386,8 +393,22 @@ func (r *Router) HandleData(payload []byte) (handled bool) {
 		r.log.Info("duplicate message dropped", "message_id", d.MessageID, "directive", d.Directive)
 		return true
 	}
-	r.enqueue(d)
+	r.enqueue(d, handing)
 	return true
+}
+
+// canHandNow reports whether a message for directive would be handed to
+// its worker at once: the worker is registered, gets its content inline,
+// and its lane has room.
+func (r *Router) canHandNow(directive string) bool {
+	w, ok := r.reg.Lookup(directive)
+	if !ok || w.Detached {
+		return false
+	}
+	r.lanesMu.Lock()
+	defer r.lanesMu.Unlock()
+	l := r.lanes[directive]
+	return l == nil || l.running < laneWidth
 }
 
 // decodeInbound decodes a data/in payload: the fast path for the common
@@ -413,8 +434,9 @@ type lane struct {
 	waiting []string // message ids, oldest first
 }
 
-// enqueue starts the delivery of d in its lane, or queues it there.
-func (r *Router) enqueue(d *Data) {
+// enqueue starts the delivery of d in its lane, or queues it there;
+// handing says that the journal has d as being handed already.
+func (r *Router) enqueue(d *Data, handing bool) {
 	r.lanesMu.Lock()
 	defer r.lanesMu.Unlock()
 	if r.ctx.Err() != nil {
@@ -430,21 +452,21 @@ func (r *Router) enqueue(d *Data) {
 		return
 	}
 	l.running++
-	r.delivering.Go(func() { r.runLane(d.Directive, d) })
+	r.delivering.Go(func() { r.runLane(d.Directive, d, handing) })
 }
 
 // runLane delivers d, then the lane's waiting messages, until there is
 // none left or yggd is stopping.
-func (r *Router) runLane(directive string, d *Data) {
+func (r *Router) runLane(directive string, d *Data, handing bool) {
 	for {
 		if d != nil {
-			r.deliver(d)
+			r.deliver(d, handing)
 		}
 		id, ok := r.nextInLane(directive)
 		if !ok {
 			return
 		}
-		d = r.load(id)
+		d, handing = r.load(id), false
 	}
 }
 
@@ -486,8 +508,8 @@ func (r *Router) load(id string) *Data {
 // marks it done in the journal; or answers it with a negative
 // acknowledgement. When yggd stops before d is handed, d stays in the
 // journal and is delivered after the restart.
-func (r *Router) deliver(d *Data) {
-	err := r.hand(d)
+func (r *Router) deliver(d *Data, handing bool) {
+	err := r.hand(d, handing)
 	switch {
 	case err == nil:
 		r.j.Done(d.MessageID)
@@ -500,10 +522,19 @@ func (r *Router) deliver(d *Data) {
 	}
 }
 
+// markHanding records, durably, that id is being handed, unless the
+// journal has it so already.
+func (r *Router) markHanding(id string, already bool) error {
+	if already {
+		return nil
+	}
+	return r.j.Handing(r.ctx, id)
+}
+
 // errStopping says that yggd stopped before a message was handed.
 var errStopping = errors.New("stopping")
 
-func (r *Router) hand(d *Data) error {
+func (r *Router) hand(d *Data, handing bool) error {
 	fail := func(code ErrorCode, err error) error {
 		return &DeliveryError{Code: code, MessageID: d.MessageID, Directive: d.Directive, Err: err}
 	}
@@ -533,7 +564,7 @@ func (r *Router) hand(d *Data) error {
 	// From here the worker may take the message: if yggd dies before it
 	// knows, the next start answers it as interrupted rather than run it
 	// again.
-	if err := r.j.Handing(r.ctx, d.MessageID); err != nil {
+	if err := r.markHanding(d.MessageID, handing); err != nil {
 		if r.ctx.Err() != nil {
 			return errStopping
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,9 @@ const (
 	SysRelay    System = "a"    // ceiling a: yggsim ceiling-relay
 	SysPipeline System = "b"    // ceiling b: yggsim ceiling-pipeline
 	SysYggd     System = "yggd" // the daemon under test
+	// SysBase is another build of yggd and echo-worker (Matrix.Baseline),
+	// measured beside the one under test: a change's cost, side by side.
+	SysBase System = "base"
 )
 
 // Case is one workload of the matrix.
@@ -66,8 +70,12 @@ func SoakCases() []Case {
 // Matrix runs cases against the systems, interleaved: for each
 // repetition, each case runs a, b and yggd back to back, on one broker.
 type Matrix struct {
-	Bin   string // directory holding yggd, yggsim and echo-worker
-	Reps  int
+	Bin string // directory holding yggd, yggsim and echo-worker
+	// Baseline, if set, is a directory holding another build of yggd and
+	// echo-worker, run as system "base" after yggd in every case where
+	// yggd runs.
+	Baseline string
+	Reps     int
 	Cases []Case
 	Log   io.Writer // progress lines; nil: none
 }
@@ -122,6 +130,9 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 			if len(systems) == 0 {
 				systems = []System{SysRelay, SysPipeline, SysYggd}
 			}
+			if m.Baseline != "" && slices.Contains(systems, SysYggd) {
+				systems = append(slices.Clone(systems), SysBase)
+			}
 			for _, sys := range systems {
 				if ctx.Err() != nil {
 					return runs, ctx.Err()
@@ -155,6 +166,12 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 	return runs, nil
 }
 
+// hasFlag reports whether the yggd at path documents --flag in its help.
+func hasFlag(path, flag string) bool {
+	out, _ := exec.Command(path, "--help").Output()
+	return strings.Contains(string(out), "--"+flag+" ")
+}
+
 // runOne starts sys, loads it with c, and stops it.
 func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case, sys System) MatrixRun {
 	out := MatrixRun{Rep: rep, Case: c.ID, System: sys}
@@ -168,9 +185,13 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	host := fmt.Sprintf("bench-%d-%s-%s-%d", rep, c.ID, sys, time.Now().UnixNano()%1e6)
 	directives := []string{"echo"}
 	var workers []string
+	bin := m.Bin
+	if sys == SysBase {
+		bin = m.Baseline
+	}
 	if c.Workers == 0 {
 		w := filepath.Join(dir, "workers", "echo-worker")
-		if err := copyFile(filepath.Join(m.Bin, "echo-worker"), w); err != nil {
+		if err := copyFile(filepath.Join(bin, "echo-worker"), w); err != nil {
 			return fail(err)
 		}
 		workers = append(workers, w)
@@ -198,10 +219,16 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	case SysPipeline:
 		cmd = exec.Command(filepath.Join(m.Bin, "yggsim"), append([]string{"ceiling-pipeline", "--broker", broker,
 			"--client-id", host}, workers...)...)
-	case SysYggd:
-		cmd = exec.Command(filepath.Join(m.Bin, "yggd"), "--broker", broker, "--client-id", host,
-			"--worker-dir", filepath.Join(dir, "workers"), "--runtime-dir", filepath.Join(dir, "run"),
-			"--state-dir", filepath.Join(dir, "state"), "--log-level", "info")
+	case SysYggd, SysBase:
+		yggd := filepath.Join(bin, "yggd")
+		args := []string{"--broker", broker, "--client-id", host, "--worker-dir", filepath.Join(dir, "workers"), "--log-level", "info"}
+		// Older builds have no runtime or state directory.
+		for _, f := range []string{"runtime-dir", "state-dir"} {
+			if hasFlag(yggd, f) {
+				args = append(args, "--"+f, filepath.Join(dir, f))
+			}
+		}
+		cmd = exec.Command(yggd, args...)
 	}
 	logFile := filepath.Join(dir, "host.log")
 	lf, err := os.Create(logFile)
@@ -223,7 +250,7 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 		cfg.Detached = &DetachedConfig{}
 		cfg.PingEvery = -1
 	}
-	if sys == SysYggd {
+	if sys == SysYggd || sys == SysBase {
 		// Log lines written before the load (startup) do not count.
 		cfg.LogFile = logFile
 	}

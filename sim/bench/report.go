@@ -36,6 +36,24 @@ func Report(w io.Writer, runs []MatrixRun) error {
 			cpu(sys[SysPipeline]), cpu(y), workerCPU(y), sysCPU(y), peak(y))
 	}
 
+	if hasBase := slices.ContainsFunc(runs, func(r MatrixRun) bool { return r.System == SysBase }); hasBase {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| case | base msgs/s | yggd msgs/s | yggd/base | per rep | p50 base / yggd | CPU/msg base / yggd (workers base / yggd) |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		for _, id := range order {
+			sys := byCase[id]
+			base, y := sys[SysBase], sys[SysYggd]
+			if len(base) == 0 {
+				continue
+			}
+			ratios := perRep(base, y, func(r *Result) float64 { return r.MsgsPerSec })
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s / %s | %s / %s (%s / %s) |\n", id, rate(base), rate(y),
+				ratio(median(ratios)), ratioList(ratios),
+				dur(base, func(r *Result) time.Duration { return r.P50 }), dur(y, func(r *Result) time.Duration { return r.P50 }),
+				cpu(base), cpu(y), workerCPU(base), workerCPU(y))
+		}
+	}
+
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| goal | target | measured (median) | met |")
 	fmt.Fprintln(w, "|---|---|---|---|")

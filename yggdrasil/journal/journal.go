@@ -207,6 +207,16 @@ func (j *Journal) Recovered() Recovery { return j.rec }
 // bounds are reached. If ctx ends first it returns ctx's error and the
 // message is forgotten: the caller must not acknowledge it.
 func (j *Journal) AddInbound(ctx context.Context, id string, payload []byte) (dup bool, err error) {
+	return j.add(ctx, id, payload, false)
+}
+
+// AddHanding is AddInbound and Handing in one durable write (one fsync
+// instead of two), for a message that is handed to its worker at once.
+func (j *Journal) AddHanding(ctx context.Context, id string, payload []byte) (dup bool, err error) {
+	return j.add(ctx, id, payload, true)
+}
+
+func (j *Journal) add(ctx context.Context, id string, payload []byte, handing bool) (dup bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("add %s: %w", id, err)
 	}
@@ -235,6 +245,10 @@ func (j *Journal) AddInbound(ctx context.Context, id string, payload []byte) (du
 	j.st.addIn(e)
 	j.batch = encInAdd(j.batch, id, now, payload)
 	j.fix = append(j.fix, fixup{in: e, rel: int64(len(j.batch) - len(payload))})
+	if handing {
+		j.st.handing(id)
+		j.batch = encInID(j.batch, kindInHanding, id)
+	}
 	ch := j.enqueue(true)
 	j.mu.Unlock()
 	if err := j.await(ctx, ch); err != nil {

@@ -683,3 +683,26 @@ func TestLostDone(t *testing.T) {
 		})
 	}
 }
+
+// TestAddHanding: a message added and marked handing in one write comes
+// back as handing after a crash, and is a duplicate meanwhile.
+func TestAddHanding(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	j := MustOpen(t, dir, testOpts(t, nil))
+	if dup, err := j.AddHanding(ctx, "a", []byte("a")); dup || err != nil {
+		t.Fatalf("AddHanding = %v, %v; want false, nil", dup, err)
+	}
+	if dup, err := j.AddInbound(ctx, "a", []byte("a")); !dup || err != nil {
+		t.Fatalf("AddInbound of a handing id = %v, %v; want a duplicate", dup, err)
+	}
+	crashed := copyDir(t, dir)
+	MustClose(t, j)
+	j = MustOpen(t, crashed, testOpts(t, nil))
+	if diff := cmp.Diff(Recovery{Handing: []string{"a"}}, j.Recovered()); diff != "" {
+		t.Errorf("Recovered() (-want +got):\n%s", diff)
+	}
+	if p, err := j.ReadInbound("a"); err != nil || string(p) != "a" {
+		t.Errorf("ReadInbound = %q, %v; want the payload", p, err)
+	}
+}

@@ -34,6 +34,7 @@ ceiling b, and the goals. --soak runs the long cases instead. Exit status
 func runBenchMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench-matrix", benchMatrixUsage, stdout, stderr)
 	bin := fs.String("bin", "", "`directory` with yggd, yggsim and echo-worker")
+	baseline := fs.String("baseline", "", "`directory` with another build of yggd and echo-worker, measured beside it as \"base\"")
 	reps := fs.Int("reps", 5, "repetitions")
 	cases := fs.String("cases", "", "comma-separated case `ids` (default all)")
 	soak := fs.Bool("soak", false, "run the soak cases")
@@ -72,7 +73,7 @@ func runBenchMatrix(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	start := time.Now()
 	fmt.Fprintf(stdout, "bench: %s, %s/%s, %d CPUs, %d repetitions\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), *reps)
-	m := &bench.Matrix{Bin: *bin, Reps: *reps, Cases: all, Log: stdout}
+	m := &bench.Matrix{Bin: *bin, Baseline: *baseline, Reps: *reps, Cases: all, Log: stdout}
 	runs, err := m.Run(ctx)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(runs, "", "  ")
