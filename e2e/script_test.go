@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	for name, main := range testPrograms2 {
 		programs[name] = exit(main)
 	}
+	for name, main := range testPrograms3 {
+		programs[name] = exit(main)
+	}
 	goscript.Main(m, programs)
 }
 
