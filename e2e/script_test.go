@@ -24,14 +24,10 @@ func TestMain(m *testing.M) {
 		"yggsim":      exit(yggsimcmd.Main),
 		"echo-worker": exit(echoworker.Main),
 	}
-	for name, main := range testPrograms {
-		programs[name] = exit(main)
-	}
-	for name, main := range testPrograms2 {
-		programs[name] = exit(main)
-	}
-	for name, main := range testPrograms4 {
-		programs[name] = exit(main)
+	for _, set := range []map[string]func() int{testPrograms, testPrograms2, testPrograms3, testPrograms4} {
+		for name, main := range set {
+			programs[name] = exit(main)
+		}
 	}
 	goscript.Main(m, programs)
 }

@@ -30,6 +30,16 @@
 //
 // Every server is closed by a Defer; cleanups tolerate either order.
 //
+// # Conditions
+//
+// Besides go-internal's own ([exec:prog], [short], [linux], …) and any
+// that Params.Condition already answers (conds.go), each computed once:
+//
+//	[python-grpc]
+//		/usr/bin/python3 can import grpc (Debian: python3-grpcio), for the
+//		Python workers of the interop scripts; guard with
+//		[!python-grpc] skip 'needs /usr/bin/python3 with grpcio (apt install python3-grpcio)'.
+//
 // # Commands
 //
 // Each command returns an error; "!" is allowed where noted. A usage mistake

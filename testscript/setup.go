@@ -39,8 +39,9 @@ var commandSets = []func() map[string]command{
 
 type ctxKey struct{}
 
-// Setup wires our environment and commands into p, keeping whatever Setup
-// and Cmds p already has. It fails on a command name clash.
+// Setup wires our environment, commands and conditions into p, keeping
+// whatever Setup, Cmds and Condition p already has. It fails on a command
+// name clash.
 func Setup(p *goscript.Params) error {
 	if p.Cmds == nil {
 		p.Cmds = map[string]func(*goscript.TestScript, bool, []string){}
@@ -53,6 +54,7 @@ func Setup(p *goscript.Params) error {
 			p.Cmds[name] = adapt(name, c)
 		}
 	}
+	p.Condition = condition(p.Condition)
 	prev := p.Setup
 	deadline := p.Deadline
 	p.Setup = func(env *goscript.Env) error {

@@ -309,6 +309,7 @@ func (s *Server) Send(ctx context.Context, d *pb.Data) (*pb.Receipt, error) {
 type workerConn struct {
 	cc     *grpc.ClientConn
 	client pb.WorkerClient
+	log    *slog.Logger
 }
 
 // dialWorker prepares the connection to the worker that will listen at the
@@ -365,7 +366,7 @@ func (s *Server) dialWorker(name string, pid int, owner string) (*workerConn, er
 	if err != nil {
 		return nil, fmt.Errorf("dial worker at %s: %w", addr, err)
 	}
-	return &workerConn{cc: cc, client: pb.NewWorkerClient(cc)}, nil
+	return &workerConn{cc: cc, client: pb.NewWorkerClient(cc), log: s.log}, nil
 }
 
 // sockPath returns a path to the socket file in the socket directory that
@@ -395,7 +396,19 @@ func (w *workerConn) Send(ctx context.Context, d *yggdrasil.Data) error {
 	if status.Code(err) == codes.DeadlineExceeded {
 		return fmt.Errorf("worker send: %w", context.DeadlineExceeded)
 	}
+	if receiptNotSerialized(err) {
+		w.log.Debug("worker took the message but answered its receipt with an error that 0.1.x workers give", "message_id", d.MessageID, "error", err)
+		return nil
+	}
 	return err
+}
+
+// receiptNotSerialized reports whether err is what grpcio answers when a
+// Python servicer returns None instead of a Receipt, as rhc-worker-playbook
+// 0.1.5 does after it has run the message: the worker took it.
+func receiptNotSerialized(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Internal && strings.Contains(st.Message(), "Failed to serialize response")
 }
 
 func (w *workerConn) Close() error { return w.cc.Close() }
