@@ -76,8 +76,8 @@ type Matrix struct {
 	// yggd runs.
 	Baseline string
 	Reps     int
-	Cases []Case
-	Log   io.Writer // progress lines; nil: none
+	Cases    []Case
+	Log      io.Writer // progress lines; nil: none
 }
 
 // Run is one measured run of the matrix.
