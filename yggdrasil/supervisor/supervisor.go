@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ygglab/yggdrasil/yggdrasil/fileperm"
 	"golang.org/x/sys/unix"
 )
 
@@ -409,7 +410,7 @@ func (s *Supervisor) runnable(name string) bool {
 	}
 	if err := unix.Access(path, unix.X_OK); err != nil {
 		s.warnOnce(name, path, "worker file not executable",
-			fmt.Errorf("check exec permission (mode %s): %w", mode(fi), err), "fix", "chmod +x "+path)
+			fmt.Errorf("check exec permission (mode %s): %w", fileperm.Mode(fi), err), "fix", "chmod +x "+path)
 		return false
 	}
 	delete(s.warned, name)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/fileperm"
 )
 
 // The trust rule: which worker files yggd agrees to run.
@@ -83,14 +85,14 @@ func checkWorkerDir(dir string, euid int) error {
 	if err := c.owner("directory", real, fi); err != nil {
 		return err
 	}
-	if w := writers(fi); w != "" {
+	if w := fileperm.Writers(fi); w != "" {
 		sticky := ""
 		if fi.Mode()&fs.ModeSticky != 0 {
 			sticky = "; the worker directory must not be, sticky or not"
 		}
 		return &untrustedError{
 			Path:   real,
-			Reason: fmt.Sprintf("directory %s is writable by %s (mode %s)%s", real, w, mode(fi), sticky),
+			Reason: fmt.Sprintf("directory %s is writable by %s (mode %s)%s", real, w, fileperm.Mode(fi), sticky),
 			Fix:    "chmod go-w " + real,
 		}
 	}
@@ -117,10 +119,10 @@ func checkWorkerFile(path string, euid int) error {
 	if err := c.owner("file", real, fi); err != nil {
 		return err
 	}
-	if w := writers(fi); w != "" {
+	if w := fileperm.Writers(fi); w != "" {
 		return &untrustedError{
 			Path:   real,
-			Reason: fmt.Sprintf("file %s is writable by %s (mode %s)", real, w, mode(fi)),
+			Reason: fmt.Sprintf("file %s is writable by %s (mode %s)", real, w, fileperm.Mode(fi)),
 			Fix:    "chmod go-w " + real,
 		}
 	}
@@ -215,7 +217,7 @@ func (c *checker) checkAncestor(dir string) error {
 	if err := c.owner("directory", dir, fi); err != nil {
 		return err
 	}
-	w := writers(fi)
+	w := fileperm.Writers(fi)
 	if w == "" {
 		return nil
 	}
@@ -228,7 +230,7 @@ func (c *checker) checkAncestor(dir string) error {
 	}
 	return &untrustedError{
 		Path:   dir,
-		Reason: fmt.Sprintf("directory %s is writable by %s (mode %s)", dir, w, mode(fi)),
+		Reason: fmt.Sprintf("directory %s is writable by %s (mode %s)", dir, w, fileperm.Mode(fi)),
 		Fix:    "chmod go-w " + dir,
 	}
 }
@@ -236,7 +238,7 @@ func (c *checker) checkAncestor(dir string) error {
 // owner checks that what (a "file", "directory" or "symbolic link") at
 // path belongs to root or yggd's user.
 func (c *checker) owner(what, path string, fi fs.FileInfo) error {
-	uid, ok := ownerOf(fi)
+	uid, ok := fileperm.Owner(fi)
 	if !ok {
 		return fmt.Errorf("check %s %s: no owner in file info", what, path)
 	}
@@ -256,46 +258,6 @@ func (c *checker) owner(what, path string, fi fs.FileInfo) error {
 		Reason: fmt.Sprintf("%s %s is owned by uid %d, not %s", what, path, uid, trusted),
 		Fix:    chown + path,
 	}
-}
-
-// ownerOf returns the uid that owns fi.
-func ownerOf(fi fs.FileInfo) (int, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return int(st.Uid), true
-}
-
-// writers says who besides the owner may write fi: "", "group", "others"
-// or "group and others".
-func writers(fi fs.FileInfo) string {
-	perm := fi.Mode().Perm()
-	switch {
-	case perm&0o022 == 0o022:
-		return "group and others"
-	case perm&0o020 != 0:
-		return "group"
-	case perm&0o002 != 0:
-		return "others"
-	}
-	return ""
-}
-
-// mode formats fi's permission bits in octal, with setuid, setgid and
-// sticky: "0755", "1777".
-func mode(fi fs.FileInfo) string {
-	m := uint32(fi.Mode().Perm())
-	if fi.Mode()&fs.ModeSetuid != 0 {
-		m |= 0o4000
-	}
-	if fi.Mode()&fs.ModeSetgid != 0 {
-		m |= 0o2000
-	}
-	if fi.Mode()&fs.ModeSticky != 0 {
-		m |= 0o1000
-	}
-	return fmt.Sprintf("%04o", m)
 }
 
 // isUntrusted reports whether err is a breach of the trust rule (rather

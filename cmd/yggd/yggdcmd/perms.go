@@ -2,12 +2,12 @@ package yggdcmd
 
 import (
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/fileperm"
 )
 
 // warnLoosePermissions warns about what yggd reads at start that another
@@ -25,17 +25,17 @@ func warnLoosePermissions(cfg Config, log *slog.Logger) {
 	if cfg.File != "" {
 		if fi, err := os.Stat(cfg.File); err == nil {
 			var why, fix []string
-			if uid, ok := permOwner(fi); ok && uid != 0 && uid != euid {
+			if uid, ok := fileperm.Owner(fi); ok && uid != 0 && uid != euid {
 				why = append(why, fmt.Sprintf("owned by uid %d", uid))
 				fix = append(fix, "chown root "+cfg.File)
 			}
-			if w := permWriters(fi); w != "" {
+			if w := fileperm.Writers(fi); w != "" {
 				why = append(why, "writable by "+w)
 				fix = append(fix, "chmod go-w "+cfg.File)
 			}
 			if len(why) > 0 {
 				log.Warn("configuration file can be changed by other users",
-					"path", cfg.File, "mode", permOctal(fi), "reason", strings.Join(why, ", "), "fix", strings.Join(fix, " && "))
+					"path", cfg.File, "mode", fileperm.Mode(fi), "reason", strings.Join(why, ", "), "fix", strings.Join(fix, " && "))
 			}
 		}
 	}
@@ -57,43 +57,9 @@ func warnLoosePermissions(cfg Config, log *slog.Logger) {
 		if err != nil {
 			continue // reading the file will say why
 		}
-		if w := permWriters(fi); w != "" {
+		if w := fileperm.Writers(fi); w != "" {
 			log.Warn("certificate directory can be changed by other users",
-				"path", dir, "mode", permOctal(fi), "reason", "writable by "+w, "holds", f.key, "fix", "chmod go-w "+dir)
+				"path", dir, "mode", fileperm.Mode(fi), "reason", "writable by "+w, "holds", f.key, "fix", "chmod go-w "+dir)
 		}
 	}
-}
-
-// permOwner returns the uid that owns fi.
-func permOwner(fi fs.FileInfo) (int, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, false
-	}
-	return int(st.Uid), true
-}
-
-// permWriters says who besides the owner may write fi: "", "group", "others"
-// or "group and others".
-func permWriters(fi fs.FileInfo) string {
-	perm := fi.Mode().Perm()
-	switch {
-	case perm&0o022 == 0o022:
-		return "group and others"
-	case perm&0o020 != 0:
-		return "group"
-	case perm&0o002 != 0:
-		return "others"
-	}
-	return ""
-}
-
-// permOctal formats fi's permission bits and the sticky bit as chmod takes
-// them: "0644", "1777".
-func permOctal(fi fs.FileInfo) string {
-	m := uint32(fi.Mode().Perm())
-	if fi.Mode()&fs.ModeSticky != 0 {
-		m |= 0o1000
-	}
-	return fmt.Sprintf("%04o", m)
 }
