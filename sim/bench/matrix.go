@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -88,6 +90,10 @@ type MatrixRun struct {
 	Result     *Result `json:"result,omitempty"`
 	Error      string  `json:"error,omitempty"`
 	WorkerLeft []int   `json:"workers_left,omitempty"` // alive after the host stopped
+	// FsyncsPerMsg is yggd's journal syncs per message received over its
+	// whole run (warm-up included), from its last log line; 0 when it
+	// logs none.
+	FsyncsPerMsg float64 `json:"fsyncs_per_msg,omitempty"`
 	ExitErr    string  `json:"exit_error,omitempty"`
 }
 
@@ -164,6 +170,28 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 		}
 	}
 	return runs, nil
+}
+
+// stoppedLine matches the counters of yggd's last log line.
+var stoppedLine = regexp.MustCompile(`msg=stopped .*received=(\d+) .*journal_syncs=(\d+)`)
+
+// fsyncsPerMsg reads the journal syncs per message received from the
+// "stopped" line of yggd's log; 0 when there is none.
+func fsyncsPerMsg(logFile string) float64 {
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		return 0
+	}
+	m := stoppedLine.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	received, _ := strconv.ParseFloat(string(m[1]), 64)
+	syncs, _ := strconv.ParseFloat(string(m[2]), 64)
+	if received == 0 {
+		return 0
+	}
+	return syncs / received
 }
 
 // hasFlag reports whether the yggd at path documents --flag in its help.
@@ -273,6 +301,7 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 		out.ExitErr = "did not stop within 15s of SIGTERM"
 		<-exited
 	}
+	out.FsyncsPerMsg = fsyncsPerMsg(logFile)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var left []int

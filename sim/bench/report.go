@@ -23,17 +23,17 @@ func Report(w io.Writer, runs []MatrixRun) error {
 		}
 		byCase[r.Case][r.System] = append(byCase[r.Case][r.System], r)
 	}
-	fmt.Fprintln(w, "| case | a msgs/s | b msgs/s | yggd msgs/s | yggd/b | per rep | p50 b / yggd | p99 b / yggd | CPU/msg b / yggd (workers) | yggd sys/msg | yggd peak RSS |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| case | a msgs/s | b msgs/s | yggd msgs/s | yggd/b | per rep | p50 b / yggd | p99 b / yggd | CPU/msg b / yggd (workers) | yggd sys/msg | yggd peak RSS | yggd fsyncs/msg |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, id := range order {
 		sys := byCase[id]
 		y := sys[SysYggd]
 		ratios := perRep(sys[SysPipeline], y, func(r *Result) float64 { return r.MsgsPerSec })
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s (%s) | %s | %s |\n", id,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s (%s) | %s | %s | %s |\n", id,
 			rate(sys[SysRelay]), rate(sys[SysPipeline]), rate(y), ratio(median(ratios)), ratioList(ratios),
 			dur(sys[SysPipeline], func(r *Result) time.Duration { return r.P50 }), dur(y, func(r *Result) time.Duration { return r.P50 }),
 			dur(sys[SysPipeline], func(r *Result) time.Duration { return r.P99 }), dur(y, func(r *Result) time.Duration { return r.P99 }),
-			cpu(sys[SysPipeline]), cpu(y), workerCPU(y), sysCPU(y), peak(y))
+			cpu(sys[SysPipeline]), cpu(y), workerCPU(y), sysCPU(y), peak(y), fsyncs(y))
 	}
 
 	if hasBase := slices.ContainsFunc(runs, func(r MatrixRun) bool { return r.System == SysBase }); hasBase {
@@ -267,6 +267,21 @@ func peak(runs []MatrixRun) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.1f MiB", medianProc(runs, func(r *Result) float64 { return float64(r.Proc.PeakRSS) / (1 << 20) }))
+}
+
+// fsyncs is the median of the runs' journal syncs per message, "–" when
+// they report none.
+func fsyncs(runs []MatrixRun) string {
+	var v []float64
+	for _, r := range runs {
+		if r.FsyncsPerMsg > 0 {
+			v = append(v, r.FsyncsPerMsg)
+		}
+	}
+	if len(v) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.3f", median(v))
 }
 
 func ratio(r float64) string {

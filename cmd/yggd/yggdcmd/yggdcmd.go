@@ -208,7 +208,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	log.Info("stopped", "received", router.Stats().Received, "delivered", router.Stats().Delivered)
+	js := j.Stats()
+	log.Info("stopped", "received", router.Stats().Received, "delivered", router.Stats().Delivered,
+		"journal_records", js.Records, "journal_syncs", js.Syncs)
 	return nil
 }
 
