@@ -163,7 +163,11 @@ func (r *Router) Run(ctx context.Context) error {
 	wg.Go(func() { r.publishStatuses(ctx) })
 	r.recover()
 	<-ctx.Done()
+	// Under lanesMu: an enqueue either saw the cancellation or has added
+	// its goroutine to delivering before Wait starts.
+	r.lanesMu.Lock()
 	r.cancel()
+	r.lanesMu.Unlock()
 	done := make(chan struct{})
 	go func() { r.delivering.Wait(); close(done) }()
 	select {

@@ -9,9 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -94,7 +94,7 @@ type MatrixRun struct {
 	// whole run (warm-up included), from its last log line; 0 when it
 	// logs none.
 	FsyncsPerMsg float64 `json:"fsyncs_per_msg,omitempty"`
-	ExitErr    string  `json:"exit_error,omitempty"`
+	ExitErr      string  `json:"exit_error,omitempty"`
 }
 
 // Run runs the matrix and returns every run.
