@@ -27,6 +27,7 @@ var testPrograms = map[string]func() int{
 	"gate-worker":     func() int { return gateWorker("gate", false) },
 	"hold-worker":     func() int { return gateWorker("hold", true) },
 	"two-step-worker": twoStepWorker,
+	"record-worker":   recordWorker,
 }
 
 // twoStepWorker registers the echo handler "first", then, a second later,
@@ -77,15 +78,8 @@ func gateWorker(handler string, holdReceipt bool) int {
 	signal.Notify(release, syscall.SIGUSR1)
 	open := make(chan struct{})
 	go func() { <-release; close(open) }()
-	// testscript rewrites os.Args[0]; the kernel keeps the path yggd ran.
-	cmdline, _ := os.ReadFile("/proc/self/cmdline")
-	argv0, _, _ := strings.Cut(string(cmdline), "\x00")
-	dir := filepath.Dir(argv0) // hard link: <dir>/<program>
-	if strings.HasSuffix(dir, "worker") {
-		dir = filepath.Dir(dir) // wrapper: <dir>/<name>/<program>
-	}
-	if !filepath.IsAbs(dir) {
-		fmt.Fprintf(os.Stderr, "%s: not started by yggd from its worker directory\n", argv0)
+	dir, ok := workerDir()
+	if !ok {
 		return 2
 	}
 	var mu sync.Mutex
@@ -121,6 +115,40 @@ func gateWorker(handler string, holdReceipt bool) int {
 			os.Remove(filepath.Join(dir, fmt.Sprint("answered-", answered-1)))
 			os.WriteFile(filepath.Join(dir, fmt.Sprint("answered-", answered)), nil, 0o644)
 			mu.Unlock()
+		}})
+}
+
+// workerDir returns the worker directory the program was started from.
+func workerDir() (string, bool) {
+	// testscript rewrites os.Args[0]; the kernel keeps the path yggd ran.
+	cmdline, _ := os.ReadFile("/proc/self/cmdline")
+	argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+	dir := filepath.Dir(argv0) // hard link: <dir>/<program>
+	if strings.HasSuffix(dir, "worker") {
+		dir = filepath.Dir(dir) // wrapper: <dir>/<name>/<program>
+	}
+	if !filepath.IsAbs(dir) {
+		fmt.Fprintf(os.Stderr, "%s: not started by yggd from its worker directory\n", argv0)
+		return "", false
+	}
+	return dir, true
+}
+
+// recordWorker serves "rec": it appends the id of each message to the file
+// "received" in its worker directory, then answers inside Worker.Send, so
+// that its receipt (and the message's "done") comes only once the answer is
+// in yggd's journal.
+func recordWorker() int {
+	dir, ok := workerDir()
+	if !ok {
+		return 2
+	}
+	return runWorker(&worker.Worker{Handler: "rec", Sync: true,
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			appendLine(filepath.Join(dir, "received"), m.ID)
+			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
 		}})
 }
 

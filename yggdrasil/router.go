@@ -650,7 +650,7 @@ func (r *Router) reject(err error) {
 	nack := Data{Type: TypeData, MessageID: NewMessageID(), ResponseTo: de.MessageID, Version: Version, Sent: time.Now(),
 		Directive: de.Directive, Metadata: map[string]string{MetadataError: string(de.Code)}, Content: content}
 	b, _ := json.Marshal(nack)
-	if err := r.out.Put(context.Background(), r.topic(KindData), nack.MessageID, b); err != nil {
+	if err := r.out.Put(context.Background(), r.topic(KindData), nack.MessageID, "", b); err != nil {
 		r.log.Error("negative acknowledgement lost", "response_to", de.MessageID, "error", err)
 	}
 }
@@ -687,7 +687,7 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("%w: encode: %w", ErrInvalidAnswer, err)
 	}
-	if err := r.out.Put(ctx, r.topic(KindData), d.MessageID, b); err != nil {
+	if err := r.out.Put(ctx, r.topic(KindData), d.MessageID, d.ResponseTo, b); err != nil {
 		return err // not ErrInvalidAnswer: the worker may send it again
 	}
 	r.answers.Add(1)

@@ -354,6 +354,14 @@ func (j *Journal) ReadInbound(id string) ([]byte, error) {
 // can log them. If ctx ends first it returns ctx's error and the answer
 // is not kept.
 func (j *Journal) AppendOutbound(ctx context.Context, topic string, payload []byte) (seq uint64, dropped []Dropped, err error) {
+	return j.AppendAnswer(ctx, topic, payload, "")
+}
+
+// AppendAnswer is AppendOutbound for an answer to the inbound message
+// responseTo: in the same write, that message is marked done if it is
+// still pending or handing, so that a crash after the answer is on disk
+// never answers it a second time (as interrupted) at the next start.
+func (j *Journal) AppendAnswer(ctx context.Context, topic string, payload []byte, responseTo string) (seq uint64, dropped []Dropped, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, fmt.Errorf("append to %s: %w", topic, err)
 	}
@@ -373,6 +381,12 @@ func (j *Journal) AppendOutbound(ctx context.Context, topic string, payload []by
 		j.nrec++
 		j.stats.Dropped++
 		dropped = append(dropped, Dropped{Seq: old.seq, Topic: old.topic, Bytes: old.n})
+	}
+	if _, ok := j.st.in[responseTo]; ok && responseTo != "" {
+		now := j.opts.Now().UnixNano()
+		j.st.finish(responseTo, now)
+		j.batch = encInDone(j.batch, responseTo, now)
+		j.nrec++
 	}
 	ch := j.enqueue(true) // counts the answer's record
 

@@ -706,3 +706,26 @@ func TestAddHanding(t *testing.T) {
 		t.Errorf("ReadInbound = %q, %v; want the payload", p, err)
 	}
 }
+
+// TestAppendAnswerMarksDone: the answer to a message being handed marks it
+// done in the same write, so a crash right after never answers it again.
+func TestAppendAnswerMarksDone(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	j := MustOpen(t, dir, testOpts(t, nil))
+	if _, err := j.AddHanding(ctx, "a", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := j.AppendAnswer(ctx, "t", []byte("answer"), "a"); err != nil {
+		t.Fatal(err)
+	}
+	crashed := copyDir(t, dir)
+	MustClose(t, j)
+	j = MustOpen(t, crashed, testOpts(t, nil))
+	if diff := cmp.Diff(Recovery{Outbound: 1}, j.Recovered()); diff != "" {
+		t.Errorf("Recovered() (-want +got):\n%s", diff)
+	}
+	if dup, _ := j.AddInbound(ctx, "a", []byte("a")); !dup {
+		t.Error("the answered message sent again is not a duplicate")
+	}
+}
