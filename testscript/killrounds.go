@@ -128,7 +128,7 @@ func cmdKillRounds(ts *goscript.TestScript, args []string) error {
 	fmt.Fprintf(w, "sent=%d answered=%d lost=%d duplicated=%d\n", st.sent, st.answered, st.lost, st.duplicated)
 	fmt.Fprintf(w, "nacked=%d redelivered=%d unsent=%d run_twice=%d\n", st.nacked, st.redelivered, st.unsent, twice)
 	if st.lost > 0 {
-		problems = append(problems, fmt.Errorf("%d of %d messages never answered", st.lost, st.sent))
+		problems = append(problems, fmt.Errorf("%d of %d messages never answered: %s", st.lost, st.sent, strings.Join(run.unanswered(5), " ")))
 	}
 	if st.duplicated > 0 {
 		problems = append(problems, fmt.Errorf("%d messages answered twice", st.duplicated))
