@@ -40,10 +40,14 @@ type broker struct {
 	log       *slog.Logger
 	record    func(cl *mqtt.Client, pk packets.Packet, will bool)
 	unguarded bool         // tests only: no idGuard, to show what mochi does alone
+	ungated   bool         // tests only: no takeoverGate, to show what mochi does alone
+	testHooks []mqtt.Hook  // tests only: added after the sim's own
+	onPark    func()       // tests only: see takeoverGate.onPark
 	repaired  atomic.Int64 // deliveries idGuard put back
 
-	mu  sync.Mutex
-	srv *mqtt.Server // nil while stopped
+	mu   sync.Mutex
+	srv  *mqtt.Server  // nil while stopped
+	gate *takeoverGate // srv's
 }
 
 // start starts a new mochi server with the stored sessions.
@@ -61,6 +65,12 @@ func (b *broker) start() error {
 	if !b.unguarded {
 		hooks = append(hooks, newIDGuard(b.store, srv.Info, &b.repaired, b.log.With("hook", "packet-id-guard")))
 	}
+	gate := newTakeoverGate()
+	gate.onPark = b.onPark
+	if !b.ungated {
+		hooks = append(hooks, gate)
+	}
+	hooks = append(hooks, b.testHooks...)
 	for _, h := range hooks {
 		if err := srv.AddHook(h, nil); err != nil {
 			return fmt.Errorf("add hook %s: %w", h.ID(), err)
@@ -86,7 +96,7 @@ func (b *broker) start() error {
 	if tlsL != nil {
 		b.tlsAddr = tlsL.Address()
 	}
-	b.srv = srv
+	b.srv, b.gate = srv, gate
 	b.log.Info("broker started", "mqtt", b.tcpAddr, "mqtts", b.tlsAddr)
 	return nil
 }
@@ -98,7 +108,7 @@ func (b *broker) stop(loseSessions bool) {
 	defer b.mu.Unlock()
 	if b.srv != nil {
 		b.srv.Close()
-		b.srv = nil
+		b.srv, b.gate = nil, nil
 		b.log.Info("broker stopped", "lose_sessions", loseSessions)
 	}
 	if loseSessions {
@@ -112,15 +122,16 @@ func (b *broker) running() bool {
 	return b.srv != nil
 }
 
-// publish publishes as the cloud side (mochi's inline client).
-func (b *broker) publish(_ context.Context, topic string, payload []byte, qos byte, retain bool) error {
+// publish publishes as the cloud side (mochi's inline client), never while
+// a session is being taken over (see takeoverGate).
+func (b *broker) publish(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
 	b.mu.Lock()
-	srv := b.srv
+	srv, gate := b.srv, b.gate
 	b.mu.Unlock()
 	if srv == nil {
 		return ErrBrokerStopped
 	}
-	return srv.Publish(topic, payload, retain, qos)
+	return gate.publish(ctx, func() error { return srv.Publish(topic, payload, retain, qos) })
 }
 
 // recordHook hands every publish and every will the broker sends to record.

@@ -423,9 +423,8 @@ func TestPacketIDCollisionsUnderLoad(t *testing.T) {
 
 	// The cloud: data messages at a steady rate. After each restart it
 	// waits for the host to be back, so that no publish races the host's
-	// session takeover: mochi copies the old session's in-flight messages
-	// to the new one, then clears the old one's, so a delivery queued in
-	// between is lost. That is another bug, not this test's.
+	// session takeover (mochi loses such a publish; takeoverGate and
+	// TestTakeoverKeepsDelivery are about that, not this test).
 	tick := time.NewTicker(time.Second / 400)
 	defer tick.Stop()
 	for i := range total {

@@ -56,7 +56,10 @@ type Server struct {
 
 	Logger *slog.Logger // nil means slog.Default()
 
-	unguarded bool // tests only: start the broker without idGuard
+	unguarded bool        // tests only: start the broker without idGuard
+	ungated   bool        // tests only: start the broker without takeoverGate
+	testHooks []mqtt.Hook // tests only: more hooks for the broker
+	onPark    func()      // tests only: a publish waits for a session takeover
 
 	mu        sync.Mutex
 	started   bool
@@ -147,6 +150,9 @@ func (s *Server) Start() (err error) {
 			acl: &acl{prefix: s.Prefix, open: s.OpenACL, tlsListener: listenerTLS,
 				log: s.log, refused: s.addRefusal},
 			unguarded: s.unguarded,
+			ungated:   s.ungated,
+			testHooks: s.testHooks,
+			onPark:    s.onPark,
 		}
 		if s.TLSAddr != Off {
 			b.tlsAddr = orDefault(s.TLSAddr, "127.0.0.1:0")

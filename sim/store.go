@@ -213,7 +213,19 @@ func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	delete(h.store.inflight, key(cl.ID, pk.FormatID()))
 }
 
-func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { h.OnQosComplete(cl, pk) }
+// OnQosDropped forgets a dropped in-flight message, except one dropped by
+// a client whose session was just taken over: mochi copies the old
+// client's in-flight messages to the new client, then clears the old
+// client's, and the copies, still in flight under the same client id and
+// packet ids, must stay stored. (A new client that starts clean takes
+// nothing over: mochi clears the old client's messages before marking it
+// taken over, and they are forgotten.)
+func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		return
+	}
+	h.OnQosComplete(cl, pk)
+}
 
 func (h *storeHook) StoredClients() ([]storage.Client, error) {
 	h.store.mu.Lock()
