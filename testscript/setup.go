@@ -35,7 +35,6 @@ var commandSets = []func() map[string]command{
 	procCommands,
 	genCommands,
 	soakCommands,
-	killCommands,
 }
 
 type ctxKey struct{}

@@ -272,19 +272,6 @@ func (r *soakRun) awaitAll(ctx context.Context) {
 	}
 }
 
-// unanswered returns up to n ids sent and not answered, for a report.
-func (r *soakRun) unanswered(n int) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var ids []string
-	for id := range r.sentAt {
-		if _, ok := r.answers[id]; !ok && len(ids) < n {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
-
 type soakStats struct {
 	sent, answered, lost, duplicated, nacked, redelivered, unsent int
 	p50, p99, max                                                 time.Duration

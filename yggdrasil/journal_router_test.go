@@ -2,6 +2,7 @@ package yggdrasil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -87,5 +88,29 @@ func TestHungWorkerDelaysOnlyItsOwn(t *testing.T) {
 	r.lanesMu.Unlock()
 	if running != laneWidth || waiting != 2*laneWidth {
 		t.Errorf("hung lane: %d running, %d waiting; want %d and %d", running, waiting, laneWidth, 2*laneWidth)
+	}
+}
+
+// answerThenFail is a worker connection that answers inside its Send, then
+// fails the Send, as a worker whose receipt missed the deadline would.
+type answerThenFail struct{ r *Router }
+
+func (c answerThenFail) Send(ctx context.Context, d *Data) error {
+	c.r.HandleAnswer(ctx, &Data{MessageID: "answer-" + d.MessageID, ResponseTo: d.MessageID, Directive: d.Directive, Content: d.Content})
+	return errors.New("receipt lost")
+}
+
+func (answerThenFail) Close() error { return nil }
+
+// TestAnswerThenFailedReceipt: a message whose worker answered is not
+// refused on top of its answer when the receipt then fails.
+func TestAnswerThenFailedReceipt(t *testing.T) {
+	r, tr := newTestRouter(t, RouterConfig{})
+	r.Registry().Add(&Worker{Handler: "echo", Pid: 1, Conn: answerThenFail{r}})
+	r.HandleData(dataIn("m1", "echo", `1`))
+	await(t, "the delivery", func() bool { return r.Stats().Delivered == 1 })
+	out := tr.awaitPublished(t, Topic(DefaultTopicPrefix, testID, KindData, DirOut), 1)
+	if d, _ := nackOf(t, out[0]); d.Metadata[MetadataError] != "" || r.Stats().Rejected != 0 {
+		t.Errorf("published %s, rejected %d; want only the answer", out[0].payload, r.Stats().Rejected)
 	}
 }

@@ -503,7 +503,9 @@ func (r *Router) load(id string) *Data {
 			return d
 		}
 	}
-	r.log.Error("journalled message unreadable: dropped", "message_id", id, "error", err)
+	// Acknowledged to the broker already: answer it rather than drop it.
+	r.reject(&DeliveryError{Code: CodeMalformed, MessageID: id,
+		Err: fmt.Errorf("read the message back from the journal: %w", err)})
 	r.j.Forget(id)
 	return nil
 }
@@ -511,10 +513,17 @@ func (r *Router) load(id string) *Data {
 // deliver hands d to its worker, waiting for one that is starting, and
 // marks it done in the journal; or answers it with a negative
 // acknowledgement. When yggd stops before d is handed, d stays in the
-// journal and is delivered after the restart.
+// journal: delivered after the restart if it was waiting, answered as
+// interrupted if the journal already had it as being handed (a message
+// journalled for handing at once, see HandleData).
 func (r *Router) deliver(d *Data, handing bool) {
 	err := r.hand(d, handing)
 	switch {
+	case err != nil && !errors.Is(err, errStopping) && !r.j.Waiting(d.MessageID):
+		// The worker answered inside its Send, then the Send failed (a
+		// deadline): it ran, and its answer is out. No refusal on top.
+		r.delivered.Add(1)
+		r.log.Info("worker answered, then its receipt failed", "message_id", d.MessageID, "directive", d.Directive, "error", err)
 	case err == nil:
 		r.j.Done(d.MessageID)
 	case errors.Is(err, errStopping):
@@ -543,10 +552,10 @@ func (r *Router) hand(d *Data, handing bool) error {
 		return &DeliveryError{Code: code, MessageID: d.MessageID, Directive: d.Directive, Err: err}
 	}
 	w, err := r.worker(d.Directive)
-	if r.ctx.Err() != nil {
+	switch {
+	case errors.Is(err, errStopping) || r.ctx.Err() != nil:
 		return errStopping
-	}
-	if err != nil {
+	case err != nil:
 		return err.(*DeliveryError).with(d)
 	}
 	if w.Detached {
@@ -625,7 +634,7 @@ func (r *Router) worker(directive string) (*Worker, error) {
 			return w, nil
 		}
 		if r.ctx.Err() != nil {
-			return nil, &DeliveryError{Code: CodeWorkerUnavailable, Err: errStopping}
+			return nil, errStopping
 		}
 	}
 }

@@ -94,7 +94,7 @@ type Recovery struct {
 	Pending []string
 	// Handing are inbound ids that were being handed to a worker when
 	// yggd stopped: the worker may or may not have taken them. Answer
-	// each with a negative acknowledgement, then call Done.
+	// each with a negative acknowledgement, then call Forget.
 	Handing []string
 	// Outbound is the number of pending outbound answers; read them with
 	// NextOutbound.
@@ -248,6 +248,7 @@ func (j *Journal) add(ctx context.Context, id string, payload []byte, handing bo
 	if handing {
 		j.st.handing(id)
 		j.batch = encInID(j.batch, kindInHanding, id)
+		j.nrec++
 	}
 	ch := j.enqueue(true)
 	j.mu.Unlock()
@@ -329,6 +330,15 @@ func (j *Journal) Forget(id string) {
 	j.enqueue(false)
 }
 
+// Waiting reports whether id is still pending or being handed: not done,
+// answered or forgotten.
+func (j *Journal) Waiting(id string) bool {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	_, ok := j.st.in[id]
+	return ok
+}
+
 // ReadInbound returns the payload of a pending or handing message, read
 // back from the journal.
 func (j *Journal) ReadInbound(id string) ([]byte, error) {
@@ -358,9 +368,12 @@ func (j *Journal) AppendOutbound(ctx context.Context, topic string, payload []by
 }
 
 // AppendAnswer is AppendOutbound for an answer to the inbound message
-// responseTo: in the same write, that message is marked done if it is
-// still pending or handing, so that a crash after the answer is on disk
-// never answers it a second time (as interrupted) at the next start.
+// responseTo: in the same write, that message is marked done if it is being
+// handed (a worker answering inside its Send), so that a crash after the
+// answer is on disk never answers it a second time (as interrupted) at the
+// next start. A message still waiting is left alone: it was not handed, so
+// this answer cannot be its worker's. Once it has marked a message done,
+// the answer is kept even if ctx ends first: the message is answered.
 func (j *Journal) AppendAnswer(ctx context.Context, topic string, payload []byte, responseTo string) (seq uint64, dropped []Dropped, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, fmt.Errorf("append to %s: %w", topic, err)
@@ -382,17 +395,19 @@ func (j *Journal) AppendAnswer(ctx context.Context, topic string, payload []byte
 		j.stats.Dropped++
 		dropped = append(dropped, Dropped{Seq: old.seq, Topic: old.topic, Bytes: old.n})
 	}
-	if _, ok := j.st.in[responseTo]; ok && responseTo != "" {
+	answered := false
+	if in, ok := j.st.in[responseTo]; ok && in.handing {
 		now := j.opts.Now().UnixNano()
 		j.st.finish(responseTo, now)
 		j.batch = encInDone(j.batch, responseTo, now)
 		j.nrec++
+		answered = true
 	}
 	ch := j.enqueue(true) // counts the answer's record
 
 	j.mu.Unlock()
 	if err := j.await(ctx, ch); err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !answered {
 			j.Acked(e.seq)
 		}
 		return 0, dropped, fmt.Errorf("append to %s: %w", topic, err)

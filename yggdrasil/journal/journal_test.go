@@ -729,3 +729,18 @@ func TestAppendAnswerMarksDone(t *testing.T) {
 		t.Error("the answered message sent again is not a duplicate")
 	}
 }
+
+// TestAppendAnswerLeavesWaiting: an answer naming a message that is still
+// waiting (not being handed) does not mark it done: its worker has not had it.
+func TestAppendAnswerLeavesWaiting(t *testing.T) {
+	ctx := context.Background()
+	j := MustOpen(t, t.TempDir(), testOpts(t, nil))
+	MustAdd(t, j, "a", []byte("a"))
+	if _, _, err := j.AppendAnswer(ctx, "t", []byte("answer"), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if !j.Waiting("a") {
+		t.Error("a waiting message was marked done by an answer")
+	}
+	MustClose(t, j)
+}

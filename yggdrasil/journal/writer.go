@@ -59,7 +59,6 @@ func (j *Journal) run() {
 			ch <- werr
 		}
 		if cap(batch) <= 1<<20 {
-			clear(fix)
 			j.spare = batch[:0]
 		} else {
 			j.spare = nil
