@@ -184,19 +184,25 @@ func knock() int {
 	return 0
 }
 
-// knockCalls tries the calls an attacker would make on a connection that
-// got through.
-func knockCalls(path string, c net.Conn) {
+// clientOver returns a gRPC client whose one connection is c: a connection
+// an attacker holds cannot be dialled again.
+func clientOver(c net.Conn) (*grpc.ClientConn, error) {
 	used := false
-	cc, err := grpc.NewClient("passthrough:///knock",
+	return grpc.NewClient("passthrough:///held",
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
 			if used {
-				return nil, errors.New("connection already used")
+				return nil, errors.New("the held connection is gone")
 			}
 			used = true
 			return c, nil
 		}))
+}
+
+// knockCalls tries the calls an attacker would make on a connection that
+// got through.
+func knockCalls(path string, c net.Conn) {
+	cc, err := clientOver(c)
 	if err != nil {
 		fmt.Printf("knock %s: %v\n", path, err)
 		return
@@ -440,7 +446,11 @@ func parentOf(pid int) (int, error) {
 	if len(f) < 2 {
 		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
 	}
-	return strconv.Atoi(f[1])
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return ppid, nil
 }
 
 // connectViaChild runs "pidreuse -connect" and returns the connection it
@@ -448,7 +458,7 @@ func parentOf(pid int) (int, error) {
 func connectViaChild(sock string) (net.Conn, int, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("socketpair for the connection: %w", err)
 	}
 	mine, theirs := os.NewFile(uintptr(fds[0]), "mine"), os.NewFile(uintptr(fds[1]), "theirs")
 	defer mine.Close()
@@ -478,7 +488,7 @@ func connectViaChild(sock string) (net.Conn, int, error) {
 	defer f.Close()
 	c, err := net.FileConn(f)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("receive the connection: %w", err)
 	}
 	return c, cmd.ProcessState.Pid(), nil
 }
@@ -535,16 +545,7 @@ func forkAs(forker, pid int, deadline time.Time) (int, error) {
 // connector had pid pid, and reports whether both were refused because
 // that process has exited.
 func attack(held net.Conn, pid int) bool {
-	used := false
-	cc, err := grpc.NewClient("passthrough:///held",
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
-			if used {
-				return nil, errors.New("the held connection is gone")
-			}
-			used = true
-			return held, nil
-		}))
+	cc, err := clientOver(held)
 	if err != nil {
 		fmt.Println("attack:", err)
 		return false

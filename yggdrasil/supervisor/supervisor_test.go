@@ -156,12 +156,7 @@ func TestRunRestartsCrashedWorker(t *testing.T) {
 func TestRunAddAndRemove(t *testing.T) {
 	dir := t.TempDir()
 	s, rec, _ := mustRun(t, Config{Dir: dir})
-	mustAwait(t, "initial scan", func() error {
-		if s.Starting() {
-			return errors.New("still starting")
-		}
-		return nil
-	})
+	awaitScanned(t, s)
 	if st := s.Status(); len(st) != 0 {
 		t.Fatalf("empty dir: status %+v", st)
 	}

@@ -30,13 +30,7 @@ func mustMkdir(t *testing.T, dir string, perm uint32) string {
 // mustFile writes a worker script at path with exactly mode perm.
 func mustFile(t *testing.T, path string, perm os.FileMode) string {
 	t.Helper()
-	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, perm); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeWorkerMode(t, filepath.Dir(path), filepath.Base(path), "exit 0\n", perm)
 }
 
 func mustSymlink(t *testing.T, target, link string) {
