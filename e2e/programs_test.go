@@ -27,6 +27,7 @@ var testPrograms = map[string]func() int{
 	"gate-worker":     func() int { return gateWorker("gate", false) },
 	"hold-worker":     func() int { return gateWorker("hold", true) },
 	"two-step-worker": twoStepWorker,
+	"record-worker":   recordWorker,
 }
 
 // twoStepWorker registers the echo handler "first", then, a second later,
@@ -131,6 +132,24 @@ func workerDir() (string, bool) {
 		return "", false
 	}
 	return dir, true
+}
+
+// recordWorker serves "rec": it appends the id of each message to the file
+// "received" in its worker directory, then answers inside Worker.Send, so
+// that its receipt (and the message's "done") comes only once the answer is
+// in yggd's journal.
+func recordWorker() int {
+	dir, ok := workerDir()
+	if !ok {
+		return 2
+	}
+	return runWorker(&worker.Worker{Handler: "rec", Sync: true,
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+			appendLine(filepath.Join(dir, "received"), m.ID)
+			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}})
 }
 
 // appendLine appends line to the file at path.

@@ -135,4 +135,10 @@
 //		Set variables from a JSON object's string fields (yggsim's addresses).
 //	soak [-duration d] [-rate n] [-restart-every d] [-outage d] [-drain d] host program
 //		The soak's steady load with broker restarts (make soak).
+//	kill-rounds [-rounds n] [-rate n] [-drain d] host directive
+//		A steady load, from the first yggd's connection on, while yggd is
+//		started and killed (SIGKILL) at random moments, rounds times, then
+//		started once more: fail unless every
+//		message is answered once and the worker (which appends each id it
+//		runs to $YGG_WORKER_DIR/received) ran none twice.
 package testscript

@@ -35,6 +35,7 @@ var commandSets = []func() map[string]command{
 	procCommands,
 	genCommands,
 	soakCommands,
+	killCommands,
 }
 
 type ctxKey struct{}

@@ -138,6 +138,7 @@ type soakRun struct {
 	nacked  int
 	redeliv int
 	dup     int
+	dupIDs  []string // requests answered twice, for a report
 	unsent  int
 }
 
@@ -246,6 +247,7 @@ func (r *soakRun) watch(ctx context.Context) {
 			}
 		default:
 			r.dup++ // a second, different answer
+			r.dupIDs = append(r.dupIDs, m.ResponseTo)
 		}
 		seen[m.MessageID] = true
 		close(r.changed)
@@ -270,6 +272,33 @@ func (r *soakRun) awaitAll(ctx context.Context) {
 		case <-changed:
 		}
 	}
+}
+
+// unanswered returns up to n of the messages sent and not answered, the
+// earliest first, each as its id and when it was sent after the first.
+func (r *soakRun) unanswered(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first time.Time
+	type sent struct {
+		id string
+		at time.Time
+	}
+	var lost []sent
+	for id, at := range r.sentAt {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if _, ok := r.answers[id]; !ok {
+			lost = append(lost, sent{id, at})
+		}
+	}
+	slices.SortFunc(lost, func(a, b sent) int { return a.at.Compare(b.at) })
+	var out []string
+	for _, l := range lost[:min(n, len(lost))] {
+		out = append(out, fmt.Sprintf("%s(+%v)", l.id, l.at.Sub(first).Round(time.Millisecond)))
+	}
+	return out
 }
 
 type soakStats struct {

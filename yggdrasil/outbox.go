@@ -76,9 +76,10 @@ func NewOutbox(j *journal.Journal, log *slog.Logger) *Outbox {
 
 // Put writes payload for topic to the journal and returns once it is
 // there. id is the answer's message id, for logs; responseTo, when not
-// empty, the inbound message it answers, which the same write marks done.
-func (o *Outbox) Put(ctx context.Context, topic, id, responseTo string, payload []byte) error {
-	seq, dropped, err := o.j.AppendAnswer(ctx, topic, payload, responseTo)
+// empty, the inbound message it answers, which the same write settles as
+// effect says.
+func (o *Outbox) Put(ctx context.Context, topic, id, responseTo string, effect journal.Effect, payload []byte) error {
+	seq, dropped, err := o.j.AppendAnswer(ctx, topic, payload, responseTo, effect)
 	if err != nil {
 		return fmt.Errorf("queue answer %s: %w", id, err)
 	}

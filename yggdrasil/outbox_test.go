@@ -70,7 +70,7 @@ func TestOutboxWindowResendsInOrderAfterLoss(t *testing.T) {
 			f := &fakeAsync{dropAt: dropAt, got: make(chan struct{}, 1)}
 			o := NewOutbox(testJournal(t, journal.Options{}), nil)
 			for i := range n {
-				if err := o.Put(context.Background(), "t", fmt.Sprint("m", i), "", []byte(fmt.Sprint("m", i))); err != nil {
+				if err := o.Put(context.Background(), "t", fmt.Sprint("m", i), "", journal.IfHanding, []byte(fmt.Sprint("m", i))); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -30,7 +30,7 @@ func TestOutboxDropsOldestPastLimits(t *testing.T) {
 			for i, n := range tc.sizes {
 				name := fmt.Sprint("m", i)
 				p := name + strings.Repeat(".", n-len(name))
-				if err := o.Put(context.Background(), "t", name, "", []byte(p)); err != nil {
+				if err := o.Put(context.Background(), "t", name, "", journal.IfHanding, []byte(p)); err != nil {
 					t.Fatal(err)
 				}
 			}

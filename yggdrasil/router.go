@@ -189,9 +189,9 @@ func (r *Router) recover() {
 		if d == nil {
 			continue
 		}
-		r.reject(&DeliveryError{Code: CodeInterrupted, MessageID: d.MessageID, Directive: d.Directive,
-			Err: errors.New("yggd stopped while handing the message to its worker: it may or may not have run, and is not run again")})
-		r.j.Forget(id)
+		r.refuse(&DeliveryError{Code: CodeInterrupted, MessageID: d.MessageID, Directive: d.Directive,
+			Err: errors.New("yggd stopped while handing the message to its worker: it may or may not have run, and is not run again")},
+			journal.Finish)
 	}
 	for _, id := range rec.Pending {
 		if d := r.load(id); d != nil {
@@ -504,9 +504,8 @@ func (r *Router) load(id string) *Data {
 		}
 	}
 	// Acknowledged to the broker already: answer it rather than drop it.
-	r.reject(&DeliveryError{Code: CodeMalformed, MessageID: id,
-		Err: fmt.Errorf("read the message back from the journal: %w", err)})
-	r.j.Forget(id)
+	r.refuse(&DeliveryError{Code: CodeMalformed, MessageID: id,
+		Err: fmt.Errorf("read the message back from the journal: %w", err)}, journal.Refuse)
 	return nil
 }
 
@@ -530,8 +529,7 @@ func (r *Router) deliver(d *Data, handing bool) {
 		r.log.Info("stopping: message left in the journal for the next start", "message_id", d.MessageID, "directive", d.Directive)
 	default:
 		// A refusal is not "done": the same id sent again is a new attempt.
-		r.reject(err)
-		r.j.Forget(d.MessageID)
+		r.refuse(err, journal.Refuse)
 	}
 }
 
@@ -644,8 +642,16 @@ func (e *DeliveryError) with(d *Data) *DeliveryError {
 	return e
 }
 
-// reject logs a delivery failure and answers it on data/out.
-func (r *Router) reject(err error) {
+// reject logs the failure of a message the journal never took and
+// answers it on data/out.
+func (r *Router) reject(err error) { r.nack(err, false, journal.IfHanding) }
+
+// refuse logs the failure of a journalled message and answers it on
+// data/out; the same write settles the message as effect says, so that
+// a crash can neither leave it unanswered nor answer it twice.
+func (r *Router) refuse(err error, effect journal.Effect) { r.nack(err, true, effect) }
+
+func (r *Router) nack(err error, settle bool, effect journal.Effect) {
 	var de *DeliveryError
 	if !errors.As(err, &de) {
 		de = &DeliveryError{Code: CodeMalformed, Err: err}
@@ -659,7 +665,11 @@ func (r *Router) reject(err error) {
 	nack := Data{Type: TypeData, MessageID: NewMessageID(), ResponseTo: de.MessageID, Version: Version, Sent: time.Now(),
 		Directive: de.Directive, Metadata: map[string]string{MetadataError: string(de.Code)}, Content: content}
 	b, _ := json.Marshal(nack)
-	if err := r.out.Put(context.Background(), r.topic(KindData), nack.MessageID, "", b); err != nil {
+	settles := ""
+	if settle {
+		settles = de.MessageID
+	}
+	if err := r.out.Put(context.Background(), r.topic(KindData), nack.MessageID, settles, effect, b); err != nil {
 		r.log.Error("negative acknowledgement lost", "response_to", de.MessageID, "error", err)
 	}
 }
@@ -696,7 +706,7 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 	if err != nil {
 		return fmt.Errorf("%w: encode: %w", ErrInvalidAnswer, err)
 	}
-	if err := r.out.Put(ctx, r.topic(KindData), d.MessageID, d.ResponseTo, b); err != nil {
+	if err := r.out.Put(ctx, r.topic(KindData), d.MessageID, d.ResponseTo, journal.IfHanding, b); err != nil {
 		return err // not ErrInvalidAnswer: the worker may send it again
 	}
 	r.answers.Add(1)

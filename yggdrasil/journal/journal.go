@@ -94,7 +94,9 @@ type Recovery struct {
 	Pending []string
 	// Handing are inbound ids that were being handed to a worker when
 	// yggd stopped: the worker may or may not have taken them. Answer
-	// each with a negative acknowledgement, then call Forget.
+	// each with a negative acknowledgement that finishes it (AppendAnswer
+	// with Finish), so that neither a crash nor a redelivery by the broker
+	// runs or answers it again.
 	Handing []string
 	// Outbound is the number of pending outbound answers; read them with
 	// NextOutbound.
@@ -364,17 +366,34 @@ func (j *Journal) ReadInbound(id string) ([]byte, error) {
 // can log them. If ctx ends first it returns ctx's error and the answer
 // is not kept.
 func (j *Journal) AppendOutbound(ctx context.Context, topic string, payload []byte) (seq uint64, dropped []Dropped, err error) {
-	return j.AppendAnswer(ctx, topic, payload, "")
+	return j.AppendAnswer(ctx, topic, payload, "", IfHanding)
 }
 
+// Effect is what an answer does, in the same write, to the inbound
+// message it answers, so that no crash can leave one without the other.
+type Effect uint8
+
+const (
+	// IfHanding marks the message done if it is being handed: a worker
+	// answering inside its Send, so that a crash after the answer is on
+	// disk never answers it a second time (as interrupted) at the next
+	// start. A message still waiting is left alone: it was not handed, so
+	// the answer cannot be its worker's.
+	IfHanding Effect = iota
+	// Finish marks the message done whatever its state: it may have run
+	// (it was being handed when yggd stopped) and is not run again, even
+	// if the broker delivers it once more.
+	Finish
+	// Refuse forgets the message: it did not run, and the same id sent
+	// again is a new attempt.
+	Refuse
+)
+
 // AppendAnswer is AppendOutbound for an answer to the inbound message
-// responseTo: in the same write, that message is marked done if it is being
-// handed (a worker answering inside its Send), so that a crash after the
-// answer is on disk never answers it a second time (as interrupted) at the
-// next start. A message still waiting is left alone: it was not handed, so
-// this answer cannot be its worker's. Once it has marked a message done,
-// the answer is kept even if ctx ends first: the message is answered.
-func (j *Journal) AppendAnswer(ctx context.Context, topic string, payload []byte, responseTo string) (seq uint64, dropped []Dropped, err error) {
+// responseTo, which effect settles in the same write if the journal holds
+// it as pending or being handed. Once it has settled a message, the answer
+// is kept even if ctx ends first: the message is answered.
+func (j *Journal) AppendAnswer(ctx context.Context, topic string, payload []byte, responseTo string, effect Effect) (seq uint64, dropped []Dropped, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, fmt.Errorf("append to %s: %w", topic, err)
 	}
@@ -395,19 +414,24 @@ func (j *Journal) AppendAnswer(ctx context.Context, topic string, payload []byte
 		j.stats.Dropped++
 		dropped = append(dropped, Dropped{Seq: old.seq, Topic: old.topic, Bytes: old.n})
 	}
-	answered := false
-	if in, ok := j.st.in[responseTo]; ok && in.handing {
-		now := j.opts.Now().UnixNano()
-		j.st.finish(responseTo, now)
-		j.batch = encInDone(j.batch, responseTo, now)
+	settled := false
+	if in, ok := j.st.in[responseTo]; ok && (in.handing || effect != IfHanding) {
+		if effect == Refuse {
+			j.st.forget(responseTo)
+			j.batch = encInID(j.batch, kindInForget, responseTo)
+		} else {
+			now := j.opts.Now().UnixNano()
+			j.st.finish(responseTo, now)
+			j.batch = encInDone(j.batch, responseTo, now)
+		}
 		j.nrec++
-		answered = true
+		settled = true
 	}
 	ch := j.enqueue(true) // counts the answer's record
 
 	j.mu.Unlock()
 	if err := j.await(ctx, ch); err != nil {
-		if ctx.Err() != nil && !answered {
+		if ctx.Err() != nil && !settled {
 			j.Acked(e.seq)
 		}
 		return 0, dropped, fmt.Errorf("append to %s: %w", topic, err)

@@ -707,40 +707,54 @@ func TestAddHanding(t *testing.T) {
 	}
 }
 
-// TestAppendAnswerMarksDone: the answer to a message being handed marks it
-// done in the same write, so a crash right after never answers it again.
-func TestAppendAnswerMarksDone(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	j := MustOpen(t, dir, testOpts(t, nil))
-	if _, err := j.AddHanding(ctx, "a", []byte("a")); err != nil {
-		t.Fatal(err)
+// TestAppendAnswerEffects: an answer settles the message it answers in
+// the same write, so that the state a crash leaves has both or neither.
+// A worker's answer (IfHanding) settles only a message being handed: one
+// still waiting has not reached its worker, so the answer cannot be its
+// worker's.
+func TestAppendAnswerEffects(t *testing.T) {
+	tests := []struct {
+		name    string
+		handing bool
+		effect  Effect
+		want    Recovery // after a crash right after the answer
+		dup     bool     // the same id sent again is dropped
+	}{
+		{"waiting/if-handing", false, IfHanding, Recovery{Pending: []string{"a"}, Outbound: 1}, true},
+		{"handing/if-handing", true, IfHanding, Recovery{Outbound: 1}, true},
+		{"waiting/finish", false, Finish, Recovery{Outbound: 1}, true},
+		{"handing/finish", true, Finish, Recovery{Outbound: 1}, true},
+		{"waiting/refuse", false, Refuse, Recovery{Outbound: 1}, false},
+		{"handing/refuse", true, Refuse, Recovery{Outbound: 1}, false},
 	}
-	if _, _, err := j.AppendAnswer(ctx, "t", []byte("answer"), "a"); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			j := MustOpen(t, dir, testOpts(t, nil))
+			add := j.AddInbound
+			if tt.handing {
+				add = j.AddHanding
+			}
+			if _, err := add(ctx, "a", []byte("a")); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := j.AppendAnswer(ctx, "t", []byte("answer"), "a", tt.effect); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := j.Waiting("a"), len(tt.want.Pending) > 0; got != want {
+				t.Errorf("Waiting = %v, want %v", got, want)
+			}
+			crashed := copyDir(t, dir)
+			MustClose(t, j)
+			j = MustOpen(t, crashed, testOpts(t, nil))
+			defer MustClose(t, j)
+			if diff := cmp.Diff(tt.want, j.Recovered()); diff != "" {
+				t.Errorf("Recovered() (-want +got):\n%s", diff)
+			}
+			if dup, err := j.AddInbound(ctx, "a", []byte("a")); err != nil || dup != tt.dup {
+				t.Errorf("AddInbound of the same id = %v, %v; want %v", dup, err, tt.dup)
+			}
+		})
 	}
-	crashed := copyDir(t, dir)
-	MustClose(t, j)
-	j = MustOpen(t, crashed, testOpts(t, nil))
-	if diff := cmp.Diff(Recovery{Outbound: 1}, j.Recovered()); diff != "" {
-		t.Errorf("Recovered() (-want +got):\n%s", diff)
-	}
-	if dup, _ := j.AddInbound(ctx, "a", []byte("a")); !dup {
-		t.Error("the answered message sent again is not a duplicate")
-	}
-}
-
-// TestAppendAnswerLeavesWaiting: an answer naming a message that is still
-// waiting (not being handed) does not mark it done: its worker has not had it.
-func TestAppendAnswerLeavesWaiting(t *testing.T) {
-	ctx := context.Background()
-	j := MustOpen(t, t.TempDir(), testOpts(t, nil))
-	MustAdd(t, j, "a", []byte("a"))
-	if _, _, err := j.AppendAnswer(ctx, "t", []byte("answer"), "a"); err != nil {
-		t.Fatal(err)
-	}
-	if !j.Waiting("a") {
-		t.Error("a waiting message was marked done by an answer")
-	}
-	MustClose(t, j)
 }
