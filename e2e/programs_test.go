@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -24,8 +25,9 @@ var testPrograms = map[string]func() int{
 	"stall-worker":    stallWorker,
 	"eager-worker":    eagerWorker,
 	"stray":           stray,
-	"gate-worker":     func() int { return gateWorker("gate", false) },
-	"hold-worker":     func() int { return gateWorker("hold", true) },
+	"gate-worker":     func() int { return gateWorker("gate", false, nil) },
+	"hold-worker":     func() int { return gateWorker("hold", true, nil) },
+	"bulk-worker":     func() int { return gateWorker("bulk", false, bulkAnswer) },
 	"two-step-worker": twoStepWorker,
 	"record-worker":   recordWorker,
 }
@@ -72,8 +74,9 @@ func eagerWorker() int {
 // marker file held-<n> beside its executable, so that a script can
 // "waitfile $YGG_WORKER_DIR/held-50"; likewise answered-<n> once it has
 // answered n. It appends the id of each message it receives to the file
-// "received" there, and of each it answers to "answered".
-func gateWorker(handler string, holdReceipt bool) int {
+// "received" there, and of each it answers to "answered". Its answers
+// echo the content, or are what answer returns when it is not nil.
+func gateWorker(handler string, holdReceipt bool, answer func() []byte) int {
 	release := make(chan os.Signal, 1)
 	signal.Notify(release, syscall.SIGUSR1)
 	open := make(chan struct{})
@@ -104,7 +107,11 @@ func gateWorker(handler string, holdReceipt bool) int {
 					return
 				}
 			}
-			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
+			content := m.Content
+			if answer != nil {
+				content = answer()
+			}
+			if err := w.Reply(ctx, m, content, m.Metadata); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return
 			}
@@ -116,6 +123,14 @@ func gateWorker(handler string, holdReceipt bool) int {
 			os.WriteFile(filepath.Join(dir, fmt.Sprint("answered-", answered)), nil, 0o644)
 			mu.Unlock()
 		}})
+}
+
+// bulkAnswer is the content of bulk-worker's answers: a JSON string just
+// under yggd's default 32 MiB limit.
+func bulkAnswer() []byte {
+	b := bytes.Repeat([]byte("a"), 32<<20-1024)
+	b[0], b[len(b)-1] = '"', '"'
+	return b
 }
 
 // workerDir returns the worker directory the program was started from.

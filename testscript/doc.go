@@ -121,6 +121,9 @@
 //		Wait until exactly n processes run from $YGG_WORKER_DIR.
 //	proc-cpu [-max percent] program      (!)
 //		Print the CPU a background program used; fail above -max.
+//	proc-mem [-max MiB] program      (!)
+//		Print a background program's resident memory, now and at its
+//		peak; fail when the peak is above -max.
 //	waitfile [-timeout d] path      (!)
 //	waitsock [-timeout d] path      (!)
 //	waitlog [-timeout d] file regexp      (!)

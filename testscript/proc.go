@@ -24,7 +24,40 @@ func procCommands() map[string]command {
 			negatable: true,
 			run:       cmdProcCPU,
 		},
+		"proc-mem": {
+			usage:     "proc-mem [-max MiB] program",
+			negatable: true,
+			run:       cmdProcMem,
+		},
 	}
+}
+
+// cmdProcMem prints the resident memory of a background program started
+// as "exec program ... &", now and at its peak (VmHWM). With -max it fails
+// when the peak is above max MiB.
+func cmdProcMem(ts *goscript.TestScript, args []string) error {
+	maxMiB := -1.0
+	args, err := flags("proc-mem", args, func(fs *flag.FlagSet) { fs.Float64Var(&maxMiB, "max", -1, "") })
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		return ErrUsage
+	}
+	pid, err := backgroundPid(ts, args[0])
+	if err != nil {
+		return err
+	}
+	st, err := readStatus(pid)
+	if err != nil {
+		return err
+	}
+	peak := float64(st.peakKiB) / 1024
+	fmt.Fprintf(ts.Stdout(), "rss=%.1fMiB peak=%.1fMiB\n", float64(st.rssKiB)/1024, peak)
+	if maxMiB >= 0 && peak > maxMiB {
+		return fmt.Errorf("%s peaked at %.1f MiB resident, more than %g MiB", args[0], peak, maxMiB)
+	}
+	return nil
 }
 
 // cmdProcCPU prints the CPU time a background program started as
@@ -132,6 +165,7 @@ func readCPU(pid int) (cpuUse, error) {
 // threads and open file descriptors.
 type procStatus struct {
 	rssKiB  int64
+	peakKiB int64 // VmHWM
 	threads int
 	fds     int
 }
@@ -157,6 +191,8 @@ func readStatus(pid int) (procStatus, error) {
 		switch key {
 		case "VmRSS":
 			st.rssKiB, _ = strconv.ParseInt(fields[0], 10, 64)
+		case "VmHWM":
+			st.peakKiB, _ = strconv.ParseInt(fields[0], 10, 64)
 		case "Threads":
 			st.threads, _ = strconv.Atoi(fields[0])
 		}

@@ -118,3 +118,75 @@ func TestOutboxWindowResendsInOrderAfterLoss(t *testing.T) {
 		})
 	}
 }
+
+// heldAsync is an AsyncPublisher whose publishes wait for release.
+type heldAsync struct {
+	mu      sync.Mutex
+	sent    []*fakePending
+	payload []int // sizes, in the order sent
+}
+
+func (h *heldAsync) PublishAsync(topic string, payload []byte, retained bool) (Pending, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := &fakePending{acked: make(chan struct{}), lost: make(chan struct{})}
+	h.sent = append(h.sent, p)
+	h.payload = append(h.payload, len(payload))
+	return p, nil
+}
+
+func (h *heldAsync) Publish(context.Context, string, []byte, bool) error {
+	panic("the outbox must use PublishAsync")
+}
+func (h *heldAsync) WaitConnected(context.Context) error { return nil }
+
+func (h *heldAsync) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sent)
+}
+
+func (h *heldAsync) release(i int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	close(h.sent[i].acked)
+}
+
+// TestOutboxWindowBytes: large answers go out a few at a time, however
+// many are queued, so that yggd's memory follows what is on the wire; one
+// larger than the whole window still goes.
+func TestOutboxWindowBytes(t *testing.T) {
+	h := &heldAsync{}
+	o := NewOutbox(testJournal(t, journal.Options{}), nil)
+	sizes := []int{OutboxWindowBytes + 1, OutboxWindowBytes / 2, OutboxWindowBytes / 2, OutboxWindowBytes / 2}
+	for i, n := range sizes {
+		if err := o.Put(context.Background(), "t", fmt.Sprint("m", i), "", journal.IfHanding, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { o.Run(ctx, h); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// The first is alone in flight, larger than the window as it is.
+	await(t, "the first answer to be sent", func() bool { return h.count() >= 1 })
+	if n := h.count(); n != 1 {
+		t.Fatalf("%d answers in flight with one larger than the window, want 1", n)
+	}
+	// Once it is acknowledged, the next two fill the window.
+	h.release(0)
+	await(t, "the next answers to be sent", func() bool { return h.count() >= 3 })
+	if n := h.count(); n != 3 {
+		t.Fatalf("%d answers sent, want 3: two halves of the window fill it", n)
+	}
+	h.release(1)
+	await(t, "the last answer to be sent", func() bool { return h.count() >= 4 })
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, n := range h.payload {
+		if n != sizes[i] {
+			t.Errorf("answer %d sent has %d bytes, want %d (in order)", i, n, sizes[i])
+		}
+	}
+}
