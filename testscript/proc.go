@@ -36,15 +36,7 @@ func procCommands() map[string]command {
 // as "exec program ... &", now and at its peak (VmHWM). With -max it fails
 // when the peak is above max MiB.
 func cmdProcMem(ts *goscript.TestScript, args []string) error {
-	maxMiB := -1.0
-	args, err := flags("proc-mem", args, func(fs *flag.FlagSet) { fs.Float64Var(&maxMiB, "max", -1, "") })
-	if err != nil {
-		return err
-	}
-	if len(args) != 1 {
-		return ErrUsage
-	}
-	pid, err := backgroundPid(ts, args[0])
+	program, pid, maxMiB, err := procArgs(ts, "proc-mem", args)
 	if err != nil {
 		return err
 	}
@@ -55,7 +47,7 @@ func cmdProcMem(ts *goscript.TestScript, args []string) error {
 	peak := float64(st.peakKiB) / 1024
 	fmt.Fprintf(ts.Stdout(), "rss=%.1fMiB peak=%.1fMiB\n", float64(st.rssKiB)/1024, peak)
 	if maxMiB >= 0 && peak > maxMiB {
-		return fmt.Errorf("%s peaked at %.1f MiB resident, more than %g MiB", args[0], peak, maxMiB)
+		return fmt.Errorf("%s peaked at %.1f MiB resident, more than %g MiB", program, peak, maxMiB)
 	}
 	return nil
 }
@@ -65,15 +57,7 @@ func cmdProcMem(ts *goscript.TestScript, args []string) error {
 // children it has reaped, and the share of one core that is over its life.
 // With -max it fails when that share is above percent.
 func cmdProcCPU(ts *goscript.TestScript, args []string) error {
-	maxPercent := -1.0
-	args, err := flags("proc-cpu", args, func(fs *flag.FlagSet) { fs.Float64Var(&maxPercent, "max", -1, "") })
-	if err != nil {
-		return err
-	}
-	if len(args) != 1 {
-		return ErrUsage
-	}
-	pid, err := backgroundPid(ts, args[0])
+	program, pid, maxPercent, err := procArgs(ts, "proc-cpu", args)
 	if err != nil {
 		return err
 	}
@@ -86,9 +70,24 @@ func cmdProcCPU(ts *goscript.TestScript, args []string) error {
 		u.cpu.Round(time.Millisecond), u.elapsed.Round(time.Millisecond), percent)
 	if maxPercent >= 0 && percent > maxPercent {
 		return fmt.Errorf("%s used %v of CPU in %v (%.1f%% of a core), more than %g%%",
-			args[0], u.cpu.Round(time.Millisecond), u.elapsed.Round(time.Millisecond), percent, maxPercent)
+			program, u.cpu.Round(time.Millisecond), u.elapsed.Round(time.Millisecond), percent, maxPercent)
 	}
 	return nil
+}
+
+// procArgs parses "[-max n] program" for the command name: the program,
+// the pid of its running background process, and n (-1 without -max).
+func procArgs(ts *goscript.TestScript, name string, args []string) (program string, pid int, limit float64, err error) {
+	limit = -1
+	args, err = flags(name, args, func(fs *flag.FlagSet) { fs.Float64Var(&limit, "max", -1, "") })
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if len(args) != 1 {
+		return "", 0, 0, ErrUsage
+	}
+	pid, err = backgroundPid(ts, args[0])
+	return args[0], pid, limit, err
 }
 
 // backgroundPid returns the pid of the running background program started
