@@ -8,8 +8,13 @@ bench-build:
 	$(GO) build -o $(BENCHBIN)/ ./cmd/yggd ./cmd/yggsim ./cmd/echo-worker
 
 .PHONY: bench
-bench: bench-build ## run the benchmark matrix: yggd against ceilings a (relay) and b (ideal pipeline), interleaved
+bench: bench-build ## run the benchmark matrix: yggd against ceilings a (relay) and b (ideal pipeline), interleaved; then the start-up case
 	$(BENCHBIN)/yggsim bench-matrix --bin $(BENCHBIN) --reps $(BENCHREPS) --json $(BENCHBIN)/bench.json $(BENCHARGS)
+	$(BENCHBIN)/yggsim bench-startup --bin $(BENCHBIN) $(STARTUPARGS)
+
+.PHONY: bench-startup
+bench-startup: bench-build ## exec → online status of yggd, 30 starts (STARTUPARGS="--baseline DIR" adds another build, interleaved)
+	$(BENCHBIN)/yggsim bench-startup --bin $(BENCHBIN) $(STARTUPARGS)
 
 .PHONY: bench-soak
 bench-soak: bench-build ## run the long benchmarks: 1M messages at 100 B and 50k at 64 KiB through yggd
