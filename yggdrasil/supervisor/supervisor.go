@@ -235,6 +235,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	timer.Stop()
 	poll := time.NewTimer(time.Hour)
 	poll.Stop()
+	var pollAt time.Time // when to look for the directory next
 	for ctx.Err() == nil {
 		var timerC, pollC <-chan time.Time
 		if at, ok := s.nextDue(); ok {
@@ -242,7 +243,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			timerC = timer.C
 		}
 		if watch == nil {
-			poll.Reset(s.cfg.DirPoll)
+			if pollAt.IsZero() {
+				pollAt = time.Now().Add(s.cfg.DirPoll)
+			}
+			poll.Reset(time.Until(pollAt))
 			pollC = poll.C
 		}
 		select {
@@ -256,6 +260,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		case <-timerC:
 			s.settled(ctx, &wg)
 		case <-pollC:
+			pollAt = time.Time{}
 			if attach() {
 				s.scan(ctx, &wg)
 			}
