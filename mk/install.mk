@@ -4,11 +4,18 @@
 # programs themselves, fills in the data/*.in templates, and installs
 # everything under $(DESTDIR)$(PREFIX).
 #
-#   make install PREFIX=/usr SYSCONFDIR=/etc DESTDIR=/tmp/stage
+#   make install PREFIX=/usr DESTDIR=/tmp/stage
 #   PKG_CONFIG_PATH=/tmp/stage/usr/share/pkgconfig pkg-config --variable workerexecdir yggdrasil
 #
 # Every variable below can be overridden on the command line. It also works
-# on its own: make -f mk/install.mk install.
+# on its own: make -f mk/install.mk install. As with meson, PREFIX=/usr puts
+# the configuration in /etc and the state in /var; any other prefix keeps
+# them under it ($(PREFIX)/etc, $(PREFIX)/var).
+#
+# BROKER is the broker the installed config.toml connects to. Its default is
+# the one yggdrasil 0.1.x installed, a public test broker that anyone can
+# publish to: a distribution or provider sets its own, for example
+#   make install BROKER=wss://connect.cloud.redhat.com:443 TOPICPREFIX=redhat/insights ...
 
 GO            ?= go
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -18,16 +25,17 @@ BRANDNAME     ?= yggdrasil
 PROVIDER      ?=
 TOPICPREFIX   ?= yggdrasil
 DATAHOST      ?=
+BROKER        ?= tcp://test.mosquitto.org:1883
 PREFIX        ?= /usr/local
 BINDIR        ?= $(PREFIX)/bin
 SBINDIR       ?= $(PREFIX)/sbin
 LIBEXECDIR    ?= $(PREFIX)/libexec
-SYSCONFDIR    ?= $(PREFIX)/etc
+SYSCONFDIR    ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 DATAROOTDIR   ?= $(PREFIX)/share
 DATADIR       ?= $(DATAROOTDIR)
 MANDIR        ?= $(DATAROOTDIR)/man
 DOCDIR        ?= $(DATAROOTDIR)/doc/$(LONGNAME)
-LOCALSTATEDIR ?= $(PREFIX)/var
+LOCALSTATEDIR ?= $(if $(filter /usr,$(PREFIX)),/var,$(PREFIX)/var)
 PKGCONFIGDIR  ?= $(DATAROOTDIR)/pkgconfig
 BASHCOMPDIR   ?= $(DATAROOTDIR)/bash-completion/completions
 # systemd's own answer when its .pc file is installed, else under PREFIX.
@@ -62,6 +70,7 @@ SUBST := sed \
 	-e 's|@BRANDNAME@|$(BRANDNAME)|g' \
 	-e 's|@TOPICPREFIX@|$(TOPICPREFIX)|g' \
 	-e 's|@DATAHOST@|$(DATAHOST)|g' \
+	-e 's|@BROKER@|$(BROKER)|g' \
 	-e 's|@VERSION@|$(VERSION)|g' \
 	-e 's|@PREFIX@|$(PREFIX)|g' \
 	-e 's|@SBINDIR@|$(SBINDIR)|g' \
@@ -72,6 +81,7 @@ SUBST := sed \
 
 .PHONY: stage
 stage: ## build what install installs into ./bin/stage (programs, man pages, completions, data)
+	@test -n "$(BROKER)" || { echo "BROKER is empty: set it to the broker the installed config.toml connects to" >&2; exit 1; }
 	@rm -rf $(STAGE) && mkdir -p $(STAGE)/man $(STAGE)/completion $(STAGE)/data
 	$(GO) build -trimpath -ldflags "$(INSTALL_LDFLAGS)" -o $(STAGE)/$(SHORTNAME) ./cmd/ygg
 	$(GO) build -trimpath -ldflags "$(INSTALL_LDFLAGS)" -o $(STAGE)/$(SHORTNAME)d ./cmd/yggd

@@ -41,6 +41,7 @@ var rhsmModes = map[string]string{
 	"registered": "the host is already registered (org acme) when the script starts",
 	"slow":       "RHSM takes a second to answer Register and Unregister",
 	"job-fail":   "systemd start jobs of yggd.service end in \"failed\"",
+	"unit-fail":  "systemd start jobs of yggd.service end \"done\" while the unit is still activating, and it fails half a second later",
 }
 
 // dbusCommands returns the commands that start a private system bus with the
@@ -48,7 +49,7 @@ var rhsmModes = map[string]string{
 func dbusCommands() map[string]command {
 	return map[string]command{
 		"rhsm": {
-			usage: "rhsm [ok|reject|registered|slow|job-fail]...",
+			usage: "rhsm [ok|reject|registered|slow|job-fail|unit-fail]...",
 			run:   cmdRHSM,
 		},
 		"rhsm-consumer": {
@@ -126,6 +127,9 @@ func cmdRHSM(ts *goscript.TestScript, args []string) error {
 			}
 			return ""
 		}
+	}
+	if modes["unit-fail"] {
+		sd.Settle = func(unit string) (time.Duration, string) { return 500 * time.Millisecond, "failed" }
 	}
 	if err := sd.Start(); err != nil {
 		return err

@@ -93,8 +93,10 @@
 // RHSM and systemd on a private D-Bus (dbus.go); scripts guard with
 // [!exec:dbus-daemon] skip:
 //
-//	rhsm [ok|reject|registered|slow|job-fail]...
+//	rhsm [ok|reject|registered|slow|job-fail|unit-fail]...
 //		Start a dbus-daemon with the fake RHSM and systemd services.
+//		job-fail: start jobs fail; unit-fail: they end "done" while the
+//		unit is activating, and it fails half a second later.
 //	rhsm-consumer      (!: not registered)
 //		Succeed when registered with a certificate whose CN is the consumer id.
 //	rhsm-calls

@@ -11,11 +11,12 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// TestMakeInstall runs "make install" into a temporary DESTDIR with custom
-// paths and checks what a packager and a worker author rely on: pkg-config
-// names the worker directory, the paths reached the binaries through the
-// linker, the config parses, the unit starts the installed yggd, and the man
-// page renders.
+// TestMakeInstall runs "make install PREFIX=/usr" into a temporary DESTDIR
+// and checks what a packager and a worker author rely on: PREFIX=/usr puts
+// the configuration in /etc and the state in /var (as meson does),
+// pkg-config names the worker directory, the paths reached the binaries
+// through the linker, the config is one yggd accepts, with a broker, the
+// unit starts the installed yggd, and the man page renders.
 func TestMakeInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds both programs: skipped in -short mode")
@@ -27,7 +28,7 @@ func TestMakeInstall(t *testing.T) {
 	}
 	dest, stage := t.TempDir(), t.TempDir()
 	make := exec.Command("make", "-C", "../..", "-f", "mk/install.mk", "install",
-		"DESTDIR="+dest, "STAGE="+stage, "PREFIX=/usr", "SYSCONFDIR=/etc", "VERSION=9.8.7",
+		"DESTDIR="+dest, "STAGE="+stage, "PREFIX=/usr", "VERSION=9.8.7",
 		"SYSTEMDUNITDIR=/usr/lib/systemd/system")
 	if out, err := make.CombinedOutput(); err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
@@ -50,9 +51,28 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("yggd not installed executable: %v", err)
 	}
 
+	// The installed configuration connects out of the box: yggd accepts it
+	// as it is, and it names a broker.
+	configFile := filepath.Join(dest, "etc/yggdrasil/config.toml")
 	var cfg map[string]any
-	if _, err := toml.DecodeFile(filepath.Join(dest, "etc/yggdrasil/config.toml"), &cfg); err != nil {
+	if _, err := toml.DecodeFile(configFile, &cfg); err != nil {
 		t.Errorf("config.toml: %v", err)
+	}
+	if b, _ := cfg["broker"].([]any); len(b) != 1 || b[0] == "" {
+		t.Errorf("config.toml: broker = %v, want the build's BROKER", cfg["broker"])
+	}
+	yggd := filepath.Join(dest, "usr/sbin/yggd")
+	if out, err := exec.Command(yggd, "--config", configFile, "--cert-file", "", "--key-file", "", "--client-id", "h", "--topic-prefix", "bad+").CombinedOutput(); !bytes.Contains(out, []byte("yggd: topic-prefix:")) {
+		// Only the deliberately bad topic-prefix, checked last, may be
+		// refused: every value of the file passed the checks before it.
+		t.Errorf("installed yggd with the installed config.toml: %v\n%s", err, out)
+	}
+	if text, _ := os.ReadFile(configFile); bytes.Contains(text, []byte("@")) {
+		t.Errorf("config.toml has an unsubstituted @VARIABLE@:\n%s", text)
+	}
+	// LOCALSTATEDIR is /var: yggd's default state directory says so.
+	if out, err := exec.Command(yggd, "--help").Output(); err != nil || !bytes.Contains(out, []byte("else /var/lib/yggdrasil)")) {
+		t.Errorf("yggd --help: %v; want the state directory under /var:\n%s", err, out)
 	}
 	unit, err := os.ReadFile(filepath.Join(dest, "usr/lib/systemd/system/yggd.service"))
 	if err != nil {

@@ -91,6 +91,12 @@ type Server struct {
 	// JobDelay is how long a job runs before JobRemoved (a slow
 	// "activating" phase).
 	JobDelay time.Duration
+	// Settle, if set, decides what a unit does after a start job that
+	// ends "done": it is still "activating" when JobRemoved is emitted,
+	// and after delay it becomes state ("active", "failed", "inactive").
+	// A state of "failed" is a service that dies right after its start
+	// job, a long delay one that never gets ready.
+	Settle func(unit string) (delay time.Duration, state string)
 	// Logger logs each call (nil = discarded).
 	Logger *slog.Logger
 
@@ -264,6 +270,15 @@ func (s *Server) unit(name string) (*unit, *dbus.Error) {
 	return nil, dbus.NewError("org.freedesktop.systemd1.NoSuchUnit", []any{"Unit " + name + " not found."})
 }
 
+// subState is the sub-state a service shows in each active state.
+var subState = map[string]string{
+	"active":       "running",
+	"activating":   "start",
+	"deactivating": "stop",
+	"inactive":     "dead",
+	"failed":       "failed",
+}
+
 func (u *unit) setActive(active, sub string) {
 	u.props.SetMust(UnitIntf, "ActiveState", active)
 	u.props.SetMust(UnitIntf, "SubState", sub)
@@ -319,6 +334,17 @@ func (m *manager) job(method, name, mode string) (dbus.ObjectPath, *dbus.Error) 
 			}
 		}
 		switch {
+		case starting && result == ResultDone && s.Settle != nil:
+			delay, state := s.Settle(name)
+			s.conn.Emit(ManagerPath, ManagerIntf+".JobRemoved", id, path, name, result)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+				u.setActive(state, subState[state])
+			case <-s.closing:
+				t.Stop()
+			}
+			return
 		case starting && result == ResultDone:
 			u.setActive("active", "running")
 		case starting:

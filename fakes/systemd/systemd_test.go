@@ -121,6 +121,25 @@ func TestJobFails(t *testing.T) {
 	}
 }
 
+func TestSettle(t *testing.T) {
+	s := &Server{Settle: func(unit string) (time.Duration, string) { return 50 * time.Millisecond, "failed" }}
+	c := mustStart(t, s)
+	if r := runJob(t, c, "StartUnit", "yggd.service"); r != "done" {
+		t.Errorf("result %q, want done", r)
+	}
+	// Still on its way when the job has ended, then failed.
+	if got := activeState(t, c, "yggd.service"); got != "activating" {
+		t.Errorf("ActiveState at JobRemoved = %q, want activating", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for activeState(t, c, "yggd.service") != "failed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("ActiveState = %q, never failed", activeState(t, c, "yggd.service"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestUnknownUnit(t *testing.T) {
 	c := mustStart(t, &Server{})
 	m := c.Object(BusName, ManagerPath)

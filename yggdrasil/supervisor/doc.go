@@ -6,12 +6,22 @@
 // Every entry of the worker directory whose name ends in "worker" and that
 // is a regular file (symbolic links are followed) executable by yggd is a
 // worker, provided no other user could change what runs: see trust.go for
-// the rule and its threat model. A file refused by that rule, or without
-// an exec bit, is logged once at warn level (again only once it was fixed
-// and broken again, or replaced); other entries are skipped with a debug
-// log, and sub-directories are ignored. While the worker directory itself
-// is refused nothing runs from it, and a chmod that fixes it lets the
-// workers start. The set of running workers follows the directory, watched
+// the rule and its threat model. A file refused by that rule, without an
+// exec bit, or that is not a regular file (a named pipe, a socket, a
+// device, a link to nothing) is logged once at warn level with the fix
+// (again only once it was fixed and broken again, or replaced);
+// sub-directories are ignored. While the worker directory itself is
+// refused nothing runs from it, and a chmod that fixes it lets the workers
+// start. A worker directory that does not exist is created (0755) at
+// start, and that is logged at warn, since it usually means a wrong
+// worker-dir; one that cannot be created, or is removed or moved away
+// later, is logged at warn once (again only after it came back and went
+// again), its workers stop, and it is looked for every Config.DirPoll:
+// once it is back, it is watched again and its workers start.
+//
+// A worker process that has not registered with the dispatcher
+// Config.LateWindow (30 s) after its start is logged at warn, once per
+// start. The set of running workers follows the directory, watched
 // with inotify: a file that appears, or becomes executable (chmod +x), is
 // started once it has settled (no event for Config.Settle, so that a file
 // still being written is not started half-done); a file that is removed,

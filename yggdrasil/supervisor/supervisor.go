@@ -32,6 +32,7 @@ const (
 	// registers them one after the other, and a message for the second
 	// must not be refused in between.
 	DefaultRegisterSettle = 2 * time.Second
+	DefaultDirPoll        = 2 * time.Second
 )
 
 // Config is what a Supervisor needs.
@@ -57,8 +58,13 @@ type Config struct {
 	// Backoff is the restart schedule (defaults 1 s, 30 s, 60 s).
 	Backoff Backoff
 	// LateWindow is how long after its start a worker that has not
-	// registered yet still counts as Starting (default 30 s).
+	// registered yet still counts as Starting (default 30 s). A worker
+	// that has not registered by then is logged at warn, once per start.
 	LateWindow time.Duration
+	// DirPoll is how often a missing worker directory is looked for
+	// (default 2 s): once it exists again it is watched and its workers
+	// start.
+	DirPoll time.Duration
 	// Settle is how quiet a new or changed file must stay before it is
 	// started (default 500 ms).
 	Settle time.Duration
@@ -136,6 +142,9 @@ func New(cfg Config) *Supervisor {
 	if cfg.RegisterSettle <= 0 {
 		cfg.RegisterSettle = DefaultRegisterSettle
 	}
+	if cfg.DirPoll <= 0 {
+		cfg.DirPoll = DefaultDirPoll
+	}
 	cfg.Backoff = cfg.Backoff.withDefaults()
 	log := cfg.Log
 	if log == nil {
@@ -183,18 +192,38 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.startReqs = reqs
 	wg.Go(func() { runStarter(reqs) })
 
+	// The directory is watched while it exists; while it cannot be (it
+	// could not be created, or was removed or moved away), it is looked
+	// for every DirPoll.
 	events := make(chan dirEvent)
-	watch, err := newWatcher(s.cfg.Dir)
-	if err != nil {
-		// Degrade rather than refuse: the workers present now still run.
-		s.log.Error("workers added or removed from now on will go unnoticed", "err", err)
-	} else {
+	var watch *watcher
+	var watchErr error // the last failure to watch, logged once
+	attach := func() bool {
+		w, err := newWatcher(s.cfg.Dir)
+		if err != nil {
+			if !isMissing(err) && watchErr == nil {
+				// Degrade rather than refuse: the workers present now
+				// still run.
+				s.log.Error("workers added or removed will go unnoticed until the worker directory can be watched", "err", err)
+			}
+			watchErr = err
+			return false
+		}
+		watch, watchErr = w, nil
 		wg.Go(func() {
-			if err := watch.read(ctx, events); err != nil {
+			if err := w.read(ctx, events); err != nil {
 				s.log.Error("stop watching worker directory", "dir", s.cfg.Dir, "err", err)
 			}
 		})
+		return true
 	}
+	detach := func() {
+		if watch != nil {
+			watch.Close()
+			watch = nil
+		}
+	}
+	attach()
 
 	s.log.Info("supervising workers", "dir", s.cfg.Dir)
 	s.scan(ctx, &wg)
@@ -204,22 +233,42 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	poll := time.NewTimer(time.Hour)
+	poll.Stop()
+	var pollAt time.Time // when to look for the directory next
 	for ctx.Err() == nil {
-		var timerC <-chan time.Time
+		var timerC, pollC <-chan time.Time
 		if at, ok := s.nextDue(); ok {
 			timer.Reset(time.Until(at))
 			timerC = timer.C
 		}
+		if watch == nil {
+			if pollAt.IsZero() {
+				pollAt = time.Now().Add(s.cfg.DirPoll)
+			}
+			poll.Reset(time.Until(pollAt))
+			pollC = poll.C
+		}
 		select {
 		case <-ctx.Done():
 		case ev := <-events:
+			if ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0 {
+				// The watch is gone with the directory: look for it.
+				detach()
+			}
 			s.handle(ctx, &wg, ev)
 		case <-timerC:
 			s.settled(ctx, &wg)
+		case <-pollC:
+			pollAt = time.Time{}
+			if attach() {
+				s.scan(ctx, &wg)
+			}
 		case w := <-s.exited:
 			s.reaped(ctx, &wg, w)
 		}
 		timer.Stop()
+		poll.Stop()
 	}
 
 	s.shutdown = true
@@ -229,26 +278,27 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for s.active > 0 {
 		s.reaped(ctx, &wg, <-s.exited)
 	}
-	if watch != nil {
-		watch.Close()
-	}
+	detach()
 	close(reqs)
 	wg.Wait()
 	s.log.Info("all workers stopped")
 	return nil
 }
 
-// ensureDir makes sure dir is a directory, creating it if missing.
+// ensureDir makes sure dir is a directory, creating it if missing. A
+// directory that cannot be created is not an error: the supervisor says
+// so (checkDir) and waits for it to appear.
 func ensureDir(dir string, log *slog.Logger) error {
 	if dir == "" {
 		return errors.New("prepare worker directory: no directory configured")
 	}
 	fi, err := os.Stat(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if isMissing(err) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("create worker directory: %w", err)
+			return nil
 		}
-		log.Info("worker directory was missing; created it", "dir", dir)
+		log.Warn("worker directory did not exist; created it empty", "dir", dir,
+			"fix", "install workers there, or set worker-dir to where they are")
 		return nil
 	}
 	if err != nil {
@@ -258,6 +308,12 @@ func ensureDir(dir string, log *slog.Logger) error {
 		return fmt.Errorf("prepare worker directory: %s is not a directory", dir)
 	}
 	return nil
+}
+
+// isMissing reports whether err says that a path does not exist (or that
+// one of its ancestors is not a directory).
+func isMissing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // scan checks the directory, then starts every worker file of it that has
@@ -296,13 +352,18 @@ func (s *Supervisor) scan(ctx context.Context, wg *sync.WaitGroup) {
 func (s *Supervisor) checkDir() bool {
 	err := checkWorkerDir(s.cfg.Dir, s.euid)
 	switch {
-	case err != nil && s.dirErr == nil:
+	case isMissing(err) && !isMissing(s.dirErr):
+		s.log.Warn("worker directory does not exist: no worker runs until it does", "path", s.cfg.Dir,
+			"reason", err.Error(), "fix", "mkdir -p "+s.cfg.Dir+" and install workers there, or set worker-dir to where they are")
+	case err != nil && !isMissing(err) && (s.dirErr == nil || isMissing(s.dirErr)):
 		attrs := []any{"path", s.cfg.Dir, "reason", err.Error()}
 		var ue *untrustedError
 		if errors.As(err, &ue) {
 			attrs = append(attrs, "fix", ue.Fix)
 		}
 		s.log.Warn("worker directory refused: no worker runs from it until it is fixed", attrs...)
+	case err == nil && isMissing(s.dirErr):
+		s.log.Info("worker directory exists again; starting its workers", "path", s.cfg.Dir)
 	case err == nil && s.dirErr != nil:
 		s.log.Info("worker directory no longer refused; starting its workers", "path", s.cfg.Dir)
 	}
@@ -322,7 +383,9 @@ func (s *Supervisor) handle(ctx context.Context, wg *sync.WaitGroup, ev dirEvent
 		s.log.Warn("worker directory events overflowed; rescanning")
 		s.scan(ctx, wg)
 	case ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0:
-		s.log.Error("worker directory removed or moved; workers added from now on will go unnoticed", "dir", s.cfg.Dir)
+		// Removed or moved away: checkDir says so, once, and stops every
+		// worker; Run looks for it to come back.
+		s.scan(ctx, wg)
 	case ev.name == "" && ev.mask&unix.IN_ATTRIB != 0:
 		// The directory's own mode or owner changed (chmod, chown):
 		// check it again, and every file with it.
@@ -389,15 +452,22 @@ func (s *Supervisor) runnable(name string) bool {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		if li, lerr := os.Lstat(path); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(path)
+			s.warnOnce(name, path, msgNotRegular, fmt.Errorf("symbolic link to %s, which does not exist", target),
+				"fix", "point the link at the worker program, or remove it")
+			return false
+		}
 		delete(s.warned, name)
 		return false
 	case err != nil:
-		s.log.Debug("skip worker file", "worker", name, "path", path, "err", err)
+		s.warnOnce(name, path, "worker file cannot be checked", err)
 		return false
 	case fi.IsDir():
 		return false
 	case !fi.Mode().IsRegular():
-		s.log.Debug("skip worker file: not a regular file", "worker", name, "path", path, "mode", fi.Mode())
+		s.warnOnce(name, path, msgNotRegular, fmt.Errorf("%s is a %s, not a program", path, fileKind(fi.Mode())),
+			"fix", "replace it with the worker program, or remove it")
 		return false
 	}
 	if err := checkWorkerFile(path, s.euid); err != nil {
@@ -415,6 +485,28 @@ func (s *Supervisor) runnable(name string) bool {
 	}
 	delete(s.warned, name)
 	return true
+}
+
+// msgNotRegular is logged for a worker name that is not a regular file.
+const msgNotRegular = "worker file not a regular file"
+
+// msgUnregistered is logged for a worker process that has not registered
+// LateWindow after its start.
+const msgUnregistered = "worker has not registered with the dispatcher"
+
+// fileKind names the type of a file that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "special file"
 }
 
 // warnOnce logs at WARN why the file name is not run, unless that was

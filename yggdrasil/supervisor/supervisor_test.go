@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestRunEnvAndOutput(t *testing.T) {
@@ -390,8 +391,9 @@ func TestRunRegisteredAndStarting(t *testing.T) {
 func TestRunCreatesDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "libexec", "yggdrasil")
 	_, rec, _ := mustRun(t, Config{Dir: dir})
-	if r := awaitLogged(t, rec, 1, "worker directory was missing; created it", "dir", dir); r[0].level != slog.LevelInfo {
-		t.Errorf("creation logged at %v, want INFO", r[0].level)
+	// A missing directory is likely a wrong worker-dir: said at warn.
+	if r := awaitLogged(t, rec, 1, "worker directory did not exist; created it empty", "dir", dir); r[0].level != slog.LevelWarn {
+		t.Errorf("creation logged at %v, want WARN", r[0].level)
 	}
 	mustAwait(t, "worker dir created", func() error {
 		fi, err := os.Stat(dir)
@@ -423,6 +425,113 @@ func TestRunRefusesBadDir(t *testing.T) {
 				t.Errorf("Run() = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestRunMissingDir(t *testing.T) {
+	// The parent is a file: the directory can be neither found nor
+	// created, even by root.
+	parent := filepath.Join(t.TempDir(), "libexec")
+	if err := os.WriteFile(parent, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "yggdrasil")
+	var removed removals
+	s, rec, _ := mustRun(t, Config{Dir: dir, DirPoll: 10 * time.Millisecond, OnRemoved: removed.add})
+
+	// Said once, at warn, with the fix; the supervisor runs on.
+	r := awaitLogged(t, rec, 1, msgDirMissing, "path", dir)[0]
+	if r.level != slog.LevelWarn || !strings.Contains(r.attrs["fix"], "mkdir -p "+dir) || !strings.Contains(r.attrs["reason"], "not a directory") {
+		t.Errorf("missing directory logged as %v %v, want WARN with reason and fix", r.level, r.attrs)
+	}
+
+	// It appears, with a worker: the worker starts, without a restart.
+	if err := os.Remove(parent); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeWorker(t, dir, "late-worker", sleeperScript)
+	w := awaitRunning(t, s, "late-worker")
+	awaitLogged(t, rec, 1, msgDirBack, "path", dir)
+	if n := len(rec.find(msgDirMissing)); n != 1 {
+		t.Errorf("missing directory logged %d times while it was missing, want once", n)
+	}
+
+	// The new directory is watched: a worker added to it starts.
+	writeWorker(t, dir, "new-worker", sleeperScript)
+	awaitRunning(t, s, "new-worker")
+
+	// It disappears again: said again, and its workers stop.
+	if err := os.RemoveAll(parent); err != nil {
+		t.Fatal(err)
+	}
+	awaitLogged(t, rec, 2, msgDirMissing, "path", dir)
+	awaitForgotten(t, s, "late-worker")
+	awaitForgotten(t, s, "new-worker")
+	mustAwaitGone(t, w.PID)
+
+	// And back once more, moved into place this time.
+	tmp := filepath.Join(t.TempDir(), "staged")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeWorker(t, tmp, "late-worker", sleeperScript)
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	awaitRunning(t, s, "late-worker")
+	awaitLogged(t, rec, 2, msgDirBack, "path", dir)
+	if n := len(rec.find(msgDirMissing)); n != 2 {
+		t.Errorf("missing directory logged %d times, want twice", n)
+	}
+}
+
+func TestRunWarnsNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	s, rec, _ := mustRun(t, Config{Dir: dir})
+	awaitScanned(t, s)
+
+	pipe := filepath.Join(dir, "pipe-worker")
+	if err := unix.Mkfifo(pipe, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "dangling-worker")
+	if err := os.Symlink(filepath.Join(dir, "gone"), link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub-worker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := awaitLogged(t, rec, 1, msgNotRegular, "worker", "pipe-worker")[0]
+	if r.level != slog.LevelWarn || r.attrs["reason"] != pipe+" is a named pipe, not a program" || r.attrs["fix"] == "" {
+		t.Errorf("named pipe logged as %v %v, want WARN saying what it is, with a fix", r.level, r.attrs)
+	}
+	r = awaitLogged(t, rec, 1, msgNotRegular, "worker", "dangling-worker")[0]
+	if r.level != slog.LevelWarn || !strings.Contains(r.attrs["reason"], "symbolic link to "+filepath.Join(dir, "gone")+", which does not exist") {
+		t.Errorf("dangling link logged as %v %v, want WARN naming its target", r.level, r.attrs)
+	}
+
+	// Rescans are no news; a sub-directory is not a worker and not news.
+	for range 3 {
+		mustChmod(t, dir, 0o755)
+	}
+	writeWorker(t, dir, "marker-worker", sleeperScript)
+	awaitRunning(t, s, "marker-worker")
+	for _, name := range []string{"pipe-worker", "dangling-worker"} {
+		if n := len(rec.find(msgNotRegular, "worker", name)); n != 1 {
+			t.Errorf("%s logged %d times, want once", name, n)
+		}
+	}
+	if n := len(rec.find(msgNotRegular, "worker", "sub-worker")); n != 0 {
+		t.Errorf("sub-directory logged %d times, want never", n)
+	}
+	if st := s.Status(); len(st) != 1 {
+		t.Errorf("workers %+v, want marker-worker alone", st)
 	}
 }
 
@@ -461,6 +570,8 @@ const (
 	msgNotExec     = "worker file not executable"
 	msgDirRefused  = "worker directory refused: no worker runs from it until it is fixed"
 	msgDirFixed    = "worker directory no longer refused; starting its workers"
+	msgDirMissing  = "worker directory does not exist: no worker runs until it does"
+	msgDirBack     = "worker directory exists again; starting its workers"
 )
 
 // removals records the calls of Config.OnRemoved.

@@ -4,6 +4,7 @@ package supervisor
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -131,7 +132,9 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 			s.mu.Unlock()
 			log.Info("worker started", "pid", pid, "path", w.path)
 
+			late := time.AfterFunc(s.cfg.LateWindow, func() { s.warnUnregistered(log, w, pid) })
 			status, err := p.wait()
+			late.Stop()
 			ran := time.Since(started)
 			stopped := ctx.Err() != nil
 			if !stopped {
@@ -180,6 +183,18 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// warnUnregistered logs at warn that process pid of w has not registered
+// with the dispatcher, LateWindow after its start, unless it has or is gone.
+func (s *Supervisor) warnUnregistered(log *slog.Logger, w *worker, pid int) {
+	s.mu.Lock()
+	late := w.pid == pid && !w.registered
+	s.mu.Unlock()
+	if late {
+		log.Warn(msgUnregistered, "pid", pid, "after", s.cfg.LateWindow,
+			"fix", "see the worker's own log lines; it must connect to $YGG_SOCKET_ADDR and register its directive")
 	}
 }
 

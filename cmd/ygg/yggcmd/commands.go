@@ -37,8 +37,9 @@ func commands() []command {
 				"RHSM writes the consumer certificate and key (/etc/pki/consumer/cert.pem and key.pem) that %[2]sd uses as its identity. "+
 				"On a host that is already registered, %[2]s does not register again: it only makes sure that %[1]s is enabled and running.\n\n"+
 				"When RHSM refuses the registration, its message is printed and nothing is enabled. "+
-				"When %[1]s fails to start, the host stays registered and the message says what to run to find out why. "+
-				"The exit status is 0 only when the host is registered and %[1]s is running.",
+				"%[2]s waits until systemd reports %[1]s active (up to 30 seconds after its start job); "+
+				"when it fails to start or stops instead, the host stays registered and the message gives the unit's state and what to run to find out why. "+
+				"The exit status is 0 only when the host is registered and %[1]s is active.",
 				unit, build.ShortName),
 			flags: []flagSpec{
 				{long: "username", short: "u", arg: "USERNAME", help: "Register as this RHSM user."},

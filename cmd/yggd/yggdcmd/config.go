@@ -5,12 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 
@@ -190,7 +193,18 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 		}
 	}
 	if configFile != "" {
-		md, err := toml.DecodeFile(configFile, &cfg)
+		text, err := os.ReadFile(configFile)
+		if err != nil {
+			return cfg, opt, fmt.Errorf("read config %s: %w", configFile, err)
+		}
+		var generic map[string]any
+		if _, err := toml.Decode(string(text), &generic); err != nil {
+			return cfg, opt, fmt.Errorf("read config %s: %w", configFile, err)
+		}
+		if err := checkTypes(generic); err != nil {
+			return cfg, opt, fmt.Errorf("read config %s: %w", configFile, err)
+		}
+		md, err := toml.Decode(string(text), &cfg)
 		if err != nil {
 			return cfg, opt, fmt.Errorf("read config %s: %w", configFile, err)
 		}
@@ -270,8 +284,165 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log-level: %w", err)
 	}
 	for _, b := range c.Brokers {
-		if !strings.Contains(b, "://") {
-			return fmt.Errorf("broker: %q has no scheme (use tcp://host:1883 or ssl://host:8883)", b)
+		if err := checkBroker(b); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+	}
+	if c.ClientID != "" {
+		if err := checkTopicLevel(c.ClientID); err != nil {
+			return fmt.Errorf("client-id: %w (it is a topic level: use letters, digits, '-', '_' or '.')", err)
+		}
+	}
+	for _, level := range strings.Split(c.TopicPrefix, "/") {
+		if err := checkTopicLevel(level); err != nil {
+			return fmt.Errorf("topic-prefix: %q: %w (it is one or more topic levels, like %q or \"redhat/insights\")", c.TopicPrefix, err, yggdrasil.DefaultTopicPrefix)
+		}
+	}
+	return nil
+}
+
+// brokerSchemes are the broker URL schemes yggd connects with: the four of
+// the documentation, and the aliases that 0.1.x accepted through paho
+// (mqtt for tcp; mqtts, tls and tcps for ssl).
+var brokerSchemes = map[string]bool{
+	"tcp": true, "ssl": true, "ws": true, "wss": true,
+	"mqtt": true, "mqtts": true, "tls": true, "tcps": true,
+}
+
+// checkBroker checks that b is a broker URL yggd can connect to.
+func checkBroker(b string) error {
+	if !strings.Contains(b, "://") {
+		return fmt.Errorf("%q has no scheme (use tcp://host:1883, ssl://host:8883, ws://host/path or wss://host/path)", b)
+	}
+	u, err := url.Parse(b)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL (%w); use tcp://host:1883, ssl://host:8883, ws://host/path or wss://host/path", b, errors.Unwrap(err))
+	}
+	if !brokerSchemes[u.Scheme] {
+		return fmt.Errorf("%q: scheme %s is not one of tcp, ssl, ws and wss (MQTT over TCP, over TLS, over WebSocket, over secure WebSocket)", b, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("%q has no host (use %s://host:port)", b, u.Scheme)
+	}
+	return nil
+}
+
+// checkTopicLevel checks that s can be one level of an MQTT topic name:
+// not empty, valid UTF-8, and free of the separator '/', the wildcards
+// '+' and '#', and NUL.
+func checkTopicLevel(s string) error {
+	switch {
+	case s == "":
+		return errors.New("an empty topic level")
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%q is not valid UTF-8", s)
+	case strings.ContainsAny(s, "/+#\x00"):
+		return fmt.Errorf("%q contains '/', '+', '#' or NUL, which MQTT topics reserve", s)
+	}
+	return nil
+}
+
+// errConfig marks an error in yggd's configuration, found when parsing it
+// or later at start (a file it names that cannot be used): restarting yggd
+// cannot fix it, so yggd exits with status 2, and the unit's
+// RestartPreventExitStatus=2 stops systemd from restarting it in a loop.
+var errConfig = errors.New("configuration error")
+
+// configError wraps a configuration error found at start; errors.Is
+// matches it with errConfig.
+type configError struct{ err error }
+
+func (e configError) Error() string        { return e.err.Error() }
+func (e configError) Unwrap() error        { return e.err }
+func (e configError) Is(target error) bool { return target == errConfig }
+
+// asConfigError marks err, if not nil, as a configuration error.
+func asConfigError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return configError{err}
+}
+
+// tomlKind is the TOML type a configuration key takes, in words, with an
+// example.
+type tomlKind struct {
+	what    string // "a list of URLs"
+	example string // `["tcp://host:1883"]`
+	ok      func(v any) bool
+}
+
+var (
+	kindStrings  = tomlKind{"a list of strings", `["…"]`, isStringList}
+	kindString   = tomlKind{"a string in quotes", `"…"`, func(v any) bool { _, ok := v.(string); return ok }}
+	kindInt      = tomlKind{"a whole number", "1000", func(v any) bool { _, ok := v.(int64); return ok }}
+	kindDuration = tomlKind{"a duration", `"90s"`, func(v any) bool {
+		switch v.(type) {
+		case string, int64, float64:
+			return true
+		}
+		return false
+	}}
+)
+
+func isStringList(v any) bool {
+	l, ok := v.([]any)
+	if !ok {
+		return false
+	}
+	for _, e := range l {
+		if _, ok := e.(string); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// keyKinds gives the kind of the keys whose example says more than the
+// kind's.
+var keyKinds = map[string]tomlKind{
+	"broker":    {"a list of URLs", `["tcp://host:1883"]`, isStringList},
+	"log-level": {"a string in quotes", `"info"`, kindString.ok},
+	"cert-file": {"a file name in quotes", `"/etc/pki/consumer/cert.pem"`, kindString.ok},
+	"key-file":  {"a file name in quotes", `"/etc/pki/consumer/key.pem"`, kindString.ok},
+}
+
+// checkTypes checks the type of each known key of a decoded configuration
+// file, so that a mistake is told in words ("broker must be a list of
+// URLs, like broker = [...]") rather than in the decoder's terms. Unknown
+// keys are left to the decoder's metadata.
+func checkTypes(file map[string]any) error {
+	kinds := map[string]tomlKind{}
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key := f.Tag.Get("toml")
+		if key == "" || key == "-" {
+			continue
+		}
+		switch {
+		case f.Type == reflect.TypeFor[Duration]():
+			kinds[key] = kindDuration
+		case f.Type.Kind() == reflect.Slice:
+			kinds[key] = kindStrings
+		case f.Type.Kind() == reflect.String:
+			kinds[key] = kindString
+		case f.Type.Kind() == reflect.Int:
+			kinds[key] = kindInt
+		}
+		if k, ok := keyKinds[key]; ok {
+			kinds[key] = k
+		}
+	}
+	keys := make([]string, 0, len(file))
+	for k := range file {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		k, ok := kinds[key]
+		if ok && !k.ok(file[key]) {
+			return fmt.Errorf("%s must be %s, like %s = %s", key, k.what, key, k.example)
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -67,6 +68,36 @@ fetch-timeout = 5
 		{name: "cert_without_key", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1", "--cert-file", "c.pem"}, wantErr: "cert-file and key-file"},
 		{name: "broker_without_scheme", args: []string{"--config", os.DevNull, "--broker", "a:1", "--client-id", "h"}, wantErr: "has no scheme"},
 		{name: "bad_log_level", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1", "--client-id", "h", "--log-level", "loud"}, wantErr: "log-level"},
+		{name: "broker_http", args: flags("--broker", "http://a:80"), wantErr: `broker: "http://a:80": scheme http is not one of tcp, ssl, ws and wss`},
+		{name: "broker_no_host", args: flags("--broker", "tcp://:1883"), wantErr: `broker: "tcp://:1883" has no host (use tcp://host:port)`},
+		{name: "broker_bad_url", args: flags("--broker", "tcp://a b:1"), wantErr: `broker: "tcp://a b:1" is not a URL`},
+		{name: "broker_second_bad", args: flags("--broker", "ssl://a:8883", "--broker", "https://b"), wantErr: `broker: "https://b": scheme https`},
+		{name: "broker_schemes", args: flags("--broker", "ssl://a:2", "--broker", "ws://a/mqtt", "--broker", "wss://a/mqtt", "--broker", "mqtts://a:2"), want: func(c *Config) {
+			c.Brokers, c.ClientID = []string{"tcp://a:1", "ssl://a:2", "ws://a/mqtt", "wss://a/mqtt", "mqtts://a:2"}, "h"
+		}},
+		{name: "client_id_slash", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1", "--client-id", "a/b"}, wantErr: `client-id: "a/b" contains '/', '+', '#' or NUL`},
+		{name: "client_id_plus", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1", "--client-id", "a+"}, wantErr: `client-id: "a+" contains`},
+		{name: "client_id_hash", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1", "--client-id", "#"}, wantErr: `client-id: "#" contains`},
+		{name: "client_id_nul", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1", "--client-id", "a\x00"}, wantErr: `client-id: "a\x00" contains`},
+		{name: "topic_prefix_wildcard", args: flags("--topic-prefix", "ygg/+"), wantErr: `topic-prefix: "ygg/+": "+" contains`},
+		{name: "topic_prefix_empty_level", args: flags("--topic-prefix", "redhat//insights"), wantErr: `topic-prefix: "redhat//insights": an empty topic level`},
+		{name: "topic_prefix_trailing_slash", args: flags("--topic-prefix", "ygg/"), wantErr: `topic-prefix: "ygg/": an empty topic level`},
+		{name: "topic_prefix_levels", args: flags("--topic-prefix", "redhat/insights"), want: func(c *Config) {
+			c.Brokers, c.ClientID, c.TopicPrefix = []string{"tcp://a:1"}, "h", "redhat/insights"
+		}},
+		{name: "type_broker_string", args: []string{"--config", writeFile(t, dir, "b.toml", "broker = \"tcp://a:1\"\n")},
+			wantErr: `b.toml: broker must be a list of URLs, like broker = ["tcp://host:1883"]`},
+		{name: "type_broker_numbers", args: []string{"--config", writeFile(t, dir, "bn.toml", "broker = [1883]\n")},
+			wantErr: `bn.toml: broker must be a list of URLs, like broker = ["tcp://host:1883"]`},
+		{name: "type_log_level", args: []string{"--config", writeFile(t, dir, "l.toml", "log-level = 3\n")},
+			wantErr: `l.toml: log-level must be a string in quotes, like log-level = "info"`},
+		{name: "type_duration", args: []string{"--config", writeFile(t, dir, "d.toml", "dispatch-timeout = true\n")},
+			wantErr: `d.toml: dispatch-timeout must be a duration, like dispatch-timeout = "90s"`},
+		{name: "type_int", args: []string{"--config", writeFile(t, dir, "i.toml", "max-message-size = \"big\"\n")},
+			wantErr: `i.toml: max-message-size must be a whole number, like max-message-size = 1000`},
+		{name: "type_cert_file", args: []string{"--config", writeFile(t, dir, "c.toml", "cert-file = [\"/a\"]\n")},
+			wantErr: `c.toml: cert-file must be a file name in quotes, like cert-file = "/etc/pki/consumer/cert.pem"`},
+		{name: "toml_syntax", args: []string{"--config", writeFile(t, dir, "s.toml", "broker = [\n")}, wantErr: "s.toml: toml: line"},
 		{name: "argument", args: []string{"--config", os.DevNull, "extra"}, wantErr: "unexpected argument"},
 	}
 	for _, tc := range tests {
@@ -88,6 +119,44 @@ fetch-timeout = 5
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// flags returns the arguments of a valid configuration with no file,
+// followed by more.
+func flags(more ...string) []string {
+	return append([]string{"--config", os.DevNull, "--broker", "tcp://a:1", "--client-id", "h"}, more...)
+}
+
+func TestConfigErrorsAtStart(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := selfSigned(t, dir, "a/b", false, 0o600)
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"cert_file_missing", Config{CertFile: filepath.Join(dir, "gone.pem"), KeyFile: key}, "cert-file: open " + filepath.Join(dir, "gone.pem")},
+		{"ca_root_missing", Config{ClientID: "h", CARoot: filepath.Join(dir, "gone-ca.pem")}, "ca-root: open"},
+		{"cn_not_a_topic_level", Config{CertFile: cert, KeyFile: key}, "the certificate's CN is the client id, a topic level: \"a/b\" contains '/'"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Brokers = []string{"tcp://127.0.0.1:1"}
+			cfg.StateDir, cfg.RuntimeDir, cfg.WorkerDir = t.TempDir(), t.TempDir(), t.TempDir()
+			cfg.ClientID, cfg.CertFile, cfg.KeyFile, cfg.CARoot = tc.cfg.ClientID, tc.cfg.CertFile, tc.cfg.KeyFile, tc.cfg.CARoot
+			err := Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Run() = %v, want an error that says %q", err, tc.wantErr)
+			}
+			if !errors.Is(err, errConfig) {
+				t.Errorf("Run() = %v: not a configuration error (exit status 2)", err)
+			}
+		})
+	}
+	if errors.Is(errors.New("other"), errConfig) || asConfigError(nil) != nil {
+		t.Errorf("errConfig matches what it should not")
 	}
 }
 

@@ -15,7 +15,7 @@ type flagDoc struct {
 
 var flagDocs = []flagDoc{
 	{"config", "FILE", "read the configuration from FILE (TOML; default " + DefaultConfigFile() + " when it exists)"},
-	{"broker", "URI", "MQTT broker to connect to, tried in order; repeat for several (tcp://host:1883, ssl://host:8883, wss://host/path)"},
+	{"broker", "URI", "MQTT broker to connect to, tried in order; repeat for several (tcp://host:1883, ssl://host:8883, ws://host/path, wss://host/path)"},
 	{"cert-file", "FILE", "client certificate (PEM or DER); its CN is the client id"},
 	{"key-file", "FILE", "private key of the certificate (PEM or DER); should be mode 600"},
 	{"ca-root", "FILE", "extra CA certificates (PEM) trusted for the broker and for content URLs"},
@@ -61,7 +61,7 @@ func usage() string {
 		}
 		fmt.Fprintf(&b, "  %-28s %s\n", left, f.text)
 	}
-	fmt.Fprintf(&b, "\nSignals:\n%s\n\nExit status: 0 after a clean stop, 1 when yggd cannot run, 2 for a usage error.\n", indent(signals))
+	fmt.Fprintf(&b, "\nSignals:\n%s\n\nExit status: 0 after a clean stop, 1 when yggd cannot run, 2 for a usage or configuration error (a restart cannot fix it).\n", indent(signals))
 	return b.String()
 }
 
@@ -84,7 +84,7 @@ func manPage() string {
 		fmt.Fprintf(&b, "\n%s\n", esc(f.text))
 	}
 	fmt.Fprintf(&b, ".SH SIGNALS\n%s\n.SH FILES\n.TP\n%s\nconfiguration file\n", esc(signals), esc(DefaultConfigFile()))
-	fmt.Fprintf(&b, ".SH EXIT STATUS\n0 after a clean stop, 1 when yggd cannot run, 2 for a usage error.\n.SH SEE ALSO\n.BR ygg (1)\n")
+	fmt.Fprintf(&b, ".SH EXIT STATUS\n0 after a clean stop, 1 when yggd cannot run, 2 for a usage or configuration error (a restart cannot fix it).\n.SH SEE ALSO\n.BR ygg (1)\n")
 	return b.String()
 }
 

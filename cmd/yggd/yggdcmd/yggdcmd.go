@@ -32,7 +32,8 @@ import (
 )
 
 // Main runs yggd with os.Args and returns the exit code: 0 after a clean
-// stop (SIGINT, SIGTERM), 1 when it cannot run, 2 for a usage error.
+// stop (SIGINT, SIGTERM), 1 when it cannot run, 2 for a usage or
+// configuration error (one that a restart cannot fix).
 func Main() int {
 	cfg, opt, err := ParseConfig(os.Args[1:], os.Stderr)
 	switch {
@@ -52,12 +53,17 @@ func Main() int {
 		fmt.Print(bashCompletion())
 		return 0
 	}
-	level, _ := parseLevel(cfg.LogLevel)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	level := new(slog.LevelVar)
+	l, _ := parseLevel(cfg.LogLevel)
+	level.Set(l)
+	log := newLogger(os.Stderr, stderrIsJournal(), level)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := Run(ctx, cfg, log); err != nil {
 		log.Error("yggd stopped", "error", err)
+		if errors.Is(err, errConfig) {
+			return 2 // systemd does not restart it (RestartPreventExitStatus=2)
+		}
 		return 1
 	}
 	return 0
@@ -91,7 +97,7 @@ func parseLevel(s string) (slog.Level, error) {
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	clientID, tlsConfig, err := identity(cfg, log)
 	if err != nil {
-		return err
+		return asConfigError(err) // a file named by the configuration is unusable
 	}
 	log = log.With("client_id", clientID)
 	warnLoosePermissions(cfg, log)
@@ -252,6 +258,9 @@ func identity(cfg Config, log *slog.Logger) (string, *tls.Config, error) {
 	cert, cn, err := loadKeyPair(cfg.CertFile, cfg.KeyFile, log)
 	if err != nil {
 		return "", nil, err
+	}
+	if err := checkTopicLevel(cn); err != nil {
+		return "", nil, fmt.Errorf("cert-file %s: the certificate's CN is the client id, a topic level: %w", cfg.CertFile, err)
 	}
 	tlsConfig.Certificates = []tls.Certificate{cert}
 	if cfg.ClientID != "" && cfg.ClientID != cn {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -20,18 +21,42 @@ const (
 	unitIntf    = "org.freedesktop.systemd1.Unit"
 )
 
-// JobError is a start or stop job that did not end in "done", or a unit that
-// is not active after a successful start job.
+// JobError is a start or stop job that did not end in "done".
 type JobError struct {
 	Unit   string
 	Verb   string // "start" or "stop"
-	Result string // job result: failed, timeout, canceled, dependency…; or the ActiveState
+	Result string // job result: failed, timeout, canceled, dependency…
 }
 
 func (e *JobError) Error() string {
 	return fmt.Sprintf("%s %s: job %s; run 'systemctl status %s' and 'journalctl -u %s' to see why",
 		e.Verb, e.Unit, e.Result, e.Unit, e.Unit)
 }
+
+// UnitStateError is a unit that did not become active after its start job
+// ended "done": it failed or stopped at once, or was still on its way when
+// the wait ended.
+type UnitStateError struct {
+	Unit   string
+	State  string        // the last ActiveState read: failed, inactive, activating…
+	Waited time.Duration // set when the wait ended before the unit settled
+}
+
+func (e *UnitStateError) Error() string {
+	what := fmt.Sprintf("%s did not become active: it is %s", e.Unit, e.State)
+	if e.Waited > 0 {
+		what = fmt.Sprintf("%s did not become active within %s: it is still %s", e.Unit, e.Waited, e.State)
+	}
+	return fmt.Sprintf("%s; run 'systemctl status %s' and 'journalctl -u %s' to see why", what, e.Unit, e.Unit)
+}
+
+// DefaultActiveTimeout is how long Start waits for a unit to become active
+// once its start job is done. With Type=notify the job itself waits for
+// the service's READY=1, so this is rarely more than a moment.
+const DefaultActiveTimeout = 30 * time.Second
+
+// activePoll is how often Start reads the unit's state while it waits.
+const activePoll = 100 * time.Millisecond
 
 // State is what ygg shows of a unit.
 type State struct {
@@ -42,10 +67,15 @@ type State struct {
 }
 
 // Client calls systemd over conn, a connection to the system bus.
-type Client struct{ conn *dbus.Conn }
+type Client struct {
+	conn *dbus.Conn
+	// ActiveTimeout bounds Start's wait for the unit to become active
+	// after its start job (default DefaultActiveTimeout).
+	ActiveTimeout time.Duration
+}
 
 // New returns a client on conn.
-func New(conn *dbus.Conn) *Client { return &Client{conn: conn} }
+func New(conn *dbus.Conn) *Client { return &Client{conn: conn, ActiveTimeout: DefaultActiveTimeout} }
 
 func (c *Client) manager() dbus.BusObject { return c.conn.Object(busName, managerPath) }
 
@@ -79,19 +109,43 @@ func (c *Client) Reload(ctx context.Context) error {
 	return nil
 }
 
-// Start starts unit, waits for the job, and checks that the unit is active.
+// Start starts unit, waits for the job, then waits until the unit is
+// active: a *JobError when the job did not end "done", a *UnitStateError
+// when the unit then failed, stopped, or was not active within
+// ActiveTimeout. A unit that has reached active is not watched further.
 func (c *Client) Start(ctx context.Context, unit string) error {
 	if err := c.job(ctx, "StartUnit", "start", unit); err != nil {
 		return err
 	}
-	st, err := c.State(ctx, unit)
-	if err != nil {
-		return err
+	timeout := c.ActiveTimeout
+	if timeout <= 0 {
+		timeout = DefaultActiveTimeout
 	}
-	if st.ActiveState != "active" {
-		return &JobError{Unit: unit, Verb: "start", Result: "done but the unit is " + st.ActiveState}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(activePoll)
+	defer tick.Stop()
+	for {
+		st, err := c.State(ctx, unit)
+		if err != nil {
+			return err
+		}
+		switch st.ActiveState {
+		case "active":
+			return nil
+		case "activating", "reloading", "deactivating", "refreshing":
+			// On its way (or restarting, sub-state auto-restart): wait.
+		default: // failed, inactive, maintenance…
+			return &UnitStateError{Unit: unit, State: st.ActiveState}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("start %s: wait until active: %w", unit, ctx.Err())
+		case <-deadline.C:
+			return &UnitStateError{Unit: unit, State: st.ActiveState, Waited: timeout}
+		case <-tick.C:
+		}
 	}
-	return nil
 }
 
 // Stop stops unit and waits for the job.
