@@ -108,6 +108,12 @@
 //	cert-expired host-id dir
 //	cert-other-ca host-id dir
 //
+// Reading a certificate (certinfo.go):
+//
+//	cert-serial VAR file
+//		Set VAR to the serial number of the PEM certificate in file, in
+//		lower-case hex as yggd logs it.
+//
 // Processes, files and logs (core.go, proc.go, gen.go):
 //
 //	install-worker [-delay d] program [name]

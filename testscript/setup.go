@@ -32,6 +32,7 @@ var commandSets = []func() map[string]command{
 	dbusCommands,
 	contentCommands,
 	tlsCommands,
+	certInfoCommands,
 	procCommands,
 	genCommands,
 	soakCommands,

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,7 +68,8 @@ type Transport struct {
 	up     chan struct{} // closed while connected
 	down   chan struct{} // closed when the current connection ends
 
-	cmds chan command // Disconnect and Reconnect requests
+	cmds    chan command  // Disconnect and Reconnect requests
+	updated chan struct{} // capacity 1: Update changed cfg.Brokers or cfg.TLS
 
 	handlers *handlerPool
 }
@@ -96,14 +98,14 @@ func New(cfg Config) *Transport {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Transport{cfg: cfg, log: log, up: make(chan struct{}), down: make(chan struct{}), cmds: make(chan command, 1),
-		handlers: newHandlerPool()}
+		updated: make(chan struct{}, 1), handlers: newHandlerPool()}
 }
 
 // Run connects and stays connected until ctx ends, then disconnects
 // cleanly. It returns an error only for a configuration that can never
 // connect.
 func (t *Transport) Run(ctx context.Context, h Handler) error {
-	if len(t.cfg.Brokers) == 0 {
+	if brokers, _ := t.target(); len(brokers) == 0 {
 		return errors.New("mqtt: no broker configured")
 	}
 	if t.cfg.ClientID == "" {
@@ -120,8 +122,9 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 		if err != nil {
 			failures++
 			d := Backoff(failures, t.cfg.MaxBackoff)
-			t.log.Warn("connect to broker failed", "brokers", t.cfg.Brokers, "error", err, "retry_in", d.Round(time.Millisecond))
-			if !sleep(ctx, d) {
+			brokers, _ := t.target()
+			t.log.Warn("connect to broker failed", "brokers", brokers, "error", err, "retry_in", d.Round(time.Millisecond))
+			if !t.pause(ctx, d) {
 				return nil
 			}
 			continue
@@ -140,9 +143,13 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 			t.setClient(nil)
 			failures = 1 // the first retry comes after about a second
 			t.log.Warn("connection to broker lost", "error", err)
-			if !sleep(ctx, Backoff(failures, t.cfg.MaxBackoff)) {
+			if !t.pause(ctx, Backoff(failures, t.cfg.MaxBackoff)) {
 				return nil
 			}
+		case <-t.updated:
+			t.setClient(nil)
+			c.Disconnect(250)
+			t.log.Info("reconnecting to the broker with new settings")
 		case cmd := <-t.cmds:
 			t.setClient(nil)
 			c.Disconnect(250)
@@ -162,6 +169,7 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 // connect makes a new client with a fresh will, connects it and subscribes.
 func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan error, error) {
 	lost := make(chan error, 1)
+	brokers, tlsConfig := t.target()
 	controlIn := yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindControl, yggdrasil.DirIn)
 	dataIn := yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindData, yggdrasil.DirIn)
 	// paho calls route in arrival order on one goroutine; each message is
@@ -207,10 +215,10 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 			default:
 			}
 		})
-	if t.cfg.TLS != nil {
-		opts.SetTLSConfig(t.cfg.TLS)
+	if tlsConfig != nil {
+		opts.SetTLSConfig(tlsConfig)
 	}
-	for _, b := range t.cfg.Brokers {
+	for _, b := range brokers {
 		opts.AddBroker(b)
 	}
 	c := paho.NewClient(opts)
@@ -336,6 +344,45 @@ func (t *Transport) Disconnect() { t.request(command{stay: true}) }
 
 // Reconnect closes the connection cleanly, waits delay and connects again.
 func (t *Transport) Reconnect(delay time.Duration) { t.request(command{delay: delay}) }
+
+// Update makes the transport connect to brokers with tlsConfig from now on,
+// and reconnect at once: a connection is closed cleanly (so the broker
+// keeps the session and discards the will), a wait between failed attempts
+// is cut short. While disconnected on request it stays so. Nothing is
+// lost: a publish in flight on the old connection reports it lost, and the
+// outbox sends it again on the new one.
+func (t *Transport) Update(brokers []string, tlsConfig *tls.Config) {
+	t.mu.Lock()
+	t.cfg.Brokers = slices.Clone(brokers)
+	t.cfg.TLS = tlsConfig
+	t.mu.Unlock()
+	select {
+	case t.updated <- struct{}{}:
+	default: // a reconnect is already due; it reads the new settings
+	}
+}
+
+// target returns the brokers and TLS configuration to connect with.
+func (t *Transport) target() ([]string, *tls.Config) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cfg.Brokers, t.cfg.TLS
+}
+
+// pause waits d between connection attempts, or less when Update asks for
+// a reconnect; it returns false when ctx ends.
+func (t *Transport) pause(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.updated:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 func (t *Transport) request(c command) {
 	select {

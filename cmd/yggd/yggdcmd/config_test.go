@@ -146,12 +146,12 @@ func TestConfigErrorsAtStart(t *testing.T) {
 			cfg.Brokers = []string{"tcp://127.0.0.1:1"}
 			cfg.StateDir, cfg.RuntimeDir, cfg.WorkerDir = t.TempDir(), t.TempDir(), t.TempDir()
 			cfg.ClientID, cfg.CertFile, cfg.KeyFile, cfg.CARoot = tc.cfg.ClientID, tc.cfg.CertFile, tc.cfg.KeyFile, tc.cfg.CARoot
-			err := Run(t.Context(), cfg, slog.New(slog.DiscardHandler))
+			err := serve(t.Context(), nil, cfg, new(slog.LevelVar), slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("Run() = %v, want an error that says %q", err, tc.wantErr)
+				t.Fatalf("serve() = %v, want an error that says %q", err, tc.wantErr)
 			}
 			if !errors.Is(err, errConfig) {
-				t.Errorf("Run() = %v: not a configuration error (exit status 2)", err)
+				t.Errorf("serve() = %v: not a configuration error (exit status 2)", err)
 			}
 		})
 	}
@@ -200,12 +200,13 @@ func TestIdentity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cert, key := selfSigned(t, t.TempDir(), "consumer-uuid", tc.der, tc.mode)
 			var logs bytes.Buffer
-			id, tlsConfig, err := identity(Config{CertFile: cert, KeyFile: key}, slog.New(slog.NewTextHandler(&logs, nil)))
+			id, err := loadIdentity(Config{CertFile: cert, KeyFile: key}, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if id != "consumer-uuid" || len(tlsConfig.Certificates) != 1 {
-				t.Errorf("client id %q with %d certificates, want the CN and one", id, len(tlsConfig.Certificates))
+			c, err := id.tls.GetClientCertificate(nil)
+			if err != nil || id.clientID != "consumer-uuid" || len(c.Certificate) != 1 {
+				t.Errorf("client id %q with a chain of %d (%v), want the CN and one certificate", id.clientID, len(c.Certificate), err)
 			}
 			warned := strings.Contains(logs.String(), "key-file is readable by others") && strings.Contains(logs.String(), "mode=0644")
 			if warned != tc.warning {
@@ -217,7 +218,7 @@ func TestIdentity(t *testing.T) {
 		dir := t.TempDir()
 		cert, key := selfSigned(t, dir, "x", false, 0o600)
 		for _, c := range []Config{{CertFile: filepath.Join(dir, "gone.pem"), KeyFile: key}, {CertFile: cert, KeyFile: filepath.Join(dir, "gone.key")}} {
-			_, _, err := identity(c, slog.New(slog.DiscardHandler))
+			_, err := loadIdentity(c, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), "gone.") {
 				t.Errorf("identity(%+v) = %v, want an error naming the missing file", c, err)
 			}

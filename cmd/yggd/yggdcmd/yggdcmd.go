@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,7 +34,8 @@ import (
 
 // Main runs yggd with os.Args and returns the exit code: 0 after a clean
 // stop (SIGINT, SIGTERM), 1 when it cannot run, 2 for a usage or
-// configuration error (one that a restart cannot fix).
+// configuration error (one that a restart cannot fix). SIGHUP reloads the
+// configuration (see serve).
 func Main() int {
 	cfg, opt, err := ParseConfig(os.Args[1:], os.Stderr)
 	switch {
@@ -59,7 +61,7 @@ func Main() int {
 	log := newLogger(os.Stderr, stderrIsJournal(), level)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, cfg, log); err != nil {
+	if err := serve(ctx, os.Args[1:], cfg, level, log); err != nil {
 		log.Error("yggd stopped", "error", err)
 		if errors.Is(err, errConfig) {
 			return 2 // systemd does not restart it (RestartPreventExitStatus=2)
@@ -88,17 +90,16 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("%q is not one of error, warn, info, debug, trace", s)
 }
 
-// Run runs yggd until ctx ends, then stops cleanly: deliveries in flight
-// get a grace period, messages not yet handed to a worker stay in the
-// journal for the next start, workers get SIGTERM while the dispatcher
-// still takes their answers, answers still queued are sent (those left stay
-// in the journal), a retained offline status is published, and the
-// connection is closed.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	clientID, tlsConfig, err := identity(cfg, log)
-	if err != nil {
-		return asConfigError(err) // a file named by the configuration is unusable
-	}
+// runCore runs yggd's core as id until ctx ends, then stops cleanly:
+// deliveries in flight get a grace period, messages not yet handed to a
+// worker stay in the journal for the next start, workers get SIGTERM while
+// the dispatcher still takes their answers, answers still queued are sent
+// (those left stay in the journal), a retained offline status is
+// published, and the connection is closed. It makes the transport
+// reconnect with each update received. When ctx ends with errRestart
+// (serve runs the core again with a new configuration) it returns that.
+func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connUpdate, log *slog.Logger) error {
+	clientID, tlsConfig := id.clientID, id.tls
 	log = log.With("client_id", clientID)
 	warnLoosePermissions(cfg, log)
 	log.Info("starting", "version", build.Version, "brokers", cfg.Brokers, "worker_dir", cfg.WorkerDir, "config", cfg.File)
@@ -196,8 +197,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	notify("READY=1")
 	log.Info("ready", "dispatcher", srv.Addr(), "state_dir", cfg.StateDir)
 
-	<-ctx.Done()
-	notify("STOPPING=1")
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case u := <-updates:
+			tr.Update(u.brokers, u.tls)
+		}
+	}
+	if !errors.Is(context.Cause(ctx), errRestart) {
+		notify("STOPPING=1") // systemd would then wait for the process to end
+	}
 	log.Info("stopping")
 	routing.Wait() // messages not yet handed stay in the journal
 	stopWorkers()
@@ -235,9 +244,25 @@ func factsFunc(cfg Config, log *slog.Logger) func() yggdrasil.CanonicalFacts {
 	}
 }
 
-// identity returns the MQTT client id (the certificate's CN, or client-id
-// when there is no certificate) and the TLS configuration.
-func identity(cfg Config, log *slog.Logger) (string, *tls.Config, error) {
+// identity is who yggd is to the broker and to the cloud's HTTP servers:
+// the MQTT client id and the TLS configuration both use. The key pair sits
+// behind GetClientCertificate rather than in Certificates, so that a
+// renewed pair (same CN, same CA) serves every connection made after it is
+// stored, the transport's and the HTTP client's alike, without building
+// them again.
+type identity struct {
+	clientID string
+	tls      *tls.Config
+	cert     atomic.Pointer[tls.Certificate] // nil without cert-file
+	leaf     *x509.Certificate               // cert's leaf; nil without cert-file
+	files    fileStamps                      // cert-file, key-file and ca-root as they were before being read
+}
+
+// loadIdentity reads the identity cfg names: the client id (the
+// certificate's CN, or client-id when there is no certificate), the key
+// pair and the roots.
+func loadIdentity(cfg Config, log *slog.Logger) (*identity, error) {
+	id := &identity{clientID: cfg.ClientID, files: stampFiles(cfg)}
 	roots, err := x509.SystemCertPool()
 	if err != nil {
 		roots = x509.NewCertPool()
@@ -245,60 +270,66 @@ func identity(cfg Config, log *slog.Logger) (string, *tls.Config, error) {
 	if cfg.CARoot != "" {
 		pem, err := os.ReadFile(cfg.CARoot)
 		if err != nil {
-			return "", nil, fmt.Errorf("ca-root: %w", err)
+			return nil, fmt.Errorf("ca-root: %w", err)
 		}
 		if !roots.AppendCertsFromPEM(pem) {
-			return "", nil, fmt.Errorf("ca-root: %s holds no PEM certificate", cfg.CARoot)
+			return nil, fmt.Errorf("ca-root: %s holds no PEM certificate", cfg.CARoot)
 		}
 	}
-	tlsConfig := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	id.tls = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if cfg.CertFile == "" {
-		return cfg.ClientID, tlsConfig, nil
+		return id, nil
 	}
-	cert, cn, err := loadKeyPair(cfg.CertFile, cfg.KeyFile, log)
+	cert, leaf, err := loadKeyPair(cfg.CertFile, cfg.KeyFile, log)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if err := checkTopicLevel(cn); err != nil {
-		return "", nil, fmt.Errorf("cert-file %s: the certificate's CN is the client id, a topic level: %w", cfg.CertFile, err)
+	if err := checkTopicLevel(leaf.Subject.CommonName); err != nil {
+		return nil, fmt.Errorf("cert-file %s: the certificate's CN is the client id, a topic level: %w", cfg.CertFile, err)
 	}
-	tlsConfig.Certificates = []tls.Certificate{cert}
-	if cfg.ClientID != "" && cfg.ClientID != cn {
-		log.Warn("client-id ignored: the certificate's CN is the client id", "client_id", cfg.ClientID, "cn", cn)
+	id.cert.Store(&cert)
+	id.leaf = leaf
+	id.clientID = leaf.Subject.CommonName
+	id.tls.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return id.cert.Load(), nil
 	}
-	return cn, tlsConfig, nil
+	if cfg.ClientID != "" && cfg.ClientID != id.clientID {
+		log.Warn("client-id ignored: the certificate's CN is the client id", "client_id", cfg.ClientID, "cn", id.clientID)
+	}
+	return id, nil
 }
 
 // loadKeyPair reads a certificate and key in PEM or DER (told apart by
-// content, not by file name) and returns the certificate's CN.
-func loadKeyPair(certFile, keyFile string, log *slog.Logger) (tls.Certificate, string, error) {
+// content, not by file name) and returns the pair and its leaf, whose CN
+// is the client id.
+func loadKeyPair(certFile, keyFile string, log *slog.Logger) (tls.Certificate, *x509.Certificate, error) {
 	certBytes, err := os.ReadFile(certFile)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("cert-file: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("cert-file: %w", err)
 	}
 	info, err := os.Stat(keyFile)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("key-file: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("key-file: %w", err)
 	}
 	if mode := info.Mode().Perm(); mode&0o077 != 0 {
 		log.Warn("key-file is readable by others: chmod 600 it", "key_file", keyFile, "mode", fmt.Sprintf("%#o", mode))
 	}
 	keyBytes, err := os.ReadFile(keyFile)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("key-file: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("key-file: %w", err)
 	}
 	leaf, err := facts.ParseCert(certBytes)
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("cert-file %s: %w", certFile, err)
+		return tls.Certificate{}, nil, fmt.Errorf("cert-file %s: %w", certFile, err)
 	}
 	if leaf.Subject.CommonName == "" {
-		return tls.Certificate{}, "", fmt.Errorf("cert-file %s: the certificate has no CN (the client id)", certFile)
+		return tls.Certificate{}, nil, fmt.Errorf("cert-file %s: the certificate has no CN (the client id)", certFile)
 	}
 	cert, err := tls.X509KeyPair(toPEM("CERTIFICATE", certBytes), toPEM("PRIVATE KEY", keyBytes))
 	if err != nil {
-		return tls.Certificate{}, "", fmt.Errorf("cert-file %s and key-file %s: %w", certFile, keyFile, err)
+		return tls.Certificate{}, nil, fmt.Errorf("cert-file %s and key-file %s: %w", certFile, keyFile, err)
 	}
-	return cert, leaf.Subject.CommonName, nil
+	return cert, leaf, nil
 }
 
 // toPEM wraps DER bytes in PEM; PEM input is returned as it is.
