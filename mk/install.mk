@@ -12,10 +12,15 @@
 # the configuration in /etc and the state in /var; any other prefix keeps
 # them under it ($(PREFIX)/etc, $(PREFIX)/var).
 #
-# BROKER is the broker the installed config.toml connects to. Its default is
-# the one yggdrasil 0.1.x installed, a public test broker that anyone can
-# publish to: a distribution or provider sets its own, for example
+# BROKER is the broker the installed config.toml connects to; a
+# distribution or provider sets its own, for example
 #   make install BROKER=wss://connect.cloud.redhat.com:443 TOPICPREFIX=redhat/insights ...
+# Its default is a TLS broker on this host (yggsim serve's --mqtts), whose
+# certificate must be trusted (ca-root). yggdrasil 0.1.x installed
+# tcp://test.mosquitto.org:1883, a public broker anyone can publish to: a
+# root daemon whose workers manage the host must not listen there. Nor on a
+# plain tcp://localhost, where any local user who binds the port first
+# gives it orders.
 
 GO            ?= go
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -25,7 +30,7 @@ BRANDNAME     ?= yggdrasil
 PROVIDER      ?=
 TOPICPREFIX   ?= yggdrasil
 DATAHOST      ?=
-BROKER        ?= tcp://test.mosquitto.org:1883
+BROKER        ?= ssl://localhost:8883
 PREFIX        ?= /usr/local
 BINDIR        ?= $(PREFIX)/bin
 SBINDIR       ?= $(PREFIX)/sbin
