@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -26,12 +27,15 @@ import (
 // broker.publish) out of that window. OnSessionEstablish, the last hook
 // before inheritClientSession, closes the gate for the connecting client
 // and waits for the publishes under way to finish; the first packet mochi
-// encodes for that client (its CONNACK, or the DISCONNECT of a broker that
-// is closing) opens it again, and by then the new client is listed, so the
-// publishes that waited go to it. Every path out of attachClient after
-// OnSessionEstablish writes to the client before it stops it, so the gate
-// always opens; a publisher also gives up when its context ends, so even
-// then the cloud gets an error, not a silent loss.
+// has written to that client (its CONNACK) opens it again, and by then the
+// new client is listed, so the publishes that waited go to it, after the
+// CONNACK (opening when the CONNACK was only encoded let a delivery be
+// written first, which a client must refuse). Another packet encoded
+// first (the DISCONNECT of a broker that is closing), the client's
+// disconnection, or its connection found closed while a publisher waits
+// opens it too, so the gate never stays shut; a publisher also gives up
+// when its context ends, so even then the cloud gets an error, not a
+// silent loss.
 //
 // Publishes by other MQTT clients to a client being taken over are not
 // gated; the sim's hosts receive only the cloud's.
@@ -52,7 +56,7 @@ func newTakeoverGate() *takeoverGate {
 func (g *takeoverGate) ID() string { return "sim-takeover-gate" }
 
 func (g *takeoverGate) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnSessionEstablish, mqtt.OnPacketEncode, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnSessionEstablish, mqtt.OnPacketEncode, mqtt.OnPacketSent, mqtt.OnDisconnect}, []byte{b})
 }
 
 // notify wakes every waiter; g.mu is held.
@@ -74,10 +78,16 @@ func (g *takeoverGate) publish(ctx context.Context, fn func() error) error {
 		}
 		select {
 		case <-wait:
+		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 		g.mu.Lock()
+		for cl := range g.closing {
+			if cl.Closed() { // it failed before anything was written
+				delete(g.closing, cl)
+			}
+		}
 	}
 	g.publishing++
 	g.mu.Unlock()
@@ -119,8 +129,12 @@ func (g *takeoverGate) open(cl *mqtt.Client) {
 }
 
 func (g *takeoverGate) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	g.open(cl)
+	if pk.FixedHeader.Type != packets.Connack {
+		g.open(cl)
+	}
 	return pk
 }
+
+func (g *takeoverGate) OnPacketSent(cl *mqtt.Client, _ packets.Packet, _ []byte) { g.open(cl) }
 
 func (g *takeoverGate) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { g.open(cl) }
