@@ -36,6 +36,7 @@ var commandSets = []func() map[string]command{
 	genCommands,
 	soakCommands,
 	killCommands,
+	notifyCommands,
 }
 
 type ctxKey struct{}
