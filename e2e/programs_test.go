@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ygglab/yggdrasil/cmd/yggd/yggdcmd"
 	pb "github.com/ygglab/yggdrasil/proto"
 	"github.com/ygglab/yggdrasil/yggdrasil/worker"
 )
@@ -30,6 +31,19 @@ var testPrograms = map[string]func() int{
 	"bulk-worker":     func() int { return gateWorker("bulk", false, bulkAnswer) },
 	"two-step-worker": twoStepWorker,
 	"record-worker":   recordWorker,
+	"yggd-wedge":      yggdWedge,
+}
+
+// yggdWedge is yggd whose router wedges at the first SIGUSR1: it holds
+// its lock, as a deadlock would, until yggd stops. The watchdog pings must
+// stop.
+func yggdWedge() int {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	wedge := make(chan struct{})
+	go func() { <-usr1; close(wedge) }() // ends with the process
+	yggdcmd.WedgeRouter = wedge
+	return yggdcmd.Main()
 }
 
 // twoStepWorker registers the echo handler "first", then, a second later,

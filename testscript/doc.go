@@ -27,6 +27,7 @@
 //	CONTENT_URL     content: the content server
 //	DBUS_SYSTEM_BUS_ADDRESS, RHSM_CONSUMER_DIR, RHSM_CONSUMER_ID, YGG_HOSTNAME
 //	                rhsm: the private bus and where the consumer certificate goes
+//	NOTIFY_SOCKET   notify-socket: systemd's notify socket, for sd_notify
 //
 // Every server is closed by a Defer; cleanups tolerate either order.
 //
@@ -102,6 +103,19 @@
 //	rhsm-calls
 //	systemd-calls
 //		Print the calls the fakes received, one a line.
+//
+// systemd's notify socket (notify.go):
+//
+//	notify-socket
+//		Listen on a datagram socket in $YGG_SOCKET_DIR, as systemd's notify
+//		socket, record what it receives, and export NOTIFY_SOCKET. Set
+//		WATCHDOG_USEC (env) for watchdog pings; leave WATCHDOG_PID unset, as
+//		the test cannot know the pid of the program it starts.
+//	notify-wait [-timeout d] regexp      (!)
+//		Wait for a datagram received after the mark that matches regexp
+//		(READY=1, STATUS=…, WATCHDOG=1); print it.
+//	notify-mark
+//		Later notify-waits look only at datagrams received from now on.
 //
 // Certificates that must fail (tls.go):
 //

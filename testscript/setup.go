@@ -37,6 +37,7 @@ var commandSets = []func() map[string]command{
 	genCommands,
 	soakCommands,
 	killCommands,
+	notifyCommands,
 }
 
 type ctxKey struct{}

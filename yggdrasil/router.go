@@ -63,6 +63,12 @@ type RouterConfig struct {
 	Post func(ctx context.Context, d *Data) error
 
 	Log *slog.Logger
+
+	// Wedge is a test hook, nil in production: once it is closed, the
+	// router holds its lock until Run's context ends, as a deadlock
+	// would, so that Alive fails. yggd's e2e scenario of the watchdog
+	// uses it.
+	Wedge <-chan struct{}
 }
 
 // Stats counts what the router did since it started.
@@ -96,7 +102,8 @@ type Router struct {
 	lanes      map[string]*lane // by directive
 	delivering sync.WaitGroup   // the lanes' goroutines
 
-	statusKick chan struct{} // capacity 1: publish the status again
+	statusKick chan struct{}      // capacity 1: publish the status again
+	probes     chan chan struct{} // Alive's probes, answered by the status loop
 
 	received, delivered, duplicates, rejected, answers atomic.Uint64
 }
@@ -125,6 +132,7 @@ func NewRouter(cfg RouterConfig, tr Transport) *Router {
 		j:          cfg.Journal,
 		lanes:      map[string]*lane{},
 		statusKick: make(chan struct{}, 1),
+		probes:     make(chan chan struct{}),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.sendCtx, r.cancelSend = context.WithCancel(context.Background())
@@ -161,6 +169,9 @@ func (r *Router) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.out.Run(ctx, r.tr) })
 	wg.Go(func() { r.publishStatuses(ctx) })
+	if r.cfg.Wedge != nil {
+		wg.Go(func() { r.wedge(ctx) })
+	}
 	r.recover()
 	<-ctx.Done()
 	// Under lanesMu: an enqueue either saw the cancellation or has added
@@ -230,27 +241,84 @@ func (r *Router) KickStatus() {
 // subscribed: it publishes the online status.
 func (r *Router) Connected() { r.KickStatus() }
 
+// publishStatuses publishes the online status at each kick, one publish
+// at a time, and answers Alive's probes meanwhile: the publish, which
+// waits for a connection, runs on a goroutine of the loop's own.
 func (r *Router) publishStatuses(ctx context.Context) {
+	kick := r.statusKick // nil while a publish runs: kicks wait for it
+	var done chan struct{}
 	for {
 		select {
-		case <-r.statusKick:
+		case <-kick:
+			kick, done = nil, make(chan struct{})
+			go func() {
+				defer close(done)
+				r.publishStatus(ctx)
+			}()
+		case <-done:
+			kick, done = r.statusKick, nil
+		case reply := <-r.probes:
+			r.lanesMu.Lock()
+			reply <- struct{}{}
+			r.lanesMu.Unlock()
 		case <-ctx.Done():
+			if done != nil {
+				<-done
+			}
 			return
 		}
-		if err := r.tr.WaitConnected(ctx); err != nil {
-			return
-		}
-		payload := r.status(StateOnline)
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := r.tr.Publish(pctx, r.topic(KindControl), payload, true)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			// The next connection publishes it again (Connected kicks).
-			r.log.Warn("publish connection status", "error", err)
-			continue
-		}
-		r.log.Debug("published connection status", "state", StateOnline)
 	}
+}
+
+// publishStatus publishes the online status once connected.
+func (r *Router) publishStatus(ctx context.Context) {
+	if err := r.tr.WaitConnected(ctx); err != nil {
+		return
+	}
+	payload := r.status(StateOnline)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := r.tr.Publish(pctx, r.topic(KindControl), payload, true)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		// The next connection publishes it again (Connected kicks).
+		r.log.Warn("publish connection status", "error", err)
+		return
+	}
+	r.log.Debug("published connection status", "state", StateOnline)
+}
+
+// Alive returns nil once the router's status loop has answered a probe,
+// or an error when it has not by the time ctx ends. The loop answers
+// whatever the connection does, after taking the router's lock: a loop
+// that is stuck, or a lock that is never released, fails the probe.
+// yggd's watchdog asks it while Run runs.
+func (r *Router) Alive(ctx context.Context) error {
+	reply := make(chan struct{}, 1) // the loop never waits for us
+	select {
+	case r.probes <- reply:
+	case <-ctx.Done():
+		return fmt.Errorf("router status loop did not take the probe: %w", context.Cause(ctx))
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("router status loop took the probe but did not answer: %w", context.Cause(ctx))
+	}
+}
+
+// wedge is the test hook of RouterConfig.Wedge: it holds the router's lock
+// from the moment Wedge is closed until ctx ends.
+func (r *Router) wedge(ctx context.Context) {
+	select {
+	case <-r.cfg.Wedge:
+	case <-ctx.Done():
+		return
+	}
+	r.lanesMu.Lock()
+	defer r.lanesMu.Unlock()
+	r.log.Warn("router wedged by the test hook: its lock is held until yggd stops")
+	<-ctx.Done()
 }
 
 // Will returns the retained offline status that the broker publishes if

@@ -16,8 +16,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -53,6 +55,28 @@ type Config struct {
 	ConnectTimeout time.Duration
 	MaxBackoff     time.Duration // cap of the delay between attempts; default 30 s
 	Log            *slog.Logger
+
+	// OnState, when set, is called at each change of what the transport
+	// does (connecting, connected, waiting to reconnect, staying offline),
+	// on the transport's loop: it must not block.
+	OnState func(State)
+}
+
+// State is what the transport is doing, as Config.OnState reports it. The
+// zero value means connecting.
+type State struct {
+	// Broker is the URL of the broker connected to (any password left
+	// out); empty while not connected.
+	Broker string
+	// Retry is how long until the next attempt to connect, while waiting
+	// for it.
+	Retry time.Duration
+	// Err is why the last attempt failed or the connection ended, while
+	// waiting to retry; nil when a reconnect command asked for the wait.
+	Err error
+	// Offline says that the transport stays disconnected, after a
+	// disconnect command, until the process restarts.
+	Offline bool
 }
 
 // ErrNotConnected is returned by Publish while there is no connection.
@@ -70,6 +94,8 @@ type Transport struct {
 
 	cmds    chan command  // Disconnect and Reconnect requests
 	updated chan struct{} // capacity 1: Update changed cfg.Brokers or cfg.TLS
+
+	probes chan chan struct{} // Alive's probes, answered by Run's loop
 
 	handlers *handlerPool
 }
@@ -98,7 +124,7 @@ func New(cfg Config) *Transport {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Transport{cfg: cfg, log: log, up: make(chan struct{}), down: make(chan struct{}), cmds: make(chan command, 1),
-		updated: make(chan struct{}, 1), handlers: newHandlerPool()}
+		updated: make(chan struct{}, 1), probes: make(chan chan struct{}), handlers: newHandlerPool()}
 }
 
 // Run connects and stays connected until ctx ends, then disconnects
@@ -118,12 +144,14 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		c, lost, err := t.connect(ctx, h)
+		t.report(State{})
+		c, broker, lost, err := t.connect(ctx, h)
 		if err != nil {
 			failures++
 			d := Backoff(failures, t.cfg.MaxBackoff)
 			brokers, _ := t.target()
 			t.log.Warn("connect to broker failed", "brokers", brokers, "error", err, "retry_in", d.Round(time.Millisecond))
+			t.report(State{Retry: d, Err: err})
 			if !t.pause(ctx, d) {
 				return nil
 			}
@@ -131,45 +159,130 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 		}
 		failures = 0
 		t.setClient(c)
-		t.log.Info("connected to broker")
+		t.log.Info("connected to broker", "broker", broker)
+		t.report(State{Broker: broker})
 		h.Connected()
-		select {
-		case <-ctx.Done():
-			t.setClient(nil)
-			c.Disconnect(250)
-			t.log.Info("disconnected from broker")
-			return nil
-		case err := <-lost:
-			t.setClient(nil)
-			failures = 1 // the first retry comes after about a second
-			t.log.Warn("connection to broker lost", "error", err)
-			if !t.pause(ctx, Backoff(failures, t.cfg.MaxBackoff)) {
+	connected:
+		for {
+			select {
+			case reply := <-t.probes:
+				t.answer(reply)
+			case <-ctx.Done():
+				t.setClient(nil)
+				c.Disconnect(250)
+				t.log.Info("disconnected from broker")
 				return nil
-			}
-		case <-t.updated:
-			t.setClient(nil)
-			c.Disconnect(250)
-			t.log.Info("reconnecting to the broker with new settings")
-		case cmd := <-t.cmds:
-			t.setClient(nil)
-			c.Disconnect(250)
-			if cmd.stay {
-				t.log.Info("disconnected from broker on request; restart yggd to connect again")
-				<-ctx.Done()
-				return nil
-			}
-			t.log.Info("disconnected from broker on request", "reconnect_in", cmd.delay)
-			if !sleep(ctx, cmd.delay) {
-				return nil
+			case err := <-lost:
+				t.setClient(nil)
+				failures = 1 // the first retry comes after about a second
+				d := Backoff(failures, t.cfg.MaxBackoff)
+				t.log.Warn("connection to broker lost", "error", err)
+				t.report(State{Retry: d, Err: err})
+				if !t.pause(ctx, d) {
+					return nil
+				}
+				break connected
+			case <-t.updated:
+				t.setClient(nil)
+				c.Disconnect(250)
+				t.log.Info("reconnecting to the broker with new settings")
+				break connected
+			case cmd := <-t.cmds:
+				t.setClient(nil)
+				c.Disconnect(250)
+				if cmd.stay {
+					t.log.Info("disconnected from broker on request; restart yggd to connect again")
+					t.report(State{Offline: true})
+					t.await(ctx, nil, -1)
+					return nil
+				}
+				t.log.Info("disconnected from broker on request", "reconnect_in", cmd.delay)
+				if cmd.delay > 0 {
+					t.report(State{Retry: cmd.delay})
+				}
+				if !t.sleep(ctx, cmd.delay) {
+					return nil
+				}
+				break connected
 			}
 		}
 	}
 }
 
+// report tells Config.OnState what the transport does now.
+func (t *Transport) report(s State) {
+	if t.cfg.OnState != nil {
+		t.cfg.OnState(s)
+	}
+}
+
+// Alive returns nil once Run's loop has answered a probe, or an error when
+// it has not by the time ctx ends. The loop answers in every state
+// (connecting, connected, waiting to reconnect, staying offline), after
+// taking the transport's lock: a loop that is stuck, or a lock that is
+// never released, fails the probe. yggd's watchdog asks it.
+func (t *Transport) Alive(ctx context.Context) error {
+	reply := make(chan struct{}, 1) // the loop never waits for us
+	select {
+	case t.probes <- reply:
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt transport loop did not take the probe: %w", context.Cause(ctx))
+	}
+	select {
+	case <-reply:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt transport loop took the probe but did not answer: %w", context.Cause(ctx))
+	}
+}
+
+// answer answers a probe of Alive.
+func (t *Transport) answer(reply chan<- struct{}) {
+	t.mu.Lock()
+	reply <- struct{}{}
+	t.mu.Unlock()
+}
+
+// outcome is what ended an await.
+type outcome int
+
+const (
+	doneFirst outcome = iota
+	timedOut
+	cancelled
+)
+
+// await waits until done is closed, timeout has passed (never, when it is
+// negative) or ctx ends, answering Alive's probes meanwhile: every wait of
+// Run's loop goes through it, so that the loop is seen alive in every
+// state.
+func (t *Transport) await(ctx context.Context, done <-chan struct{}, timeout time.Duration) outcome {
+	var expired <-chan time.Time
+	if timeout >= 0 {
+		timer := time.NewTimer(timeout)
+		defer timer.Stop()
+		expired = timer.C
+	}
+	for {
+		select {
+		case <-done:
+			return doneFirst
+		case <-expired:
+			return timedOut
+		case <-ctx.Done():
+			return cancelled
+		case reply := <-t.probes:
+			t.answer(reply)
+		}
+	}
+}
+
 // connect makes a new client with a fresh will, connects it and subscribes.
-func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan error, error) {
+// It returns the URL of the broker it connected to.
+func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, string, <-chan error, error) {
 	lost := make(chan error, 1)
 	brokers, tlsConfig := t.target()
+	var broker atomic.Pointer[string] // the broker of the last attempt
 	controlIn := yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindControl, yggdrasil.DirIn)
 	dataIn := yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindData, yggdrasil.DirIn)
 	// paho calls route in arrival order on one goroutine; each message is
@@ -209,6 +322,11 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 		SetWriteTimeout(30*time.Second).
 		SetBinaryWill(h.WillTopic(), h.Will(), 1, true).
 		SetDefaultPublishHandler(route).
+		SetConnectionAttemptHandler(func(u *url.URL, tlsConfig *tls.Config) *tls.Config {
+			b := u.Redacted()
+			broker.Store(&b)
+			return tlsConfig
+		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
 			case lost <- err:
@@ -223,18 +341,18 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 	}
 	c := paho.NewClient(opts)
 	ctok := c.Connect()
-	if err := wait(ctx, ctok, t.cfg.ConnectTimeout+time.Second); err != nil {
+	if err := t.wait(ctx, ctok, t.cfg.ConnectTimeout+time.Second); err != nil {
 		c.Disconnect(0)
-		return nil, nil, fmt.Errorf("connect: %w", err)
+		return nil, "", nil, fmt.Errorf("connect: %w", err)
 	}
 	resumed := ctok.(*paho.ConnectToken).SessionPresent()
 	// 0.1.x publishes an empty message to data/out on connect (a topic must
 	// exist before use on some brokers); clouds ignore it.
 	c.Publish(yggdrasil.Topic(t.cfg.TopicPrefix, t.cfg.ClientID, yggdrasil.KindData, yggdrasil.DirOut), 0, false, []byte{})
 	tok := c.SubscribeMultiple(map[string]byte{controlIn: 1, dataIn: 1}, route)
-	if err := wait(ctx, tok, t.cfg.ConnectTimeout); err != nil {
+	if err := t.wait(ctx, tok, t.cfg.ConnectTimeout); err != nil {
 		c.Disconnect(0)
-		return nil, nil, fmt.Errorf("subscribe: %w", err)
+		return nil, "", nil, fmt.Errorf("subscribe: %w", err)
 	}
 	for topic, code := range tok.(*paho.SubscribeToken).Result() {
 		switch {
@@ -247,10 +365,14 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, <-chan
 			t.log.Debug("subscription refused; the resumed session keeps it", "topic", topic, "code", fmt.Sprintf("%#x", code))
 		default:
 			c.Disconnect(0)
-			return nil, nil, fmt.Errorf("subscribe %s: refused by the broker (code %#x)", topic, code)
+			return nil, "", nil, fmt.Errorf("subscribe %s: refused by the broker (code %#x)", topic, code)
 		}
 	}
-	return c, lost, nil
+	addr := ""
+	if b := broker.Load(); b != nil {
+		addr = *b
+	}
+	return c, addr, lost, nil
 }
 
 func (t *Transport) setClient(c paho.Client) {
@@ -370,18 +492,9 @@ func (t *Transport) target() ([]string, *tls.Config) {
 }
 
 // pause waits d between connection attempts, or less when Update asks for
-// a reconnect; it returns false when ctx ends.
+// a reconnect, answering Alive's probes; it returns false when ctx ends.
 func (t *Transport) pause(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-t.updated:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return t.await(ctx, t.updated, d) != cancelled
 }
 
 func (t *Transport) request(c command) {
@@ -455,29 +568,22 @@ func Backoff(n int, max time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-func wait(ctx context.Context, tok paho.Token, timeout time.Duration) error {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case <-tok.Done():
+// wait waits for a paho token, at most timeout.
+func (t *Transport) wait(ctx context.Context, tok paho.Token, timeout time.Duration) error {
+	switch t.await(ctx, tok.Done(), timeout) {
+	case doneFirst:
 		return tok.Error()
-	case <-timer.C:
+	case timedOut:
 		return fmt.Errorf("no answer from the broker within %s", timeout)
-	case <-ctx.Done():
+	default:
 		return ctx.Err()
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits d and reports whether ctx is still alive.
+func (t *Transport) sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return t.await(ctx, nil, d) == timedOut
 }

@@ -11,9 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -104,7 +102,9 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	warnLoosePermissions(cfg, log)
 	log.Info("starting", "version", build.Version, "brokers", cfg.Brokers, "worker_dir", cfg.WorkerDir, "config", cfg.File)
 
+	svc := newService(log, cfg.Brokers)
 	tr := mqtt.New(mqtt.Config{
+		OnState:     svc.transportState,
 		Brokers:     cfg.Brokers,
 		ClientID:    clientID,
 		TopicPrefix: cfg.TopicPrefix,
@@ -141,6 +141,7 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		Fetch:           httpc.Fetch,
 		Post:            httpc.Post,
 		Log:             log.With("component", "router"),
+		Wedge:           WedgeRouter,
 	}, tr)
 	srv, err := ipc.Listen(ipc.Config{
 		RuntimeDir:     cfg.RuntimeDir,
@@ -194,7 +195,8 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	serving.Go(func() { fail(srv.Serve(sctx)) })
 	supervising.Go(func() { fail(sup.Run(wctx)) })
 	routing.Go(func() { fail(router.Run(ctx)) })
-	notify("READY=1")
+	stopWatchdog := svc.ready(ctx, loopProbe{"router", router.Alive}, loopProbe{"mqtt transport", tr.Alive})
+	defer stopWatchdog()
 	log.Info("ready", "dispatcher", srv.Addr(), "state_dir", cfg.StateDir)
 
 	for ctx.Err() == nil {
@@ -205,7 +207,7 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		}
 	}
 	if !errors.Is(context.Cause(ctx), errRestart) {
-		notify("STOPPING=1") // systemd would then wait for the process to end
+		svc.stopping() // systemd then waits for the process to end
 	}
 	log.Info("stopping")
 	routing.Wait() // messages not yet handed stay in the journal
@@ -342,19 +344,4 @@ func toPEM(kind string, b []byte) []byte {
 		return b
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: b})
-}
-
-// notify tells systemd about yggd's state (sd_notify), when run by systemd.
-func notify(state string) {
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if addr == "" {
-		return
-	}
-	// Go maps a leading '@' to the abstract namespace, as systemd means it.
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	io.WriteString(c, state)
 }
