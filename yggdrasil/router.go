@@ -365,7 +365,13 @@ func (r *Router) HandleControl(payload []byte) {
 		b, _ := json.Marshal(ev)
 		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 		defer cancel()
-		if err := r.tr.Publish(ctx, r.topic(KindControl), b, false); err != nil {
+		// A ping the broker kept for us arrives as soon as the session
+		// resumes, before the transport has finished connecting.
+		err := r.tr.WaitConnected(ctx)
+		if err == nil {
+			err = r.tr.Publish(ctx, r.topic(KindControl), b, false)
+		}
+		if err != nil {
 			log.Warn("publish pong", "error", err)
 		}
 	case CommandDisconnect:

@@ -297,7 +297,12 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, string
 			t.log.Warn("retained command ignored: commands are not meant to be retained", "topic", m.Topic(), "bytes", len(m.Payload()))
 			m.Ack()
 		case m.Topic() == controlIn:
-			t.handlers.Go(func() { h.HandleControl(m.Payload()); m.Ack() })
+			// Acknowledged first: a command is for the moment it is sent,
+			// and reconnect or disconnect close the connection its
+			// acknowledgement would go out on, so the broker would send
+			// it again and it would run twice.
+			m.Ack()
+			t.handlers.Go(func() { h.HandleControl(m.Payload()) })
 		case m.Topic() == dataIn:
 			t.handlers.Go(func() {
 				if h.HandleData(m.Payload()) {

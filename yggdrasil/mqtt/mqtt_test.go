@@ -72,11 +72,14 @@ func refusingBroker(t *testing.T) string {
 }
 
 // run starts tr and stops it with the test.
-func run(t *testing.T, tr *mqtt.Transport) {
+func run(t *testing.T, tr *mqtt.Transport) { runWith(t, tr, handler{}) }
+
+// runWith starts tr with h and stops it with the test.
+func runWith(t *testing.T, tr *mqtt.Transport, h mqtt.Handler) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := tr.Run(ctx, handler{}); err != nil {
+		if err := tr.Run(ctx, h); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})

@@ -3,7 +3,6 @@ package mqtt_test
 import (
 	"context"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,14 +10,6 @@ import (
 	"github.com/ygglab/yggdrasil/yggdrasil"
 	"github.com/ygglab/yggdrasil/yggdrasil/mqtt"
 )
-
-// runTransport runs tr until the test ends.
-func runTransport(t *testing.T, tr *mqtt.Transport) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { tr.Run(ctx, handler{}) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
-}
 
 // awaitConnect waits until s records the empty data/out message a
 // transport publishes on each connection, after since.
@@ -36,7 +27,7 @@ func TestUpdate(t *testing.T) {
 	t.Run("connected_moves_to_the_new_broker", func(t *testing.T) {
 		a, b := startSim(t), startSim(t)
 		tr := mqtt.New(mqtt.Config{Brokers: []string{a.BrokerURL()}, ClientID: "host1"})
-		runTransport(t, tr)
+		run(t, tr)
 		awaitConnect(t, a, 0)
 		tr.Update([]string{b.BrokerURL()}, nil)
 		awaitConnect(t, b, 0)
@@ -50,7 +41,7 @@ func TestUpdate(t *testing.T) {
 		ln.Close() // connections are refused
 		b := startSim(t)
 		tr := mqtt.New(mqtt.Config{Brokers: []string{dead}, ClientID: "host1"})
-		runTransport(t, tr)
+		run(t, tr)
 		tr.Update([]string{b.BrokerURL()}, nil)
 		awaitConnect(t, b, 0)
 	})
