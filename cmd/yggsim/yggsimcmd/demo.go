@@ -172,13 +172,15 @@ func demoRoundTrips(ctx context.Context, st *Stack, host string, stdout io.Write
 	defer cancel()
 	var dispatchers string
 	for {
-		if h, ok := s.Host(host); ok && h.Online() && strings.Contains(string(h.Dispatchers), `"echo"`) {
+		// The echo worker registers its two handlers one after the other.
+		if h, ok := s.Host(host); ok && h.Online() && strings.Contains(string(h.Dispatchers), `"echo"`) &&
+			strings.Contains(string(h.Dispatchers), `"echo-detached"`) {
 			dispatchers = string(h.Dispatchers)
 			break
 		}
 		select {
 		case <-wait.Done():
-			return errors.New("the host did not come online with the echo worker within 30 s")
+			return errors.New("the host did not come online with the echo worker's two handlers within 30 s")
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
