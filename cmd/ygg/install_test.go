@@ -16,7 +16,8 @@ import (
 // the configuration in /etc and the state in /var (as meson does),
 // pkg-config names the worker directory, the paths reached the binaries
 // through the linker, the config is one yggd accepts, with a broker, the
-// unit starts the installed yggd, and the man page renders.
+// unit starts the installed yggd and systemd-analyze verify accepts it,
+// and the man page renders.
 func TestMakeInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds both programs: skipped in -short mode")
@@ -78,14 +79,20 @@ func TestMakeInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ExecStart=/usr/sbin/yggd\n", "Restart=on-failure\n", "WantedBy=multi-user.target\n"} {
+	for _, want := range []string{
+		"ExecStart=/usr/sbin/yggd\n", "Restart=on-failure\n", "WantedBy=multi-user.target\n",
+		"Type=notify\n", "NotifyAccess=main\n", "WatchdogSec=30s\n", "RestartPreventExitStatus=2\n",
+		"Environment=GOTRACEBACK=crash\n", "ExecReload=/bin/kill -HUP $MAINPID\n",
+		"RuntimeDirectory=yggdrasil\n", "StateDirectory=yggdrasil\n",
+	} {
 		if !bytes.Contains(unit, []byte(want)) {
-			t.Errorf("unit lacks %q", want)
+			t.Errorf("unit lacks %q", strings.TrimSpace(want))
 		}
 	}
 	if bytes.Contains(unit, []byte("@")) {
 		t.Errorf("unit has an unsubstituted @VARIABLE@:\n%s", unit)
 	}
+	verifyUnit(t, dest, unit)
 
 	if _, err := exec.LookPath("man"); err == nil {
 		man := exec.Command("man", "-l", filepath.Join(dest, "usr/share/man/man1/ygg.1.gz"))
@@ -98,5 +105,28 @@ func TestMakeInstall(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dest, "usr/share/bash-completion/completions/ygg")); err != nil {
 		t.Errorf("bash completion: %v", err)
+	}
+}
+
+// verifyUnit has systemd-analyze verify the installed unit (skipped where
+// it is not installed): it must be clean, no warning either. verify checks
+// that ExecStart's program exists and that Documentation's man pages
+// render, so it reads a copy whose ExecStart points into dest, with
+// MANPATH on the installed man pages.
+func verifyUnit(t *testing.T, dest string, unit []byte) {
+	t.Helper()
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Log("systemd-analyze is not installed: the unit is not verified")
+		return
+	}
+	staged := bytes.Replace(unit, []byte("\nExecStart=/usr/sbin/yggd\n"), []byte("\nExecStart="+filepath.Join(dest, "usr/sbin/yggd")+"\n"), 1)
+	check := filepath.Join(t.TempDir(), "yggd.service")
+	if err := os.WriteFile(check, staged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	verify := exec.Command("systemd-analyze", "verify", check)
+	verify.Env = append(os.Environ(), "MANPATH="+filepath.Join(dest, "usr/share/man"), "SYSTEMD_PAGER=")
+	if out, err := verify.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
