@@ -292,18 +292,23 @@ func (r *Router) publishStatus(ctx context.Context) {
 // whatever the connection does, after taking the router's lock: a loop
 // that is stuck, or a lock that is never released, fails the probe.
 // yggd's watchdog asks it while Run runs.
-func (r *Router) Alive(ctx context.Context) error {
+func (r *Router) Alive(ctx context.Context) error { return Probe(ctx, r.probes, "router status loop") }
+
+// Probe sends a probe to a loop that serves probes (it answers each on
+// the channel it receives, after checking what it must) and waits for the
+// answer; it fails, naming the loop, when ctx ends first.
+func Probe(ctx context.Context, probes chan<- chan struct{}, loop string) error {
 	reply := make(chan struct{}, 1) // the loop never waits for us
 	select {
-	case r.probes <- reply:
+	case probes <- reply:
 	case <-ctx.Done():
-		return fmt.Errorf("router status loop did not take the probe: %w", context.Cause(ctx))
+		return fmt.Errorf("%s did not take the probe: %w", loop, context.Cause(ctx))
 	}
 	select {
 	case <-reply:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("router status loop took the probe but did not answer: %w", context.Cause(ctx))
+		return fmt.Errorf("%s took the probe but did not answer: %w", loop, context.Cause(ctx))
 	}
 }
 

@@ -222,18 +222,7 @@ func (t *Transport) report(s State) {
 // taking the transport's lock: a loop that is stuck, or a lock that is
 // never released, fails the probe. yggd's watchdog asks it.
 func (t *Transport) Alive(ctx context.Context) error {
-	reply := make(chan struct{}, 1) // the loop never waits for us
-	select {
-	case t.probes <- reply:
-	case <-ctx.Done():
-		return fmt.Errorf("mqtt transport loop did not take the probe: %w", context.Cause(ctx))
-	}
-	select {
-	case <-reply:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("mqtt transport loop took the probe but did not answer: %w", context.Cause(ctx))
-	}
+	return yggdrasil.Probe(ctx, t.probes, "mqtt transport loop")
 }
 
 // answer answers a probe of Alive.
