@@ -117,6 +117,13 @@
 //	notify-mark
 //		Later notify-waits look only at datagrams received from now on.
 //
+// yggd's control socket (control.go):
+//
+//	control-wait [-timeout d] regexp      (!)
+//		Poll GET /v1/status on $RUNTIME_DIRECTORY/control.sock until the
+//		status document (indented JSON, as ygg status prints it under
+//		"yggd") matches regexp; print it.
+//
 // Certificates that must fail (tls.go):
 //
 //	cert-expired host-id dir

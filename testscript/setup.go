@@ -28,6 +28,7 @@ type command struct {
 // by name; Setup refuses duplicates.
 var commandSets = []func() map[string]command{
 	coreCommands,
+	controlCommands,
 	brokerCommands,
 	dbusCommands,
 	contentCommands,

@@ -225,14 +225,15 @@ func TestSuperviseCrashLoopStatus(t *testing.T) {
 		synctest.Wait()
 		got := s.Status()[0]
 		want := WorkerStatus{
-			Name:      "crash-worker",
-			Path:      "/nonexistent/crash-worker",
-			State:     StateRestarting,
-			Starts:    8,
-			Failures:  8,
-			LastExit:  "exit status 1",
-			LastErr:   errFakeExit,
-			NextStart: f.t0.Add(121 * s1),
+			Name:       "crash-worker",
+			Path:       "/nonexistent/crash-worker",
+			State:      StateRestarting,
+			Starts:     8,
+			Failures:   8,
+			LastExit:   "exit status 1",
+			LastExitAt: f.t0.Add(91 * s1),
+			LastErr:    errFakeExit,
+			NextStart:  f.t0.Add(121 * s1),
 		}
 		if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b error) bool { return errors.Is(a, b) })); diff != "" {
 			t.Errorf("status (-want +got):\n%s", diff)

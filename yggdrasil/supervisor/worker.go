@@ -51,10 +51,11 @@ type WorkerStatus struct {
 	// than Backoff.HealthyAfter, and failed starts; 0 once a process has
 	// been up that long. A worker that keeps failing shows Failures > 0
 	// and State restarting.
-	Failures  int
-	LastExit  string    // status of the last exit ("exit status 1", "signal: killed"), "" if none yet
-	LastErr   error     // why the last process ended or failed to start; nil after a clean exit
-	NextStart time.Time // when restarting: when the next start is due
+	Failures   int
+	LastExit   string    // status of the last exit ("exit status 1", "signal: killed"), "" if none yet
+	LastExitAt time.Time // when the last process exited, zero if none yet
+	LastErr    error     // why the last process ended or failed to start; nil after a clean exit
+	NextStart  time.Time // when restarting: when the next start is due
 }
 
 // worker is the supervisor's record of one worker file.
@@ -77,6 +78,7 @@ type worker struct {
 	starts         int
 	failures       int
 	lastExit       string
+	lastExitAt     time.Time
 	lastErr        error
 	nextStart      time.Time
 }
@@ -92,6 +94,7 @@ func (w *worker) status() WorkerStatus {
 		Starts:     w.starts,
 		Failures:   w.failures,
 		LastExit:   w.lastExit,
+		LastExitAt: w.lastExitAt,
 		LastErr:    w.lastErr,
 		NextStart:  w.nextStart,
 	}
@@ -149,6 +152,7 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 			w.lastRegistered = w.registered
 			w.registered = false
 			w.lastExit = status
+			w.lastExitAt = started.Add(ran)
 			w.lastErr = err
 			switch {
 			case stopped:

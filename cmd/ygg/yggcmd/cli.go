@@ -1,7 +1,8 @@
 // Package yggcmd is the ygg program: it registers a host with Red Hat
 // Subscription Management and enables the yggd daemon (register), reverses
-// that (unregister), shows the state of both (status), and prints the
-// host's canonical facts (facts, canonical-facts). It is importable so that
+// that (unregister), shows the state of both and of the running yggd
+// (status, workers: through yggd's control socket), and prints the host's
+// canonical facts (facts, canonical-facts). It is importable so that
 // cmd/ygg stays a one-line main and the e2e suite runs the real program.
 //
 // ygg talks to RHSM and systemd on the system bus, found as every D-Bus

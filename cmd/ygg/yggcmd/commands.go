@@ -60,13 +60,29 @@ func commands() []command {
 		},
 		{
 			name:    "status",
-			summary: "show the registration and " + unit + " state",
-			desc: fmt.Sprintf("Show whether this host is registered with Red Hat Subscription Management (and its consumer id), and the state of %[1]s.\n\n"+
-				"The exit status is 0 when the host is registered and %[1]s is active, 1 otherwise.\n\n"+
-				"With --format json, print one JSON object with the keys hostname, registered, consumer_id, unit, active_state, unit_file_state and yggd_running, "+
-				"plus rhsm_error and unit_error when a state could not be read.", unit),
-			flags: []flagSpec{formatFlag},
+			summary: "show the registration, " + unit + " and its connection and workers",
+			desc: fmt.Sprintf("Show whether this host is registered with Red Hat Subscription Management (and its consumer id), the state of %[1]s, "+
+				"and what the running %[2]sd says on its control socket: its connection to the broker, its client id and certificate, its answer queue, and its workers.\n\n"+
+				"The control socket is control-socket of %[2]sd's configuration (--config, else the file %[2]sd reads by default), "+
+				"else control.sock in its runtime directory (runtime-dir, else $RUNTIME_DIRECTORY, else /run/%[3]s). "+
+				"Only root, %[2]sd's user and the members of its control-group may use it.\n\n"+
+				"The exit status is 0 when the host is registered, %[1]s is active, %[2]sd answers and is connected, and none of its workers is in state backoff or failed; 1 otherwise.\n\n"+
+				"With --format json, print one JSON object with the keys hostname, registered, consumer_id, unit, active_state, unit_file_state, yggd_running and control_socket, "+
+				"plus rhsm_error and unit_error when a state could not be read, and yggd (the control socket's status document, whose version key says its schema) or yggd_error.",
+				unit, build.ShortName, build.LongName),
+			flags: []flagSpec{formatFlag, configFlag},
 			run:   runStatus,
+		},
+		{
+			name:    "workers",
+			summary: "show the workers of the running " + build.ShortName + "d",
+			desc: fmt.Sprintf("Show the workers of the running %[1]sd, from its control socket (found as status finds it): for each worker executable, "+
+				"its state (starting, running, backoff, failed or stopped), its pid, how many times it was restarted, the handlers (directives) its processes registered, "+
+				"and how its last process ended. A handler registered by a process %[1]sd did not start is listed as (unsupervised).\n\n"+
+				"The exit status is 0 when %[1]sd answers and no worker is in state backoff or failed; 1 otherwise.\n\n"+
+				"With --format json, print the control socket's workers document: {\"version\": 1, \"workers\": [...]}.", build.ShortName),
+			flags: []flagSpec{formatFlag, configFlag},
+			run:   runWorkers,
 		},
 		{
 			name:    "facts",

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ygglab/yggdrasil/cmd/ygg/internal/rhsm"
 	"github.com/ygglab/yggdrasil/cmd/ygg/internal/systemd"
 	"github.com/ygglab/yggdrasil/yggdrasil"
 	"github.com/ygglab/yggdrasil/yggdrasil/build"
+	"github.com/ygglab/yggdrasil/yggdrasil/control"
 	"github.com/ygglab/yggdrasil/yggdrasil/facts"
 )
 
@@ -26,6 +28,11 @@ type statusReport struct {
 	UnitFileState string `json:"unit_file_state"`
 	Running       bool   `json:"yggd_running"`
 	UnitError     string `json:"unit_error,omitempty"`
+	// ControlSocket is where yggd was asked; Yggd is its answer (see
+	// yggdrasil/control: versioned), YggdError why there is none.
+	ControlSocket string          `json:"control_socket"`
+	Yggd          *control.Status `json:"yggd,omitempty"`
+	YggdError     string          `json:"yggd_error,omitempty"`
 }
 
 func runStatus(ctx context.Context, a *app, p *parsed) error {
@@ -44,6 +51,12 @@ func runStatus(ctx context.Context, a *app, p *parsed) error {
 		} else {
 			r.ActiveState, r.UnitFileState, r.Running = st.ActiveState, st.UnitFileState, st.ActiveState == "active"
 		}
+	}
+
+	path, st, err := a.yggdStatus(ctx, p)
+	r.ControlSocket, r.Yggd = path, st
+	if err != nil {
+		r.YggdError = err.Error()
 	}
 
 	if p.get("format") == "json" {
@@ -65,9 +78,22 @@ func runStatus(ctx context.Context, a *app, p *parsed) error {
 		} else {
 			fmt.Fprintf(tw, "%s:\t%s (%s)\n", r.Unit, r.ActiveState, r.UnitFileState)
 		}
-		tw.Flush()
+		if st == nil {
+			fmt.Fprintf(tw, "Connection:\tunknown (%s)\n", r.YggdError)
+			tw.Flush()
+		} else {
+			fmt.Fprintf(tw, "Connection:\t%s\n", connectionText(st.Connection, time.Now()))
+			fmt.Fprintf(tw, "Client id:\t%s\n", st.Identity.ClientID)
+			if !st.Identity.NotAfter.IsZero() {
+				fmt.Fprintf(tw, "Certificate:\t%s, valid until %s\n", st.Identity.Subject, st.Identity.NotAfter.Local().Format(time.DateTime))
+			}
+			fmt.Fprintf(tw, "Answer queue:\t%d (%d bytes), %d dropped\n", st.Queue.Answers, st.Queue.Bytes, st.Queue.Dropped)
+			tw.Flush()
+			fmt.Fprintln(a.stdout)
+			writeWorkers(a.stdout, st.Workers)
+		}
 	}
-	if !r.Registered || !r.Running {
+	if !r.Registered || !r.Running || !yggdHealthy(st) {
 		return errSilent
 	}
 	return nil

@@ -7,14 +7,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ygglab/yggdrasil/fakes/dbusd"
 	"github.com/ygglab/yggdrasil/fakes/rhsm"
 	"github.com/ygglab/yggdrasil/fakes/systemd"
+	"github.com/ygglab/yggdrasil/yggdrasil/control"
 	"github.com/ygglab/yggdrasil/yggdrasil/facts"
 )
 
@@ -281,8 +285,61 @@ func TestUnregisterRunsEveryStep(t *testing.T) {
 	}
 }
 
+// fakeYggd serves a control socket in $RUNTIME_DIRECTORY whose status is
+// whatever the test stores in it.
+type fakeYggd struct {
+	mu sync.Mutex
+	st control.Status
+}
+
+func (f *fakeYggd) set(st control.Status) {
+	f.mu.Lock()
+	f.st = st
+	f.mu.Unlock()
+}
+
+func (f *fakeYggd) status() control.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.st
+}
+
+var healthy = control.Status{
+	Connection: control.Connection{State: control.StateConnected, Broker: "tcp://broker:1883",
+		ConnectedSince: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)},
+	Identity: control.Identity{ClientID: "host1"},
+	Workers:  []control.Worker{{Name: "echo-worker", Handlers: []string{"echo"}, PID: 10, State: control.WorkerRunning}},
+}
+
+// mustYggd starts a fake yggd's control socket where ygg looks by default
+// ($RUNTIME_DIRECTORY/control.sock) and returns it.
+func mustYggd(t *testing.T, st control.Status) (*fakeYggd, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ygg") // short: sun_path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Setenv("RUNTIME_DIRECTORY", dir)
+	f := &fakeYggd{st: st}
+	path := filepath.Join(dir, "control.sock")
+	s, err := control.Listen(control.Config{Path: path, Status: f.status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return f, path
+}
+
 func TestStatus(t *testing.T) {
 	h := mustHost(t, nil, nil)
+	yggd, sock := mustYggd(t, healthy)
 	r := run(t, "status", "--format", "json")
 	if r.code != 1 {
 		t.Errorf("status of an unregistered host: exit %d, want 1", r.code)
@@ -297,14 +354,91 @@ func TestStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	host, _ := os.Hostname()
+	wantYggd := healthy
+	wantYggd.Version = control.Version
 	want := statusReport{Hostname: host, Registered: true, ConsumerID: h.rhsm.UUID(), Unit: "yggd.service",
-		ActiveState: "active", UnitFileState: "enabled", Running: true}
+		ActiveState: "active", UnitFileState: "enabled", Running: true, ControlSocket: sock, Yggd: &wantYggd}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
 	}
 	r = run(t, "status")
-	if !strings.Contains(r.stdout, "registered (consumer "+h.rhsm.UUID()+")") || !strings.Contains(r.stdout, "active (enabled)") {
-		t.Errorf("table does not show the state")
+	for _, line := range []string{
+		"registered (consumer " + h.rhsm.UUID() + ")",
+		"active (enabled)",
+		"Connection:    connected to tcp://broker:1883 since ",
+		"\necho-worker  running  10   0         echo      -\n",
+	} {
+		if !strings.Contains(r.stdout, line) {
+			t.Errorf("table does not show %q", line)
+		}
+	}
+
+	// Whatever is wrong with yggd makes the exit status 1.
+	backoff := healthy
+	backoff.Workers = []control.Worker{{Name: "crash-worker", State: control.WorkerBackoff, Restarts: 3, LastExit: "exit status 1"}}
+	offline := healthy
+	offline.Connection = control.Connection{State: control.StateOffline}
+	reconnecting := healthy
+	reconnecting.Connection = control.Connection{State: control.StateReconnecting, LastError: "connection refused"}
+	tests := []struct {
+		name string
+		st   control.Status
+		want string
+	}{
+		{name: "worker_backoff", st: backoff, want: "crash-worker  backoff"},
+		{name: "offline_by_command", st: offline, want: "Connection:    offline: a disconnect command asked it"},
+		{name: "reconnecting", st: reconnecting, want: "Connection:    reconnecting (last error: connection refused)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			yggd.set(tt.st)
+			r := run(t, "status")
+			if r.code != 1 || !strings.Contains(r.stdout, tt.want) {
+				t.Errorf("status: exit %d, want 1 and %q", r.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestStatusYggdNotRunning(t *testing.T) {
+	mustHost(t, nil, nil)
+	run(t, "register", "-u", "admin", "-p", "secret")
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config.toml")
+	os.WriteFile(config, []byte("broker = [\"tcp://b:1\"]\ncontrol-socket = \"/nonexistent/ctl.sock\"\n"), 0o600)
+	r := run(t, "status", "--config", config, "--format", "json")
+	if r.code != 1 || !strings.Contains(r.stdout, `"yggd_error": "control socket /nonexistent/ctl.sock: yggd is not running`) {
+		t.Errorf("status with yggd not running: exit %d, want 1 and a yggd_error naming the configured socket", r.code)
+	}
+}
+
+func TestWorkers(t *testing.T) {
+	yggd, _ := mustYggd(t, healthy)
+	r := run(t, "workers")
+	want := "WORKER       STATE    PID  RESTARTS  HANDLERS  LAST EXIT\n" +
+		"echo-worker  running  10   0         echo      -\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("workers: exit %d, stdout\n%s\nwant 0 and\n%s", r.code, r.stdout, want)
+	}
+	r = run(t, "workers", "--format", "json")
+	var got control.Workers
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(control.Workers{Version: 1, Workers: healthy.Workers}, got); diff != "" {
+		t.Errorf("workers --format json (-want +got):\n%s", diff)
+	}
+
+	failing := healthy
+	failing.Workers = append(slices.Clone(healthy.Workers), control.Worker{Name: "crash-worker", State: control.WorkerBackoff, Restarts: 2})
+	yggd.set(failing)
+	if r := run(t, "workers"); r.code != 1 || !strings.Contains(r.stdout, "crash-worker  backoff  -    2") {
+		t.Errorf("workers with one in backoff: exit %d, want 1 and its line", r.code)
+	}
+
+	t.Setenv("RUNTIME_DIRECTORY", t.TempDir())
+	if r := run(t, "workers"); r.code != 1 || !strings.Contains(r.stderr, "yggd is not running") {
+		t.Errorf("workers with no yggd: exit %d, stderr %q; want 1 and why", r.code, r.stderr)
 	}
 }
 

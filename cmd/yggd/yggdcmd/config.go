@@ -41,6 +41,8 @@ type Config struct {
 	QueueCount      int      `toml:"queue-max-count"`
 	QueueBytes      int      `toml:"queue-max-bytes"`
 	FetchTimeout    Duration `toml:"fetch-timeout"`
+	ControlSocket   string   `toml:"control-socket"` // "" for <runtime-dir>/control.sock
+	ControlGroup    string   `toml:"control-group"`  // may use the control socket too
 	// File is the configuration file read ("" when none).
 	File string `toml:"-"`
 }
@@ -61,6 +63,15 @@ func DefaultConfig() Config {
 		QueueBytes:      256 << 20,
 		FetchTimeout:    Duration(30 * time.Second),
 	}
+}
+
+// ControlSocketPath returns the control socket's path: control-socket,
+// else control.sock in the runtime directory.
+func (c Config) ControlSocketPath() string {
+	if c.ControlSocket != "" {
+		return c.ControlSocket
+	}
+	return filepath.Join(c.RuntimeDir, "control.sock")
 }
 
 // DefaultConfigFile is read when --config is not given and it exists.
@@ -172,6 +183,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 	fs.IntVar(&flagCfg.QueueCount, "queue-max-count", 0, "")
 	fs.IntVar(&flagCfg.QueueBytes, "queue-max-bytes", 0, "")
 	fs.Var(&flagCfg.FetchTimeout, "fetch-timeout", "")
+	fs.StringVar(&flagCfg.ControlSocket, "control-socket", "", "")
+	fs.StringVar(&flagCfg.ControlGroup, "control-group", "", "")
 	fs.BoolVar(&opt.version, "version", false, "")
 	fs.BoolVar(&opt.manPage, "generate-man-page", false, "")
 	fs.BoolVar(&opt.completion, "generate-bash-completion", false, "")
@@ -255,6 +268,10 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 			cfg.QueueBytes = flagCfg.QueueBytes
 		case "fetch-timeout":
 			cfg.FetchTimeout = flagCfg.FetchTimeout
+		case "control-socket":
+			cfg.ControlSocket = flagCfg.ControlSocket
+		case "control-group":
+			cfg.ControlGroup = flagCfg.ControlGroup
 		}
 	})
 	return cfg, opt, cfg.Validate()

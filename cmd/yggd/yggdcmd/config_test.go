@@ -63,6 +63,9 @@ fetch-timeout = 5
 		{name: "bad_flag_value", args: []string{"--config", os.DevNull, "--dispatch-timeout", "soon"}, wantErr: "dispatch-timeout"},
 		{name: "missing_file", args: []string{"--config", filepath.Join(dir, "nope.toml")}, wantErr: "nope.toml"},
 		{name: "no_broker", args: []string{"--config", os.DevNull, "--client-id", "h"}, wantErr: "broker: no broker configured"},
+		{name: "control_socket", args: flags("--control-socket", "/run/x/ctl.sock", "--control-group", "wheel"), want: func(c *Config) {
+			c.Brokers, c.ClientID, c.ControlSocket, c.ControlGroup = []string{"tcp://a:1"}, "h", "/run/x/ctl.sock", "wheel"
+		}},
 		{name: "no_identity", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1"}, wantErr: "client-id"},
 		{name: "cert_without_key", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1", "--cert-file", "c.pem"}, wantErr: "cert-file and key-file"},
 		{name: "broker_without_scheme", args: []string{"--config", os.DevNull, "--broker", "a:1", "--client-id", "h"}, wantErr: "has no scheme"},
@@ -223,4 +226,22 @@ func TestIdentity(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestControlSocketPath(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{name: "default_in_runtime_dir", cfg: Config{RuntimeDir: "/run/ygg"}, want: "/run/ygg/control.sock"},
+		{name: "configured", cfg: Config{RuntimeDir: "/run/ygg", ControlSocket: "/tmp/c.sock"}, want: "/tmp/c.sock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.cfg.ControlSocketPath(); got != tt.want {
+				t.Errorf("ControlSocketPath() = %q, want %q", got, tt.want)
+			}
+		})
+	}
 }

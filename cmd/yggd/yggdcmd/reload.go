@@ -109,7 +109,7 @@ func (r *reloader) runOnce(ctx context.Context, hup <-chan os.Signal, poll <-cha
 	defer stop(nil)
 	updates := make(chan connUpdate)
 	done := make(chan error, 1)
-	go func() { done <- runCore(cctx, r.cfg, r.id, updates, r.log) }()
+	go func() { done <- runCore(cctx, r.cfg, r.id, updates, r.level, r.log) }()
 	for {
 		var p plan
 		reloading := false

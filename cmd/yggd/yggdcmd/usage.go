@@ -31,6 +31,8 @@ var flagDocs = []flagDoc{
 	{"queue-max-count", "N", "answers kept while the broker is unreachable (default 10000)"},
 	{"queue-max-bytes", "BYTES", "bytes of answers kept while the broker is unreachable (default 268435456)"},
 	{"fetch-timeout", "DURATION", "total time allowed to fetch detached content (default 30s)"},
+	{"control-socket", "PATH", "the control socket that ygg status and ygg workers use, mode 0600 (default RUNTIME-DIR/control.sock)"},
+	{"control-group", "GROUP", "also let the members of GROUP use the control socket (mode 0660; default: only root and yggd's user)"},
 	{"log-level", "LEVEL", "error, warn, info, debug or trace (default info)"},
 	{"version", "", "print the version and exit"},
 	{"help", "", "print this help and exit"},
@@ -100,7 +102,7 @@ _yggd() {
 	cur="${COMP_WORDS[COMP_CWORD]}"
 	prev="${COMP_WORDS[COMP_CWORD-1]}"
 	case "$prev" in
-	--config|--cert-file|--key-file|--ca-root)
+	--config|--cert-file|--key-file|--ca-root|--control-socket)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
 	--worker-dir|--runtime-dir|--state-dir)
 		COMPREPLY=($(compgen -d -- "$cur")); return ;;

@@ -23,6 +23,7 @@ import (
 	"github.com/ygglab/yggdrasil/yggdrasil"
 	"github.com/ygglab/yggdrasil/yggdrasil/build"
 	"github.com/ygglab/yggdrasil/yggdrasil/content"
+	"github.com/ygglab/yggdrasil/yggdrasil/control"
 	"github.com/ygglab/yggdrasil/yggdrasil/facts"
 	"github.com/ygglab/yggdrasil/yggdrasil/ipc"
 	"github.com/ygglab/yggdrasil/yggdrasil/journal"
@@ -96,15 +97,23 @@ func parseLevel(s string) (slog.Level, error) {
 // published, and the connection is closed. It makes the transport
 // reconnect with each update received. When ctx ends with errRestart
 // (serve runs the core again with a new configuration) it returns that.
-func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connUpdate, log *slog.Logger) error {
+//
+// The control socket lives and dies with the core: it is created before
+// the workers start, and closed once the transport has stopped, so that
+// it says "stopping" meanwhile.
+func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connUpdate, level *slog.LevelVar, log *slog.Logger) error {
 	clientID, tlsConfig := id.clientID, id.tls
 	log = log.With("client_id", clientID)
 	warnLoosePermissions(cfg, log)
 	log.Info("starting", "version", build.Version, "brokers", cfg.Brokers, "worker_dir", cfg.WorkerDir, "config", cfg.File)
 
 	svc := newService(log, cfg.Brokers)
+	conn := newConnState()
 	tr := mqtt.New(mqtt.Config{
-		OnState:     svc.transportState,
+		OnState: func(st mqtt.State) {
+			conn.transportState(st)
+			svc.transportState(st)
+		},
 		Brokers:     cfg.Brokers,
 		ClientID:    clientID,
 		TopicPrefix: cfg.TopicPrefix,
@@ -143,6 +152,16 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		Log:             log.With("component", "router"),
 		Wedge:           WedgeRouter,
 	}, tr)
+	ctl, err := control.Listen(control.Config{
+		Path:   cfg.ControlSocketPath(),
+		Group:  cfg.ControlGroup,
+		Status: func() control.Status { return controlStatus(id, conn, router, sup)() }, // served once sup is set
+		Level:  level,
+		Log:    log.With("component", "control"),
+	})
+	if err != nil {
+		return err
+	}
 	srv, err := ipc.Listen(ipc.Config{
 		RuntimeDir:     cfg.RuntimeDir,
 		Registry:       router.Registry(),
@@ -154,6 +173,7 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		Log:            log.With("component", "dispatcher"),
 	})
 	if err != nil {
+		ctl.Close()
 		return err
 	}
 	sup = supervisor.New(supervisor.Config{
@@ -169,6 +189,17 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		OnRemoved: func(name string) { router.Registry().Release(name) },
 		Log:       log,
 	})
+	cctx, stopControl := context.WithCancel(context.Background())
+	var controlling sync.WaitGroup
+	controlling.Go(func() {
+		if err := ctl.Run(cctx); err != nil {
+			log.Error("control socket stopped", "error", err)
+		}
+	})
+	defer func() {
+		stopControl()
+		controlling.Wait()
+	}()
 
 	// The transport outlives ctx so that yggd can say goodbye.
 	tctx, tcancel := context.WithCancel(context.Background())
@@ -197,7 +228,7 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	routing.Go(func() { fail(router.Run(ctx)) })
 	stopWatchdog := svc.ready(ctx, loopProbe{"router", router.Alive}, loopProbe{"mqtt transport", tr.Alive})
 	defer stopWatchdog()
-	log.Info("ready", "dispatcher", srv.Addr(), "state_dir", cfg.StateDir)
+	log.Info("ready", "dispatcher", srv.Addr(), "control_socket", ctl.Path(), "state_dir", cfg.StateDir)
 
 	for ctx.Err() == nil {
 		select {
@@ -209,6 +240,7 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	if !errors.Is(context.Cause(ctx), errRestart) {
 		svc.stopping() // systemd then waits for the process to end
 	}
+	conn.stopping()
 	log.Info("stopping")
 	routing.Wait() // messages not yet handed stay in the journal
 	stopWorkers()

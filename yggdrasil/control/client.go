@@ -1,0 +1,120 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// ErrNotAllowed is returned by a Client's methods when yggd refuses this
+// process: the socket's mode (EACCES at connect) or the peer check at
+// accept (the connection is closed at once).
+var ErrNotAllowed = errors.New("not allowed: only root, yggd's user and the members of control-group may use the control socket")
+
+// ErrNotRunning is returned when nothing listens on the socket.
+var ErrNotRunning = errors.New("yggd is not running (no control socket)")
+
+// Client talks to yggd's control socket.
+type Client struct {
+	path string
+	http *http.Client
+}
+
+// Dial returns a client of the socket at path. It connects at each
+// request, so that it does not fail when yggd is not running yet.
+func Dial(path string) *Client {
+	var d net.Dialer
+	return &Client{path: path, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableKeepAlives: true,
+	}}}
+}
+
+// Path returns the socket's path.
+func (c *Client) Path() string { return c.path }
+
+// Status returns yggd's state (GET /v1/status).
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// Workers returns yggd's workers (GET /v1/workers).
+func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
+	var ws Workers
+	err := c.do(ctx, http.MethodGet, "/v1/workers", nil, &ws)
+	return ws.Workers, err
+}
+
+// SetLogLevel changes yggd's log level (PUT /v1/log-level) and returns
+// the level in force.
+func (c *Client) SetLogLevel(ctx context.Context, level string) (string, error) {
+	var out LogLevel
+	err := c.do(ctx, http.MethodPut, "/v1/log-level", LogLevel{Level: level}, &out)
+	return out.Level, err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://yggd"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", c.path, explain(err))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		return fmt.Errorf("control socket %s: %s %s: %s", c.path, method, path, e.Error)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)
+	}
+	return nil
+}
+
+// explain gives the errors of a refused or missing socket their meaning.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w (%w)", ErrNotAllowed, syscall.EACCES)
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return ErrNotRunning
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		strings.Contains(err.Error(), "server closed idle connection"):
+		// yggd closes a connection it refuses before reading a byte;
+		// net/http reports that on a new connection as an idle one closed.
+		return fmt.Errorf("%w (connection closed at once)", ErrNotAllowed)
+	}
+	return err
+}
