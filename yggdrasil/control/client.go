@@ -57,6 +57,20 @@ func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
 	return ws.Workers, err
 }
 
+// LogLevel returns yggd's log level (GET /v1/log-level).
+func (c *Client) LogLevel(ctx context.Context) (string, error) {
+	var out LogLevel
+	err := c.do(ctx, http.MethodGet, "/v1/log-level", nil, &out)
+	return out.Level, err
+}
+
+// Metrics returns yggd's metrics in the Prometheus text format (GET
+// /metrics).
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	b, err := c.request(ctx, http.MethodGet, "/metrics", nil)
+	return string(b), err
+}
+
 // SetLogLevel changes yggd's log level (PUT /v1/log-level) and returns
 // the level in force.
 func (c *Client) SetLogLevel(ctx context.Context, level string) (string, error) {
@@ -66,41 +80,51 @@ func (c *Client) SetLogLevel(ctx context.Context, level string) (string, error) 
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	b, err := c.request(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)
+	}
+	return nil
+}
+
+// request sends in (as JSON, unless nil) and returns the body of a 2xx
+// answer; any other answer is an error with its message.
+func (c *Client) request(ctx context.Context, method, path string, in any) ([]byte, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://yggd"+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("control socket %s: %w", c.path, explain(err))
+		return nil, fmt.Errorf("control socket %s: %w", c.path, explain(err))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)
+		return nil, fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var e Error
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = resp.Status
 		}
-		return fmt.Errorf("control socket %s: %s %s: %s", c.path, method, path, e.Error)
+		return nil, fmt.Errorf("control socket %s: %s %s: %s", c.path, method, path, e.Error)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("control socket %s: %s %s: %w", c.path, method, path, err)
-	}
-	return nil
+	return b, nil
 }
 
 // explain gives the errors of a refused or missing socket their meaning.

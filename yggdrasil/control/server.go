@@ -49,6 +49,9 @@ type Server struct {
 	// cred reads the peer's credentials of an accepted connection; a test
 	// replaces it.
 	cred func(*net.UnixConn) (uid, gid uint32, err error)
+	// process reads the process figures of GET /metrics; a test
+	// replaces it.
+	process func() Process
 
 	mu      sync.Mutex
 	warned  map[uint32]bool // uids whose refusal was logged
@@ -68,7 +71,7 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Status == nil {
 		cfg.Status = func() Status { return Status{} }
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, euid: os.Geteuid(), gid: -1, cred: peerCred, warned: map[uint32]bool{}}
+	s := &Server{cfg: cfg, log: cfg.Log, euid: os.Geteuid(), gid: -1, cred: peerCred, process: readProcess, warned: map[uint32]bool{}}
 	if cfg.Group != "" {
 		gid, err := lookupGroup(cfg.Group)
 		if err != nil {
@@ -106,6 +109,7 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/workers", s.workers)
 	mux.HandleFunc("GET /v1/log-level", s.getLevel)
 	mux.HandleFunc("PUT /v1/log-level", s.setLevel)
+	mux.HandleFunc("GET /metrics", s.metrics)
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
