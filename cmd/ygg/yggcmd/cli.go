@@ -1,8 +1,9 @@
 // Package yggcmd is the ygg program: it registers a host with Red Hat
 // Subscription Management and enables the yggd daemon (register), reverses
-// that (unregister), shows the state of both and of the running yggd
-// (status, workers: through yggd's control socket), and prints the host's
-// canonical facts (facts, canonical-facts). It is importable so that
+// that (unregister), shows the state of both and of the running yggd and
+// changes its log level (status, workers, log-level: through yggd's control
+// socket), and prints the host's canonical facts (facts, canonical-facts).
+// It is importable so that
 // cmd/ygg stays a one-line main and the e2e suite runs the real program.
 //
 // ygg talks to RHSM and systemd on the system bus, found as every D-Bus
@@ -66,10 +67,13 @@ type command struct {
 	hidden  bool
 	args    string // synopsis after the flags, "" for none
 	maxArgs int    // positional arguments allowed
-	summary string // one line, lower case, for the command list
-	desc    string // paragraphs separated by blank lines
-	flags   []flagSpec
-	run     func(ctx context.Context, a *app, fs *parsed) error
+	// argValues are the values a positional argument takes, for
+	// completion.
+	argValues []string
+	summary   string // one line, lower case, for the command list
+	desc      string // paragraphs separated by blank lines
+	flags     []flagSpec
+	run       func(ctx context.Context, a *app, fs *parsed) error
 }
 
 // parsed holds the values of a command's flags.

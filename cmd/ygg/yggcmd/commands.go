@@ -3,6 +3,7 @@ package yggcmd
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/ygglab/yggdrasil/yggdrasil/build"
 )
@@ -83,6 +84,17 @@ func commands() []command {
 				"With --format json, print the control socket's workers document: {\"version\": 1, \"workers\": [...]}.", build.ShortName),
 			flags: []flagSpec{formatFlag, configFlag},
 			run:   runWorkers,
+		},
+		{
+			name: "log-level", args: "[LEVEL]", maxArgs: 1, argValues: logLevels,
+			summary: "show or change the log level of the running " + build.ShortName + "d",
+			desc: fmt.Sprintf("Without LEVEL, print the log level of the running %[1]sd. With LEVEL (%[2]s), set it and print the level now in force. "+
+				"The change lasts until %[1]sd stops: its configuration (log-level) is not modified.\n\n"+
+				"It goes through %[1]sd's control socket, found as status finds it.\n\n"+
+				"The exit status is 0 when %[1]sd answered (and accepted LEVEL), 1 when it does not answer or refuses LEVEL, 2 on a usage error.",
+				build.ShortName, strings.Join(logLevels, ", ")),
+			flags: []flagSpec{configFlag},
+			run:   runLogLevel,
 		},
 		{
 			name:    "facts",

@@ -91,6 +91,9 @@ func writeBashCompletion(w io.Writer, cmds []command) error {
 		if c.name == "help" {
 			fmt.Fprintf(w, "        if [[ $cur != -* ]]; then COMPREPLY=($(compgen -W %q -- \"$cur\")); return; fi\n", strings.Join(names, " "))
 		}
+		if len(c.argValues) > 0 {
+			fmt.Fprintf(w, "        if [[ $cur != -* ]]; then COMPREPLY=($(compgen -W %q -- \"$cur\")); return; fi\n", strings.Join(c.argValues, " "))
+		}
 		fmt.Fprintf(w, "        COMPREPLY=($(compgen -W %q -- \"$cur\"))\n", words(c.flags))
 		fmt.Fprintf(w, "        ;;\n")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,8 +289,9 @@ func TestUnregisterRunsEveryStep(t *testing.T) {
 // fakeYggd serves a control socket in $RUNTIME_DIRECTORY whose status is
 // whatever the test stores in it.
 type fakeYggd struct {
-	mu sync.Mutex
-	st control.Status
+	mu    sync.Mutex
+	st    control.Status
+	level slog.LevelVar // what log-level reads and changes
 }
 
 func (f *fakeYggd) set(st control.Status) {
@@ -323,7 +325,7 @@ func mustYggd(t *testing.T, st control.Status) (*fakeYggd, string) {
 	t.Setenv("RUNTIME_DIRECTORY", dir)
 	f := &fakeYggd{st: st}
 	path := filepath.Join(dir, "control.sock")
-	s, err := control.Listen(control.Config{Path: path, Status: f.status})
+	s, err := control.Listen(control.Config{Path: path, Status: f.status, Level: &f.level})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,6 +444,35 @@ func TestWorkers(t *testing.T) {
 	}
 }
 
+func TestLogLevel(t *testing.T) {
+	yggd, _ := mustYggd(t, healthy)
+	if r := run(t, "log-level"); r.code != 0 || r.stdout != "info\n" {
+		t.Errorf("log-level: exit %d, stdout %q; want 0 and info", r.code, r.stdout)
+	}
+	if r := run(t, "log-level", "debug"); r.code != 0 || r.stdout != "debug\n" {
+		t.Errorf("log-level debug: exit %d, stdout %q; want 0 and debug", r.code, r.stdout)
+	}
+	if got := yggd.level.Level(); got != slog.LevelDebug {
+		t.Errorf("yggd's level is %v after log-level debug, want debug", got)
+	}
+	if r := run(t, "log-level"); r.stdout != "debug\n" {
+		t.Errorf("log-level after the change: stdout %q, want debug", r.stdout)
+	}
+	if r := run(t, "log-level", "loud"); r.code != 1 || !strings.Contains(r.stderr, `level: "loud" is not one of error, warn, info, debug, trace`) {
+		t.Errorf("log-level loud: exit %d, stderr %q; want 1 and yggd's refusal", r.code, r.stderr)
+	}
+	if got := yggd.level.Level(); got != slog.LevelDebug {
+		t.Errorf("yggd's level is %v after a refused change, want debug kept", got)
+	}
+	if r := run(t, "log-level", "debug", "info"); r.code != 2 {
+		t.Errorf("log-level with two levels: exit %d, want 2", r.code)
+	}
+	t.Setenv("RUNTIME_DIRECTORY", t.TempDir())
+	if r := run(t, "log-level", "debug"); r.code != 1 || !strings.Contains(r.stderr, "yggd is not running") {
+		t.Errorf("log-level with no yggd: exit %d, stderr %q; want 1 and why", r.code, r.stderr)
+	}
+}
+
 func TestStatusNoBus(t *testing.T) {
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
 	r := run(t, "status", "--format", "json")
@@ -535,6 +566,8 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"ygg", "facts", "--format", ""}, "table json"},
 		{[]string{"ygg", "status", "-f", "j"}, "json"},
 		{[]string{"ygg", "help", "stat"}, "status"},
+		{[]string{"ygg", "log-level", "d"}, "debug"},
+		{[]string{"ygg", "log-level", "--c"}, "--config"},
 		{[]string{"ygg", "--ver"}, "--version"},
 	} {
 		t.Run(strings.Join(tt.words, "_"), func(t *testing.T) {
