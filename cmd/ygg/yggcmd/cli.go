@@ -3,8 +3,8 @@
 // that (unregister), shows the state of both and of the running yggd and
 // changes its log level (status, workers, log-level: through yggd's control
 // socket), and prints the host's canonical facts (facts, canonical-facts).
-// It is importable so that
-// cmd/ygg stays a one-line main and the e2e suite runs the real program.
+// It is importable so that cmd/ygg stays a one-line main and the e2e suite
+// runs the real program.
 //
 // ygg talks to RHSM and systemd on the system bus, found as every D-Bus
 // client finds it (DBUS_SYSTEM_BUS_ADDRESS when set), and has no test-only
