@@ -39,35 +39,24 @@ type Process struct {
 func WriteMetrics(w io.Writer, st Status, p Process) error {
 	m := &metricsWriter{w: bufio.NewWriter(w)}
 
-	m.family("yggd_build_info", "gauge", "Always 1; the version label is yggd's release.")
-	m.sample("yggd_build_info", 1, "version", build.Version)
+	m.single("yggd_build_info", "gauge", "Always 1; the version label is yggd's release.", 1, "version", build.Version)
 
-	m.family("yggd_connected", "gauge", "1 while yggd is connected to the broker, else 0.")
-	m.sample("yggd_connected", boolValue(st.Connection.State == StateConnected))
+	m.single("yggd_connected", "gauge", "1 while yggd is connected to the broker, else 0.", boolValue(st.Connection.State == StateConnected))
 	m.family("yggd_connection_state", "gauge", "1 for the state the connection is in, 0 for the others.")
 	for _, s := range []string{StateConnecting, StateConnected, StateReconnecting, StateOffline, StateStopping} {
 		m.sample("yggd_connection_state", boolValue(st.Connection.State == s), "state", s)
 	}
-	m.family("yggd_reconnects_total", "counter", "Connections to the broker made after the first one.")
-	m.sample("yggd_reconnects_total", float64(st.Connection.Reconnects))
+	m.single("yggd_reconnects_total", "counter", "Connections to the broker made after the first one.", float64(st.Connection.Reconnects))
 
-	m.family("yggd_messages_received_total", "counter", "Data messages received.")
-	m.sample("yggd_messages_received_total", float64(st.Counters.Received))
-	m.family("yggd_messages_delivered_total", "counter", "Data messages handed to a worker.")
-	m.sample("yggd_messages_delivered_total", float64(st.Counters.Delivered))
-	m.family("yggd_messages_duplicate_total", "counter", "Data messages dropped as redelivered.")
-	m.sample("yggd_messages_duplicate_total", float64(st.Counters.Duplicates))
-	m.family("yggd_messages_rejected_total", "counter", "Data messages answered with a negative acknowledgement.")
-	m.sample("yggd_messages_rejected_total", float64(st.Counters.Rejected))
-	m.family("yggd_answers_total", "counter", "Worker answers queued for the cloud.")
-	m.sample("yggd_answers_total", float64(st.Counters.Answers))
+	m.single("yggd_messages_received_total", "counter", "Data messages received.", float64(st.Counters.Received))
+	m.single("yggd_messages_delivered_total", "counter", "Data messages handed to a worker.", float64(st.Counters.Delivered))
+	m.single("yggd_messages_duplicate_total", "counter", "Data messages dropped as redelivered.", float64(st.Counters.Duplicates))
+	m.single("yggd_messages_rejected_total", "counter", "Data messages answered with a negative acknowledgement.", float64(st.Counters.Rejected))
+	m.single("yggd_answers_total", "counter", "Worker answers queued for the cloud.", float64(st.Counters.Answers))
 
-	m.family("yggd_answer_queue_messages", "gauge", "Answers waiting for the broker.")
-	m.sample("yggd_answer_queue_messages", float64(st.Queue.Answers))
-	m.family("yggd_answer_queue_bytes", "gauge", "Bytes of the answers waiting for the broker.")
-	m.sample("yggd_answer_queue_bytes", float64(st.Queue.Bytes))
-	m.family("yggd_answers_dropped_total", "counter", "Answers dropped past queue-max-count or queue-max-bytes.")
-	m.sample("yggd_answers_dropped_total", float64(st.Queue.Dropped))
+	m.single("yggd_answer_queue_messages", "gauge", "Answers waiting for the broker.", float64(st.Queue.Answers))
+	m.single("yggd_answer_queue_bytes", "gauge", "Bytes of the answers waiting for the broker.", float64(st.Queue.Bytes))
+	m.single("yggd_answers_dropped_total", "counter", "Answers dropped past queue-max-count or queue-max-bytes.", float64(st.Queue.Dropped))
 
 	m.family("yggd_worker_up", "gauge", "1 while the worker's process runs, else 0; worker is empty for handlers of processes yggd did not start.")
 	for _, w := range st.Workers {
@@ -127,6 +116,12 @@ func (m *metricsWriter) printf(format string, args ...any) {
 // before its samples.
 func (m *metricsWriter) family(name, typ, help string) {
 	m.printf("# HELP %s %s\n# TYPE %s %s\n", name, escapeHelp(help), name, typ)
+}
+
+// single writes a family of one sample.
+func (m *metricsWriter) single(name, typ, help string, v float64, labels ...string) {
+	m.family(name, typ, help)
+	m.sample(name, v, labels...)
 }
 
 // sample writes one sample; labels are name, value pairs.
