@@ -62,6 +62,9 @@ func TestRouterTakesUpJournal(t *testing.T) {
 	if !sawKept || !sawInterrupted {
 		t.Errorf("published %d: kept answer %v, interrupted nack for the handing message %v", len(out), sawKept, sawInterrupted)
 	}
+	if got := r.Stats().RejectedByCode; got[CodeInterrupted] != 1 || len(got) != 1 {
+		t.Errorf("Stats().RejectedByCode = %v, want interrupted: 1", got)
+	}
 	r.HandleData(dataIn("done", "echo", `1`))
 	if r.Stats().Duplicates != 1 || conn.count() != 1 {
 		t.Errorf("a done message sent again: duplicates %d, delivered %d; want 1 and 1", r.Stats().Duplicates, conn.count())

@@ -77,8 +77,11 @@ type Stats struct {
 	Delivered  uint64 // handed to a worker
 	Duplicates uint64 // dropped as redelivered
 	Rejected   uint64 // answered with a negative acknowledgement
-	Answers    uint64 // worker answers queued for the cloud
-	Dropped    uint64 // answers dropped past the outbox limits
+	// RejectedByCode splits Rejected by the negative acknowledgement's
+	// code; codes never used are absent.
+	RejectedByCode map[ErrorCode]uint64
+	Answers        uint64 // worker answers queued for the cloud
+	Dropped        uint64 // answers dropped past the outbox limits
 }
 
 // Router is the core of yggd: it answers control commands, routes data
@@ -106,6 +109,8 @@ type Router struct {
 	probes     chan chan struct{} // Alive's probes, answered by the status loop
 
 	received, delivered, duplicates, rejected, answers atomic.Uint64
+	rejectedMu                                         sync.Mutex
+	rejectedBy                                         map[ErrorCode]uint64
 }
 
 // NewRouter returns a router that publishes through tr.
@@ -150,12 +155,13 @@ func (r *Router) Outbox() *Outbox { return r.out }
 // Stats returns the counters.
 func (r *Router) Stats() Stats {
 	return Stats{
-		Received:   r.received.Load(),
-		Delivered:  r.delivered.Load(),
-		Duplicates: r.duplicates.Load(),
-		Rejected:   r.rejected.Load(),
-		Answers:    r.answers.Load(),
-		Dropped:    r.out.Dropped(),
+		Received:       r.received.Load(),
+		Delivered:      r.delivered.Load(),
+		Duplicates:     r.duplicates.Load(),
+		Rejected:       r.rejected.Load(),
+		RejectedByCode: r.rejectedByCode(),
+		Answers:        r.answers.Load(),
+		Dropped:        r.out.Dropped(),
 	}
 }
 
@@ -721,6 +727,17 @@ func (e *DeliveryError) with(d *Data) *DeliveryError {
 	return e
 }
 
+// rejectedByCode returns a copy of the refusals counted by code.
+func (r *Router) rejectedByCode() map[ErrorCode]uint64 {
+	r.rejectedMu.Lock()
+	defer r.rejectedMu.Unlock()
+	out := make(map[ErrorCode]uint64, len(r.rejectedBy))
+	for c, n := range r.rejectedBy {
+		out[c] = n
+	}
+	return out
+}
+
 // reject logs the failure of a message the journal never took and
 // answers it on data/out.
 func (r *Router) reject(err error) { r.nack(err, false, journal.IfHanding) }
@@ -736,6 +753,12 @@ func (r *Router) nack(err error, settle bool, effect journal.Effect) {
 		de = &DeliveryError{Code: CodeMalformed, Err: err}
 	}
 	r.rejected.Add(1)
+	r.rejectedMu.Lock()
+	if r.rejectedBy == nil {
+		r.rejectedBy = map[ErrorCode]uint64{}
+	}
+	r.rejectedBy[de.Code]++
+	r.rejectedMu.Unlock()
 	r.log.Warn("message not delivered", "message_id", de.MessageID, "directive", de.Directive, "code", de.Code, "error", de.Err)
 	content, _ := json.Marshal(struct {
 		Error   ErrorCode `json:"error"`

@@ -98,7 +98,10 @@ type Counters struct {
 	Delivered  uint64 `json:"delivered"`  // handed to a worker
 	Duplicates uint64 `json:"duplicates"` // dropped as redelivered
 	Rejected   uint64 `json:"rejected"`   // answered with a negative acknowledgement
-	Answers    uint64 `json:"answers"`    // worker answers queued for the cloud
+	// RejectedByCode splits Rejected by the code of the negative
+	// acknowledgement (README: the codes); codes never used are absent.
+	RejectedByCode map[string]uint64 `json:"rejected_by_code,omitempty"`
+	Answers        uint64            `json:"answers"` // worker answers queued for the cloud
 }
 
 // Workers is the document of GET /v1/workers.

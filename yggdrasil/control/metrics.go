@@ -10,9 +10,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +54,10 @@ func WriteMetrics(w io.Writer, st Status, p Process) error {
 	m.single("yggd_messages_delivered_total", "counter", "Data messages handed to a worker.", float64(st.Counters.Delivered))
 	m.single("yggd_messages_duplicate_total", "counter", "Data messages dropped as redelivered.", float64(st.Counters.Duplicates))
 	m.single("yggd_messages_rejected_total", "counter", "Data messages answered with a negative acknowledgement.", float64(st.Counters.Rejected))
+	m.family("yggd_messages_rejected_by_code_total", "counter", "Data messages answered with a negative acknowledgement, by its code.")
+	for _, code := range slices.Sorted(maps.Keys(st.Counters.RejectedByCode)) {
+		m.sample("yggd_messages_rejected_by_code_total", float64(st.Counters.RejectedByCode[code]), "code", code)
+	}
 	m.single("yggd_answers_total", "counter", "Worker answers queued for the cloud.", float64(st.Counters.Answers))
 
 	m.single("yggd_answer_queue_messages", "gauge", "Answers waiting for the broker.", float64(st.Queue.Answers))

@@ -176,6 +176,7 @@ func TestMetricsCountersMove(t *testing.T) {
 		"yggd_messages_duplicate_total", "yggd_messages_rejected_total", "yggd_answers_total",
 		"yggd_answer_queue_messages", "yggd_answer_queue_bytes", "yggd_answers_dropped_total",
 		`yggd_worker_up{worker="echo-worker"}`, `yggd_worker_restarts_total{worker="echo-worker"}`,
+		`yggd_messages_rejected_by_code_total{code="unknown-directive"}`,
 	}
 	pick := func() map[string]float64 {
 		all := samples(parseMetrics(t, getMetrics(t, c)))
@@ -192,13 +193,15 @@ func TestMetricsCountersMove(t *testing.T) {
 		"yggd_messages_duplicate_total": 1, "yggd_messages_rejected_total": 0, "yggd_answers_total": 4,
 		"yggd_answer_queue_messages": 3, "yggd_answer_queue_bytes": 300, "yggd_answers_dropped_total": 1,
 		`yggd_worker_up{worker="echo-worker"}`: 1, `yggd_worker_restarts_total{worker="echo-worker"}`: 0,
+		`yggd_messages_rejected_by_code_total{code="unknown-directive"}`: 0, // absent: never used
 	}, before); diff != "" {
 		t.Errorf("first scrape (-want +got):\n%s", diff)
 	}
 
 	mu.Lock()
 	st.Connection = Connection{State: StateReconnecting, Reconnects: 3}
-	st.Counters = Counters{Received: 8, Delivered: 6, Duplicates: 2, Rejected: 1, Answers: 7}
+	st.Counters = Counters{Received: 8, Delivered: 6, Duplicates: 2, Rejected: 1, Answers: 7,
+		RejectedByCode: map[string]uint64{"unknown-directive": 1}}
 	st.Queue = Queue{Answers: 0, Bytes: 0, Dropped: 4}
 	st.Workers = []Worker{{Name: "echo-worker", State: WorkerBackoff, Restarts: 1}}
 	mu.Unlock()
@@ -209,6 +212,7 @@ func TestMetricsCountersMove(t *testing.T) {
 		"yggd_messages_duplicate_total": 2, "yggd_messages_rejected_total": 1, "yggd_answers_total": 7,
 		"yggd_answer_queue_messages": 0, "yggd_answer_queue_bytes": 0, "yggd_answers_dropped_total": 4,
 		`yggd_worker_up{worker="echo-worker"}`: 0, `yggd_worker_restarts_total{worker="echo-worker"}`: 1,
+		`yggd_messages_rejected_by_code_total{code="unknown-directive"}`: 1,
 	}, after); diff != "" {
 		t.Errorf("second scrape (-want +got):\n%s", diff)
 	}

@@ -96,6 +96,12 @@ func controlStatus(id *identity, conn *connState, router *yggdrasil.Router, sup 
 		rs := router.Stats()
 		st.Counters = control.Counters{Received: rs.Received, Delivered: rs.Delivered,
 			Duplicates: rs.Duplicates, Rejected: rs.Rejected, Answers: rs.Answers}
+		if len(rs.RejectedByCode) > 0 {
+			st.Counters.RejectedByCode = make(map[string]uint64, len(rs.RejectedByCode))
+			for c, n := range rs.RejectedByCode {
+				st.Counters.RejectedByCode[string(c)] = n
+			}
+		}
 		return st
 	}
 }
