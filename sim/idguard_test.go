@@ -155,6 +155,26 @@ func (c *rawClient) mustRead(typ byte) rawPacket {
 
 // mustConnect connects as id with clean session off and returns whether
 // the broker had a session.
+// mustResume connects a new raw client as id, after restarting the broker
+// (sessions kept) when restart is set, and fails unless the broker
+// resumed id's session.
+func mustResume(ctx context.Context, t *testing.T, s *Server, id string, restart bool) *rawClient {
+	t.Helper()
+	if restart {
+		if err := s.StopBroker(false); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StartBroker(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := mustDialRaw(ctx, t, s.broker.tcpAddr)
+	if !c.mustConnect(id) {
+		t.Fatal("reconnected without the session")
+	}
+	return c
+}
+
 func (c *rawClient) mustConnect(id string) (sessionPresent bool) {
 	c.t.Helper()
 	const cleanSessionOff, keepAlive = 0x00, 30
@@ -252,18 +272,7 @@ func TestPacketIDCollisionKeepsDelivery(t *testing.T) {
 			c.mustSync()
 			c.disconnect()
 
-			if tt.restart {
-				if err := s.StopBroker(false); err != nil {
-					t.Fatal(err)
-				}
-				if err := s.StartBroker(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			c = mustDialRaw(ctx, t, s.broker.tcpAddr)
-			if !c.mustConnect("h1") {
-				t.Fatal("reconnected without the session")
-			}
+			c = mustResume(ctx, t, s, "h1", tt.restart)
 			// mochi resends before it reads the connection's first packet,
 			// so before it answers a PINGREQ.
 			c.mustWrite(rawPingreq << 4)

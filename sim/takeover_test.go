@@ -83,19 +83,7 @@ func TestTakeoverKeepsDelivery(t *testing.T) {
 			if err := s.Publish(ctx, in, []byte("queued"), 1, false); err != nil {
 				t.Fatal(err)
 			}
-			if tt.restart {
-				if err := s.StopBroker(false); err != nil {
-					t.Fatal(err)
-				}
-				if err := s.StartBroker(); err != nil {
-					t.Fatal(err)
-				}
-			}
-
-			c = mustDialRaw(ctx, t, s.broker.tcpAddr)
-			if !c.mustConnect("h1") {
-				t.Fatal("reconnected without the session")
-			}
+			c = mustResume(ctx, t, s, "h1", tt.restart)
 			select {
 			case err := <-published:
 				if err != nil {
@@ -169,10 +157,7 @@ func TestTakeoverKeepsStoredSession(t *testing.T) {
 	if err := s.Publish(ctx, in, []byte("queued"), 1, false); err != nil {
 		t.Fatal(err)
 	}
-	c = mustDialRaw(ctx, t, s.broker.tcpAddr)
-	if !c.mustConnect("h1") {
-		t.Fatal("reconnected without the session")
-	}
+	c = mustResume(ctx, t, s, "h1", false)
 	select {
 	case stored := <-during:
 		if len(stored) != 1 {

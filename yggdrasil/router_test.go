@@ -307,19 +307,11 @@ func TestHandleDataWaitsForLateWorker(t *testing.T) {
 	conn := &fakeConn{}
 	r.HandleData(dataIn("m1", "late", `1`))
 	// The message waits: register the worker once the router waits for it.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	await(t, "the router to wait for the late worker", func() bool {
 		r.reg.mu.Lock()
-		n := len(r.reg.waiting)
-		r.reg.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("router never waited for the late worker")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer r.reg.mu.Unlock()
+		return len(r.reg.waiting) == 1
+	})
 	r.Registry().Add(&Worker{Handler: "late", Pid: 2, Conn: conn})
 	await(t, "the late worker to get the message", func() bool { return conn.count() == 1 })
 	await(t, "the router to stop waiting", func() bool {

@@ -158,15 +158,7 @@ func TestSuperviseSchedule(t *testing.T) {
 				}})
 				f := &fakeSpawner{t0: time.Now(), runFor: tt.runFor}
 				s.spawn = f.spawn
-				w := &worker{name: "crash-worker", path: "/nonexistent/crash-worker"}
-				s.workers[w.name] = w
-
-				ctx, cancel := context.WithCancel(t.Context())
-				done := make(chan struct{})
-				go func() {
-					s.supervise(ctx, w)
-					close(done)
-				}()
+				_, stop := superviseWorker(t, s, "crash-worker")
 				time.Sleep(tt.until)
 				synctest.Wait()
 
@@ -200,8 +192,7 @@ func TestSuperviseSchedule(t *testing.T) {
 					t.Errorf("OnExit pids (-want +got):\n%s", diff)
 				}
 
-				cancel()
-				<-done
+				stop()
 				if st := s.Status()[0]; st.State != StateStopped || st.PID != 0 {
 					t.Errorf("after cancel: state %v pid %d, want stopped pid 0", st.State, st.PID)
 				}

@@ -322,3 +322,17 @@ func openFDs(t *testing.T) int {
 	}
 	return len(ents)
 }
+
+// superviseWorker adds the worker name (at /nonexistent/name) to s and
+// supervises it; stop ends the supervision and waits for it.
+func superviseWorker(t *testing.T, s *Supervisor, name string) (w *worker, stop func()) {
+	w = &worker{name: name, path: "/nonexistent/" + name}
+	s.workers[w.name] = w
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		s.supervise(ctx, w)
+		close(done)
+	}()
+	return w, func() { cancel(); <-done }
+}

@@ -26,14 +26,7 @@ func TestWarnsUnregistered(t *testing.T) {
 			procs = append(procs, p)
 			return p, nil
 		}
-		w := &worker{name: "mute-worker", path: "/nonexistent/mute-worker"}
-		s.workers[w.name] = w
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() {
-			s.supervise(ctx, w)
-			close(done)
-		}()
+		_, stop := superviseWorker(t, s, "mute-worker")
 		warned := func() []string {
 			var pids []string
 			for _, r := range rec.find(msgUnregistered, "worker", "mute-worker") {
@@ -87,7 +80,6 @@ func TestWarnsUnregistered(t *testing.T) {
 		}
 		time.Sleep(window)
 		step("fourth process, not registered", "1000", "1003")
-		cancel()
-		<-done
+		stop()
 	})
 }
