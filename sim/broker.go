@@ -84,12 +84,12 @@ func (b *broker) start() error {
 	if b.tlsAddr != "" {
 		tlsL = listeners.NewTCP(listeners.Config{ID: listenerTLS, Address: b.tlsAddr, TLSConfig: b.tlsConfig})
 		if err := srv.AddListener(tlsL); err != nil {
-			srv.Close()
+			closeServer(srv)
 			return fmt.Errorf("listen mqtts on %s: %w", b.tlsAddr, err)
 		}
 	}
 	if err := srv.Serve(); err != nil {
-		srv.Close()
+		closeServer(srv)
 		return fmt.Errorf("start broker: %w", err)
 	}
 	b.tcpAddr = tcp.Address()
@@ -107,13 +107,31 @@ func (b *broker) stop(loseSessions bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.srv != nil {
-		b.srv.Close()
+		closeServer(b.srv)
 		b.srv, b.gate = nil, nil
 		b.log.Info("broker stopped", "lose_sessions", loseSessions)
 	}
 	if loseSessions {
 		b.store.reset()
 	}
+}
+
+// closeServer shuts a mochi server down. mochi 2.7.9's own Close lists each
+// listener's clients with Clients.GetByListener, which takes the client
+// map's read lock twice (it calls Len inside): a client leaving at that
+// moment queues a writer between the two and Close deadlocks (a CI run hung
+// 9 minutes in Clients.Delete). So the listeners are closed first with a
+// closer that takes the lock once; Close then finds them closed and only
+// stops the server.
+func closeServer(srv *mqtt.Server) {
+	srv.Listeners.CloseAll(func(listener string) {
+		for _, cl := range srv.Clients.GetAll() {
+			if cl.Net.Listener == listener && !cl.Closed() {
+				_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
+	srv.Close()
 }
 
 func (b *broker) running() bool {

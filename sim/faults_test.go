@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,5 +254,46 @@ func TestFaultsWithoutProxy(t *testing.T) {
 	s := MustStart(t, &Server{TLSAddr: Off})
 	if err := s.Network(NetCut); !errors.Is(err, ErrNoProxy) {
 		t.Errorf("Network without proxy: err = %v, want ErrNoProxy", err)
+	}
+}
+
+// TestStopBrokerWhileClientsLeave stops the broker while clean-session
+// clients disconnect, which deletes them from mochi's client map: the stop
+// must return and drop the clients that stayed. (The deadlock closeServer
+// avoids needs a preemption inside a window of a few instructions; this
+// loop does not reproduce it on demand, it guards the replacement closer.)
+func TestStopBrokerWhileClientsLeave(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off})
+	ctx := testContext(t)
+	for round := range 10 {
+		var leaving []*host
+		for i := range 8 {
+			leaving = append(leaving, mustConnectHost(t, hostOpts{broker: s.BrokerURL(), id: fmt.Sprintf("r%d-%d", round, i), noReconnect: true}))
+		}
+		staying := mustConnectHost(t, hostOpts{broker: s.BrokerURL(), id: fmt.Sprintf("r%d-stay", round), noReconnect: true})
+		var wg sync.WaitGroup
+		for _, h := range leaving {
+			wg.Go(func() { h.client.Disconnect(0) })
+		}
+		stopped := make(chan error, 1)
+		go func() { stopped <- s.StopBroker(false) }()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("round %d: stopping the broker: %v", round, ctx.Err())
+		}
+		wg.Wait()
+		for staying.client.IsConnected() {
+			if ctx.Err() != nil {
+				t.Fatalf("round %d: a client stayed connected to a stopped broker", round)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := s.StartBroker(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
