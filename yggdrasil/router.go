@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ygglab/yggdrasil/yggdrasil/control"
 	"github.com/ygglab/yggdrasil/yggdrasil/journal"
 )
 
@@ -63,6 +64,9 @@ type RouterConfig struct {
 	Post func(ctx context.Context, d *Data) error
 
 	Log *slog.Logger
+	// OnEvent, if set, is told what happens to each data message and
+	// answer, for the control socket's event stream. It must not block.
+	OnEvent func(control.Event)
 
 	// Wedge is a test hook, nil in production: once it is closed, the
 	// router holds its lock until Run's context ends, as a deadlock
@@ -100,6 +104,8 @@ type Router struct {
 	cancel     context.CancelFunc
 	sendCtx    context.Context // ends StopGrace later: cuts the deliveries in flight
 	cancelSend context.CancelFunc
+
+	local localCalls // local dispatches waiting for answers
 
 	lanesMu    sync.Mutex
 	lanes      map[string]*lane // by directive
@@ -451,15 +457,21 @@ func (r *Router) HandleData(payload []byte) (handled bool) {
 	r.received.Add(1)
 	if len(payload) > r.cfg.MaxMessageSize {
 		id, directive := peekIDs(payload)
+		r.event(control.Event{Kind: control.EventReceived, MessageID: id, Directive: directive})
 		r.reject(&DeliveryError{Code: CodeTooLarge, MessageID: id, Directive: directive,
 			Err: fmt.Errorf("payload is %d bytes, the limit is %d", len(payload), r.cfg.MaxMessageSize)})
 		return true
 	}
 	d, err := decodeInbound(payload)
 	if err != nil {
+		var de *DeliveryError
+		if errors.As(err, &de) {
+			r.event(control.Event{Kind: control.EventReceived, MessageID: de.MessageID, Directive: de.Directive})
+		}
 		r.reject(err)
 		return true
 	}
+	r.event(control.Event{Kind: control.EventReceived, MessageID: d.MessageID, Directive: d.Directive})
 	if len(d.Metadata) > MaxMetadataKeys {
 		r.reject(&DeliveryError{Code: CodeTooLarge, MessageID: d.MessageID, Directive: d.Directive,
 			Err: fmt.Errorf("metadata has %d keys, the limit is %d", len(d.Metadata), MaxMetadataKeys)})
@@ -479,6 +491,7 @@ func (r *Router) HandleData(payload []byte) (handled bool) {
 		return false
 	case dup:
 		r.duplicates.Add(1)
+		r.event(control.Event{Kind: control.EventDuplicate, MessageID: d.MessageID, Directive: d.Directive})
 		r.log.Info("duplicate message dropped", "message_id", d.MessageID, "directive", d.Directive)
 		return true
 	}
@@ -631,6 +644,14 @@ func (r *Router) markHanding(id string, already bool) error {
 var errStopping = errors.New("stopping")
 
 func (r *Router) hand(d *Data, handing bool) error {
+	return r.handTo(d, func() error { return r.markHanding(d.MessageID, handing) })
+}
+
+// handTo finds d's worker, waiting for one that is starting, fetches the
+// content of a detached worker, and sends d to the worker. taking, when
+// set, is called just before the send: the journal's "handing" mark of a
+// message from the cloud; it is nil for a local dispatch.
+func (r *Router) handTo(d *Data, taking func() error) error {
 	fail := func(code ErrorCode, err error) error {
 		return &DeliveryError{Code: code, MessageID: d.MessageID, Directive: d.Directive, Err: err}
 	}
@@ -660,11 +681,13 @@ func (r *Router) hand(d *Data, handing bool) error {
 	// From here the worker may take the message: if yggd dies before it
 	// knows, the next start answers it as interrupted rather than run it
 	// again.
-	if err := r.markHanding(d.MessageID, handing); err != nil {
-		if r.ctx.Err() != nil {
-			return errStopping
+	if taking != nil {
+		if err := taking(); err != nil {
+			if r.ctx.Err() != nil {
+				return errStopping
+			}
+			return fail(CodeWorkerUnavailable, fmt.Errorf("journal: %w", err))
 		}
-		return fail(CodeWorkerUnavailable, fmt.Errorf("journal: %w", err))
 	}
 	ctx, cancel := context.WithTimeout(r.sendCtx, r.cfg.DispatchTimeout)
 	err = w.Conn.Send(ctx, d)
@@ -673,8 +696,12 @@ func (r *Router) hand(d *Data, handing bool) error {
 	case err != nil && r.sendCtx.Err() != nil:
 		return errStopping // cut short on stop: answered as interrupted at the next start
 	case err == nil:
-		r.delivered.Add(1)
-		r.log.Debug("delivered", "message_id", d.MessageID, "directive", d.Directive, "pid", w.Pid)
+		local := taking == nil
+		if !local {
+			r.delivered.Add(1)
+		}
+		r.event(control.Event{Kind: control.EventDelivered, MessageID: d.MessageID, Directive: d.Directive, Local: local, PID: w.Pid})
+		r.log.Debug("delivered", "message_id", d.MessageID, "directive", d.Directive, "pid", w.Pid, "local", local)
 		return nil
 	case errors.Is(err, context.DeadlineExceeded):
 		return fail(CodeWorkerTimeout, fmt.Errorf("worker %q (pid %d) did not take the message within %s", w.Handler, w.Pid, r.cfg.DispatchTimeout))
@@ -759,6 +786,7 @@ func (r *Router) nack(err error, settle bool, effect journal.Effect) {
 	}
 	r.rejectedBy[de.Code]++
 	r.rejectedMu.Unlock()
+	r.event(control.Event{Kind: control.EventRejected, MessageID: de.MessageID, Directive: de.Directive, Code: string(de.Code), Error: de.Err.Error()})
 	r.log.Warn("message not delivered", "message_id", de.MessageID, "directive", de.Directive, "code", de.Code, "error", de.Err)
 	content, _ := json.Marshal(struct {
 		Error   ErrorCode `json:"error"`
@@ -791,11 +819,15 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 	case len(d.Content) > r.cfg.MaxMessageSize:
 		return fmt.Errorf("%w: content is %d bytes, the limit is %d", ErrInvalidAnswer, len(d.Content), r.cfg.MaxMessageSize)
 	}
+	if local, err := r.answerLocal(d); local {
+		return err
+	}
 	if r.cfg.Post != nil && isURL(d.Directive) {
 		if err := r.cfg.Post(ctx, d); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidAnswer, err)
 		}
 		r.answers.Add(1)
+		r.event(control.Event{Kind: control.EventAnswered, MessageID: d.MessageID, ResponseTo: d.ResponseTo, Directive: d.Directive})
 		return nil
 	}
 	if len(d.Content) == 0 {
@@ -812,7 +844,15 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 		return err // not ErrInvalidAnswer: the worker may send it again
 	}
 	r.answers.Add(1)
+	r.event(control.Event{Kind: control.EventAnswered, MessageID: d.MessageID, ResponseTo: d.ResponseTo, Directive: d.Directive})
 	return nil
+}
+
+// event passes ev to OnEvent, if set.
+func (r *Router) event(ev control.Event) {
+	if r.cfg.OnEvent != nil {
+		r.cfg.OnEvent(ev)
+	}
 }
 
 func isURL(s string) bool {

@@ -13,7 +13,10 @@
 // the file's mode turns out to be.
 package control
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Version is the version of the JSON documents served under /v1/.
 const Version = 1
@@ -45,6 +48,12 @@ type Status struct {
 	Workers    []Worker   `json:"workers"`
 	Queue      Queue      `json:"queue"`
 	Counters   Counters   `json:"counters"`
+	Events     EventsInfo `json:"events"`
+}
+
+// EventsInfo is about the event stream.
+type EventsInfo struct {
+	Watchers int `json:"watchers"` // clients following GET /v1/events
 }
 
 // Connection is what the MQTT transport does.
@@ -115,6 +124,54 @@ type Workers struct {
 type LogLevel struct {
 	Level string `json:"level"` // error, warn, info, debug, trace
 }
+
+// DispatchRequest is the body of POST /v1/dispatch: a data message for a
+// local worker, made up on the host instead of sent by the cloud.
+type DispatchRequest struct {
+	Directive string            `json:"directive"`
+	Content   json.RawMessage   `json:"content,omitempty"` // any JSON; null when absent
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	// Answers is how many answers to wait for; 0 ends the exchange once
+	// the worker has taken the message.
+	Answers int `json:"answers"`
+	// Timeout bounds the wait for the answers, as a Go duration ("30s");
+	// default DefaultDispatchWait.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// DefaultDispatchWait is how long POST /v1/dispatch waits for answers by
+// default.
+const DefaultDispatchWait = time.Minute
+
+// Kinds of the lines of POST /v1/dispatch's answer.
+const (
+	DispatchDelivered = "delivered" // the worker took the message; always the first line, unless rejected
+	DispatchRejected  = "rejected"  // it was refused, with the code the cloud would have got; the last line
+	DispatchAnswer    = "answer"    // one answer of the worker
+	DispatchTimeout   = "timeout"   // fewer answers than asked for came within the timeout; the last line
+)
+
+// DispatchLine is one line of the answer of POST /v1/dispatch, a stream of
+// JSON lines (application/x-ndjson) that ends when Answers answers have
+// come, at a rejection, or at the timeout.
+type DispatchLine struct {
+	Kind      string `json:"kind"`
+	MessageID string `json:"message_id"`      // of the message dispatched
+	Code      string `json:"code,omitempty"`  // of a rejection
+	Error     string `json:"error,omitempty"` // of a rejection
+	// Answer is the worker's answer, as the cloud would have received
+	// it on data/out.
+	Answer json.RawMessage `json:"answer,omitempty"`
+}
+
+// Refused is the error of a Config.Dispatch that refuses a message, with
+// the code of the negative acknowledgement the cloud would have got.
+type Refused struct {
+	Code    string
+	Message string
+}
+
+func (e *Refused) Error() string { return e.Code + ": " + e.Message }
 
 // Error is the body of every answer that is not 2xx.
 type Error struct {

@@ -35,7 +35,17 @@ type Config struct {
 	// Level is the logger's level that PUT /v1/log-level changes; nil
 	// refuses the change.
 	Level *slog.LevelVar
-	Log   *slog.Logger
+	// Events is served at GET /v1/events; nil serves no events.
+	Events *Events
+	// Dispatch hands a local message to its worker (POST /v1/dispatch)
+	// and passes each of its answers, a data message in JSON, to answer,
+	// which does not block, until done is called. A refusal is a
+	// *Refused. Nil refuses local dispatch.
+	Dispatch func(req DispatchRequest, answer func(json.RawMessage)) (messageID string, done func(), err error)
+	// MaxBody bounds the body of POST /v1/dispatch (default 32 MiB and
+	// a little).
+	MaxBody int64
+	Log     *slog.Logger
 }
 
 // Server serves the control API on a UNIX socket.
@@ -70,6 +80,9 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	if cfg.Status == nil {
 		cfg.Status = func() Status { return Status{} }
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 32<<20 + 64<<10
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, euid: os.Geteuid(), gid: -1, cred: peerCred, process: readProcess, warned: map[uint32]bool{}}
 	if cfg.Group != "" {
@@ -110,6 +123,8 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/log-level", s.getLevel)
 	mux.HandleFunc("PUT /v1/log-level", s.setLevel)
 	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /v1/events", s.events)
+	mux.HandleFunc("POST /v1/dispatch", s.dispatch)
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -155,6 +170,9 @@ func lookupGroup(name string) (int, error) {
 // Run serves until ctx ends, then closes the server and waits for the
 // requests being served (one second at most).
 func (s *Server) Run(ctx context.Context) error {
+	// The requests' contexts derive from ctx: the streams of events and
+	// answers end with it.
+	s.http.BaseContext = func(net.Listener) context.Context { return ctx }
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- s.http.Serve(peerListener{s.ln, s}) })
@@ -264,6 +282,9 @@ func (s *Server) refused(uid uint32, err error) {
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st := s.cfg.Status()
 	st.Version = Version
+	if s.cfg.Events != nil {
+		st.Events.Watchers = s.cfg.Events.Watchers()
+	}
 	if st.Workers == nil {
 		st.Workers = []Worker{}
 	}

@@ -79,6 +79,10 @@ type Config struct {
 	// or a restart, nor on shutdown). It runs on the supervisor's
 	// goroutine and must return quickly.
 	OnRemoved func(name string)
+	// OnState, if set, is called with a worker's status each time it
+	// changes state (starting, running, restarting, stopped). It runs on
+	// the worker's supervision goroutine and must return quickly.
+	OnState func(WorkerStatus)
 }
 
 // Supervisor runs the workers of one directory. Its methods are safe for

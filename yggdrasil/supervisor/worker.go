@@ -110,6 +110,7 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 		w.state = StateStarting
 		w.nextStart = time.Time{}
 		s.mu.Unlock()
+		s.changed(w)
 
 		p, err := s.spawn(ctx, w.name, w.path)
 		if err != nil {
@@ -133,6 +134,7 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 			w.starts++
 			s.pids[pid] = w
 			s.mu.Unlock()
+			s.changed(w)
 			log.Info("worker started", "pid", pid, "path", w.path)
 
 			late := time.AfterFunc(s.cfg.LateWindow, func() { s.warnUnregistered(log, w, pid) })
@@ -179,6 +181,7 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 		w.state = StateRestarting
 		w.nextStart = time.Now().Add(delay)
 		s.mu.Unlock()
+		s.changed(w)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -207,4 +210,16 @@ func (s *Supervisor) setStopped(w *worker) {
 	w.state = StateStopped
 	w.nextStart = time.Time{}
 	s.mu.Unlock()
+	s.changed(w)
+}
+
+// changed passes w's new state to OnState.
+func (s *Supervisor) changed(w *worker) {
+	if s.cfg.OnState == nil {
+		return
+	}
+	s.mu.Lock()
+	st := w.status()
+	s.mu.Unlock()
+	s.cfg.OnState(st)
 }

@@ -1,8 +1,10 @@
 // Package yggcmd is the ygg program: it registers a host with Red Hat
 // Subscription Management and enables the yggd daemon (register), reverses
-// that (unregister), shows the state of both and of the running yggd and
-// changes its log level (status, workers, log-level: through yggd's control
-// socket), and prints the host's canonical facts (facts, canonical-facts).
+// that (unregister), shows the state of both and of the running yggd,
+// changes its log level, hands messages to local workers and follows what
+// yggd does (status, workers, log-level, dispatch, listen: through yggd's
+// control socket), and prints the host's canonical facts (facts,
+// canonical-facts).
 // It is importable so that cmd/ygg stays a one-line main and the e2e suite
 // runs the real program.
 //

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ygglab/yggdrasil/yggdrasil/build"
+	"github.com/ygglab/yggdrasil/yggdrasil/control"
 )
 
 func overview() string {
@@ -95,6 +96,52 @@ func commands() []command {
 				build.ShortName, strings.Join(logLevels, ", ")),
 			flags: []flagSpec{configFlag},
 			run:   runLogLevel,
+		},
+		{
+			name:    "dispatch",
+			summary: "send a data message to a local worker and print its answers",
+			desc: fmt.Sprintf("Hand a data message to the worker that handles --directive, through the running %[1]sd's control socket (found as status finds it), "+
+				"as if the cloud had sent it, and print the worker's answers: no broker or cloud is needed, so a worker author can try a worker on the host alone. "+
+				"The message is made up on the host: it gets a new message id, is not kept in %[1]sd's journal, and its answers come back here instead of going to the cloud.\n\n"+
+				"--content is the message's content: JSON as it is, any other text as a JSON string (so --content hello sends \"hello\"); --content-file reads it from a file, - for stdin. "+
+				"Each answer's content is printed on one line, followed by its metadata as KEY=VALUE lines; a line on stderr says when the worker took the message. "+
+				"With --format json, each line of the control socket's answer is printed instead: {\"kind\": \"delivered\"|\"answer\"|\"rejected\"|\"timeout\", \"message_id\", \"answer\" (the whole data message), \"code\", \"error\"}.\n\n"+
+				"%[2]s waits for --answers answers (default 1; a worker may send several, the first ones as progress), at most --timeout. "+
+				"With --no-wait it returns once the worker has taken the message.\n\n"+
+				"The exit status is 0 when the worker took the message and the answers came; 1 when the message was refused (the error names the code the cloud would have got, "+
+				"such as unknown-directive), fewer answers came within the timeout, or %[1]sd does not answer; 2 on a usage error.",
+				build.ShortName, build.ShortName),
+			flags: []flagSpec{
+				{long: "directive", short: "d", arg: "DIRECTIVE", help: "The directive (handler) of the worker to send the message to; required."},
+				{long: "content", short: "c", arg: "TEXT", help: "The content: JSON, or text sent as a JSON string. Default: null."},
+				{long: "content-file", arg: "FILE", complete: "file", help: "Read the content from FILE (- for stdin) instead."},
+				{long: "metadata", short: "m", arg: "KEY=VALUE", repeat: true, help: "Add this metadata entry to the message."},
+				{long: "answers", short: "n", arg: "N", help: "Wait for N answers (default 1)."},
+				{long: "no-wait", help: "Return once the worker has taken the message, without waiting for answers."},
+				{long: "timeout", short: "t", arg: "DURATION", help: "Wait at most this long for the answers, such as 30s or 5m (default 1m)."},
+				formatFlag, configFlag,
+			},
+			run: runDispatch,
+		},
+		{
+			name:    "listen",
+			summary: "follow what the running " + build.ShortName + "d does",
+			desc: fmt.Sprintf("Print the events of the running %[1]sd as they happen, from its control socket (found as status finds it), until interrupted: "+
+				"a data message received (from the cloud, or local from dispatch), dropped as a duplicate, delivered to its worker (with the worker's pid), answered, "+
+				"or rejected (with the code the cloud gets), a worker changing state (starting, running, backoff, stopped), and the connection changing state.\n\n"+
+				"Each event is one line: the time, the kind, then what it is about. With --format json, each event is a JSON object on its own line, "+
+				"with the keys time, kind, and as they apply message_id, response_to, directive, local, pid, code, error, worker (as in status's worker list), connection (as in status) and count. "+
+				"%[1]sd keeps its last %[2]d events: --last N prints up to N of them first; with --no-follow, %[3]s then exits.\n\n"+
+				"A listener that cannot keep up does not slow %[1]sd down: it loses events, and a line of kind dropped says how many.\n\n"+
+				"The exit status is 0 when interrupted, after --count events, or with --no-follow; 1 when %[1]sd does not answer or stops; 2 on a usage error.",
+				build.ShortName, control.HistorySize, build.ShortName),
+			flags: []flagSpec{
+				{long: "last", arg: "N", help: "First print up to N of the events that happened before."},
+				{long: "count", arg: "N", help: "Exit after N events."},
+				{long: "no-follow", help: "Exit after the past events of --last, instead of following."},
+				formatFlag, configFlag,
+			},
+			run: runListen,
 		},
 		{
 			name:    "facts",

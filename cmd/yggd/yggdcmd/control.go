@@ -1,11 +1,14 @@
 package yggdcmd
 
 // The control socket's view of yggd: the transport's state as its
-// OnState reports it, and a Status assembled from the identity, the
-// supervisor, the registry and the router when ygg asks.
+// OnState reports it, a Status assembled from the identity, the
+// supervisor, the registry and the router when ygg asks, the events of
+// all three, and local dispatch through the router.
 
 import (
 	"cmp"
+	"encoding/json"
+	"errors"
 	"maps"
 	"os"
 	"slices"
@@ -20,20 +23,30 @@ import (
 
 // connState is the connection as the control socket shows it.
 type connState struct {
+	events    *control.Events
 	mu        sync.Mutex
 	c         control.Connection
 	connected bool // once connected: later waits are reconnecting
 }
 
-func newConnState() *connState {
-	return &connState{c: control.Connection{State: control.StateConnecting}}
+func newConnState(events *control.Events) *connState {
+	return &connState{events: events, c: control.Connection{State: control.StateConnecting}}
+}
+
+// publish publishes the connection's state as an event.
+func (s *connState) publish(c control.Connection) {
+	s.events.Publish(control.Event{Kind: control.EventConnection, Connection: &c})
 }
 
 // transportState is (a part of) the transport's Config.OnState.
 func (s *connState) transportState(st mqtt.State) {
 	now := time.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer func() {
+		c := s.c
+		s.mu.Unlock()
+		s.publish(c)
+	}()
 	c := &s.c
 	if c.State == control.StateStopping {
 		return
@@ -67,7 +80,9 @@ func (s *connState) transportState(st mqtt.State) {
 func (s *connState) stopping() {
 	s.mu.Lock()
 	s.c.State, s.c.NextRetry = control.StateStopping, time.Time{}
+	c := s.c
 	s.mu.Unlock()
+	s.publish(c)
 }
 
 func (s *connState) get() control.Connection {
@@ -114,12 +129,7 @@ func controlWorkers(sup []supervisor.WorkerStatus, reg *yggdrasil.Registry) []co
 	byName := map[string]int{}
 	for _, w := range sup {
 		byName[w.Name] = len(out)
-		cw := control.Worker{Name: w.Name, PID: w.PID, State: workerState(w.State),
-			Restarts: max(w.Starts-1, 0), LastExit: w.LastExit, LastExitAt: w.LastExitAt, Handlers: []string{}}
-		if w.LastErr != nil {
-			cw.LastError = w.LastErr.Error()
-		}
-		out = append(out, cw)
+		out = append(out, controlWorker(w))
 	}
 	handlers := slices.Sorted(maps.Keys(reg.Dispatchers()))
 	for _, h := range handlers {
@@ -144,6 +154,43 @@ func controlWorkers(sup []supervisor.WorkerStatus, reg *yggdrasil.Registry) []co
 	}
 	slices.SortStableFunc(out, func(a, b control.Worker) int { return cmp.Compare(a.Name, b.Name) })
 	return out
+}
+
+// controlWorker is w as the control socket shows it, its handlers left
+// out.
+func controlWorker(w supervisor.WorkerStatus) control.Worker {
+	cw := control.Worker{Name: w.Name, PID: w.PID, State: workerState(w.State),
+		Restarts: max(w.Starts-1, 0), LastExit: w.LastExit, LastExitAt: w.LastExitAt, Handlers: []string{}}
+	if w.LastErr != nil {
+		cw.LastError = w.LastErr.Error()
+	}
+	return cw
+}
+
+// workerEvent publishes a worker's new state (the supervisor's OnState).
+func workerEvent(events *control.Events) func(supervisor.WorkerStatus) {
+	return func(w supervisor.WorkerStatus) {
+		cw := controlWorker(w)
+		events.Publish(control.Event{Kind: control.EventWorker, Worker: &cw, PID: w.PID})
+	}
+}
+
+// localDispatch is the control socket's Dispatch: the router's, with
+// the control API's types.
+func localDispatch(router *yggdrasil.Router) func(control.DispatchRequest, func(json.RawMessage)) (string, func(), error) {
+	return func(req control.DispatchRequest, answer func(json.RawMessage)) (string, func(), error) {
+		d := &yggdrasil.Data{Directive: req.Directive, Metadata: req.Metadata, Content: req.Content}
+		done, err := router.DispatchLocal(d, func(a *yggdrasil.Data) {
+			if b, err := json.Marshal(a); err == nil {
+				answer(b)
+			}
+		})
+		var de *yggdrasil.DeliveryError
+		if errors.As(err, &de) {
+			return d.MessageID, done, &control.Refused{Code: string(de.Code), Message: de.Err.Error()}
+		}
+		return d.MessageID, done, err
+	}
 }
 
 func workerState(s supervisor.State) string {

@@ -40,7 +40,8 @@ func TestConnState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newConnState()
+			events := control.NewEvents()
+			s := newConnState(events)
 			for _, st := range tt.states {
 				s.transportState(st)
 			}
@@ -49,6 +50,14 @@ func TestConnState(t *testing.T) {
 				s.transportState(mqtt.State{Retry: time.Hour})
 			}
 			got := s.get()
+			// Each change is an event, the last one the state served.
+			past, _, stop := events.Watch(control.HistorySize)
+			stop()
+			if n := len(tt.states) + 2*btoi(tt.stop); len(past) != n {
+				t.Errorf("%d connection events, want %d", len(past), n)
+			} else if n > 0 && (past[n-1].Kind != control.EventConnection || *past[n-1].Connection != got) {
+				t.Errorf("last event = %+v, want the connection %+v", past[n-1], got)
+			}
 			// The times are checked for presence, not value.
 			wantRetry := !tt.stop && len(tt.states) > 0 && tt.states[len(tt.states)-1].Retry > 0
 			if got.NextRetry.IsZero() == wantRetry {
@@ -97,4 +106,11 @@ func TestControlWorkers(t *testing.T) {
 	if diff := cmp.Diff(want, controlWorkers(sup, reg)); diff != "" {
 		t.Errorf("workers (-want +got):\n%s", diff)
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

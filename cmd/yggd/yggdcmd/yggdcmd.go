@@ -108,7 +108,8 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	log.Info("starting", "version", build.Version, "brokers", cfg.Brokers, "worker_dir", cfg.WorkerDir, "config", cfg.File)
 
 	svc := newService(log, cfg.Brokers)
-	conn := newConnState()
+	events := control.NewEvents()
+	conn := newConnState(events)
 	tr := mqtt.New(mqtt.Config{
 		OnState: func(st mqtt.State) {
 			conn.transportState(st)
@@ -150,14 +151,18 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		Fetch:           httpc.Fetch,
 		Post:            httpc.Post,
 		Log:             log.With("component", "router"),
+		OnEvent:         events.Publish,
 		Wedge:           WedgeRouter,
 	}, tr)
 	ctl, err := control.Listen(control.Config{
-		Path:   cfg.ControlSocketPath(),
-		Group:  cfg.ControlGroup,
-		Status: func() control.Status { return controlStatus(id, conn, router, sup)() }, // served once sup is set
-		Level:  level,
-		Log:    log.With("component", "control"),
+		Path:     cfg.ControlSocketPath(),
+		Group:    cfg.ControlGroup,
+		Status:   func() control.Status { return controlStatus(id, conn, router, sup)() }, // served once sup is set
+		Level:    level,
+		Events:   events,
+		Dispatch: localDispatch(router),
+		MaxBody:  int64(cfg.MaxMessageSize) + 64<<10,
+		Log:      log.With("component", "control"),
 	})
 	if err != nil {
 		return err
@@ -187,6 +192,7 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		},
 		OnExit:    func(name string, pid int) { router.Registry().RemoveOwner(name) },
 		OnRemoved: func(name string) { router.Registry().Release(name) },
+		OnState:   workerEvent(events),
 		Log:       log,
 	})
 	cctx, stopControl := context.WithCancel(context.Background())
