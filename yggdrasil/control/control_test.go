@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -188,6 +189,37 @@ func TestRefusedPeer(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "uid=4242"); n != 1 {
 		t.Errorf("refusal of uid 4242 logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestGroupMayOnlyRead: a member of control-group reads the state, and
+// is refused what acts (the log level, local dispatch).
+func TestGroupMayOnlyRead(t *testing.T) {
+	var level slog.LevelVar
+	dispatched := false
+	_, c := startServer(t, Config{Group: "4243", Level: &level,
+		Dispatch: func(DispatchRequest, func(json.RawMessage)) (string, func(), error) {
+			dispatched = true
+			return "m", func() {}, nil
+		}}, func(s *Server) {
+		s.cred = func(*net.UnixConn) (uint32, uint32, error) { return 4242, 4243, nil }
+	})
+	ctx := t.Context()
+	if _, err := c.Status(ctx); err != nil {
+		t.Errorf("Status as a group member: %v", err)
+	}
+	if _, err := c.LogLevel(ctx); err != nil {
+		t.Errorf("LogLevel as a group member: %v", err)
+	}
+	if _, err := c.SetLogLevel(ctx, "debug"); err == nil || !strings.Contains(err.Error(), "may only read") {
+		t.Errorf("SetLogLevel as a group member: %v, want a refusal", err)
+	}
+	if level.Level() != slog.LevelInfo {
+		t.Errorf("level = %v after a refused change", level.Level())
+	}
+	err := c.Dispatch(ctx, DispatchRequest{Directive: "echo"}, func(DispatchLine) {})
+	if err == nil || !strings.Contains(err.Error(), "may only read") || dispatched {
+		t.Errorf("Dispatch as a group member: %v (dispatched %v), want a refusal", err, dispatched)
 	}
 }
 

@@ -8,10 +8,14 @@ package control
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -265,4 +269,24 @@ func bootTime() (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// ServeMetrics serves GET /metrics, and nothing else, on ln (yggd's
+// metrics-listen, for scrapers that cannot use the UNIX socket) until ctx
+// ends. Anyone who can reach ln may read the metrics: no peer check.
+func (s *Server) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.metrics)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics-listen %s: %w", ln.Addr(), err)
+	}
+	return nil
 }

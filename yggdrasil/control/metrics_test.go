@@ -1,8 +1,10 @@
 package control
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -238,5 +240,41 @@ func TestReadProcess(t *testing.T) {
 	}
 	if now := float64(time.Now().Unix()); p.StartTime <= 0 || p.StartTime > now+1 {
 		t.Errorf("start time %v, want in the past (now %v)", p.StartTime, now)
+	}
+}
+
+func TestServeMetricsOverTCP(t *testing.T) {
+	s, _ := startServer(t, Config{Status: func() Status { return sample }}, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeMetrics(ctx, ln) }()
+	base := "http://" + ln.Addr().String()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "\nyggd_connected 1\n") {
+		t.Errorf("GET /metrics = %s:\n%s", resp.Status, body)
+	}
+	// Only the metrics: the rest of the API stays on the UNIX socket.
+	for _, path := range []string{"/v1/status", "/v1/events"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s over TCP = %s, want 404", path, resp.Status)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("ServeMetrics = %v after cancel, want nil", err)
 	}
 }

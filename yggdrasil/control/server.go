@@ -121,12 +121,13 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/workers", s.workers)
 	mux.HandleFunc("GET /v1/log-level", s.getLevel)
-	mux.HandleFunc("PUT /v1/log-level", s.setLevel)
+	mux.HandleFunc("PUT /v1/log-level", s.owner(s.setLevel))
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /v1/events", s.events)
-	mux.HandleFunc("POST /v1/dispatch", s.dispatch)
+	mux.HandleFunc("POST /v1/dispatch", s.owner(s.dispatch))
 	s.http = &http.Server{
 		Handler:           mux,
+		ConnContext:       withPeer,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}
@@ -219,10 +220,41 @@ func (l peerListener) Accept() (net.Conn, error) {
 		}
 		uid, gid, err := l.s.cred(c)
 		if err == nil && l.s.allowed(uid, gid) {
-			return c, nil
+			return &peerConn{c, uid}, nil
 		}
 		c.Close()
 		l.s.refused(uid, err)
+	}
+}
+
+// peerConn is an accepted connection and its peer's uid.
+type peerConn struct {
+	*net.UnixConn
+	uid uint32
+}
+
+type peerKey struct{}
+
+// withPeer puts the peer's uid in the context of a connection's requests.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	if pc, ok := c.(*peerConn); ok {
+		return context.WithValue(ctx, peerKey{}, pc.uid)
+	}
+	return ctx
+}
+
+// owner lets only root and yggd's own user through to h: what changes
+// yggd or runs a worker. The members of control-group may read, not act:
+// a worker runs as root and may manage the whole host, so handing it a
+// message is root's power.
+func (s *Server) owner(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		uid, ok := r.Context().Value(peerKey{}).(uint32)
+		if !ok || (uid != 0 && int(uid) != s.euid) {
+			writeJSON(w, http.StatusForbidden, Error{"only root and yggd's user may do this; the members of control-group may only read"})
+			return
+		}
+		h(w, r)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -43,6 +44,7 @@ type Config struct {
 	FetchTimeout    Duration `toml:"fetch-timeout"`
 	ControlSocket   string   `toml:"control-socket"` // "" for <runtime-dir>/control.sock
 	ControlGroup    string   `toml:"control-group"`  // may use the control socket too
+	MetricsListen   string   `toml:"metrics-listen"` // TCP host:port serving /metrics; "" for none
 	// File is the configuration file read ("" when none).
 	File string `toml:"-"`
 }
@@ -185,6 +187,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 	fs.Var(&flagCfg.FetchTimeout, "fetch-timeout", "")
 	fs.StringVar(&flagCfg.ControlSocket, "control-socket", "", "")
 	fs.StringVar(&flagCfg.ControlGroup, "control-group", "", "")
+	fs.StringVar(&flagCfg.MetricsListen, "metrics-listen", "", "")
 	fs.BoolVar(&opt.version, "version", false, "")
 	fs.BoolVar(&opt.manPage, "generate-man-page", false, "")
 	fs.BoolVar(&opt.completion, "generate-bash-completion", false, "")
@@ -272,6 +275,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 			cfg.ControlSocket = flagCfg.ControlSocket
 		case "control-group":
 			cfg.ControlGroup = flagCfg.ControlGroup
+		case "metrics-listen":
+			cfg.MetricsListen = flagCfg.MetricsListen
 		}
 	})
 	return cfg, opt, cfg.Validate()
@@ -303,6 +308,11 @@ func (c Config) Validate() error {
 	for _, b := range c.Brokers {
 		if err := checkBroker(b); err != nil {
 			return fmt.Errorf("broker: %w", err)
+		}
+	}
+	if c.MetricsListen != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsListen); err != nil || port == "" {
+			return fmt.Errorf("metrics-listen: %q is not HOST:PORT (such as 127.0.0.1:9464)", c.MetricsListen)
 		}
 	}
 	if c.ClientID != "" {

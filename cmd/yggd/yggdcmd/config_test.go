@@ -66,6 +66,10 @@ fetch-timeout = 5
 		{name: "control_socket", args: flags("--control-socket", "/run/x/ctl.sock", "--control-group", "wheel"), want: func(c *Config) {
 			c.Brokers, c.ClientID, c.ControlSocket, c.ControlGroup = []string{"tcp://a:1"}, "h", "/run/x/ctl.sock", "wheel"
 		}},
+		{name: "metrics_listen", args: flags("--metrics-listen", "127.0.0.1:9464"), want: func(c *Config) {
+			c.Brokers, c.ClientID, c.MetricsListen = []string{"tcp://a:1"}, "h", "127.0.0.1:9464"
+		}},
+		{name: "metrics_listen_no_port", args: flags("--metrics-listen", "localhost"), wantErr: `metrics-listen: "localhost" is not HOST:PORT`},
 		{name: "no_identity", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1"}, wantErr: "client-id"},
 		{name: "cert_without_key", args: []string{"--config", os.DevNull, "--broker", "tcp://a:1", "--cert-file", "c.pem"}, wantErr: "cert-file and key-file"},
 		{name: "broker_without_scheme", args: []string{"--config", os.DevNull, "--broker", "a:1", "--client-id", "h"}, wantErr: "has no scheme"},

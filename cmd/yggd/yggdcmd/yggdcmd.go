@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -167,6 +168,13 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	if err != nil {
 		return err
 	}
+	var metrics net.Listener
+	if cfg.MetricsListen != "" {
+		if metrics, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ctl.Close()
+			return fmt.Errorf("metrics-listen: %w", err)
+		}
+	}
 	srv, err := ipc.Listen(ipc.Config{
 		RuntimeDir:     cfg.RuntimeDir,
 		Registry:       router.Registry(),
@@ -179,6 +187,9 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	})
 	if err != nil {
 		ctl.Close()
+		if metrics != nil {
+			metrics.Close()
+		}
 		return err
 	}
 	sup = supervisor.New(supervisor.Config{
@@ -206,6 +217,14 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		stopControl()
 		controlling.Wait()
 	}()
+	if metrics != nil {
+		log.Info("serving metrics over TCP", "address", metrics.Addr().String())
+		controlling.Go(func() {
+			if err := ctl.ServeMetrics(cctx, metrics); err != nil {
+				log.Error("metrics listener stopped", "error", err)
+			}
+		})
+	}
 
 	// The transport outlives ctx so that yggd can say goodbye.
 	tctx, tcancel := context.WithCancel(context.Background())
