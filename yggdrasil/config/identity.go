@@ -43,6 +43,28 @@ func LoadKeyPair(certFile, keyFile string) (tls.Certificate, *x509.Certificate, 
 	return cert, leaf, nil
 }
 
+// RootCAs returns the roots that verify the broker: the system's and the
+// certificates of the PEM file caRoot; nil when caRoot is "", so that
+// crypto/tls loads the system's roots at the first handshake (a tcp://
+// broker never pays for them).
+func RootCAs(caRoot string) (*x509.CertPool, error) {
+	if caRoot == "" {
+		return nil, nil
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(caRoot)
+	if err != nil {
+		return nil, fmt.Errorf("ca-root: %w", err)
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("ca-root: %s holds no PEM certificate", caRoot)
+	}
+	return roots, nil
+}
+
 // toPEM wraps DER bytes in PEM; PEM input is returned as it is.
 func toPEM(kind string, b []byte) []byte {
 	if strings.Contains(string(b[:min(len(b), 64)]), "-----BEGIN") {

@@ -2,7 +2,8 @@
 // Subscription Management and enables the yggd daemon (register), reverses
 // that (unregister), shows the state of both and of the running yggd and
 // changes its log level (status, workers, log-level: through yggd's control
-// socket), and prints the host's canonical facts (facts, canonical-facts).
+// socket), tests the host and yggd's configuration (check), and prints the
+// host's canonical facts (facts, canonical-facts).
 // It is importable so that cmd/ygg stays a one-line main and the e2e suite
 // runs the real program.
 //

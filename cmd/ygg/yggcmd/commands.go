@@ -97,6 +97,13 @@ func commands() []command {
 			run:   runLogLevel,
 		},
 		{
+			name:    "check",
+			summary: "check the host's configuration, certificate, broker, workers and " + build.ShortName + "d",
+			desc:    checkDesc(),
+			flags:   []flagSpec{formatFlag, checkConfigFlag},
+			run:     runCheck,
+		},
+		{
 			name:    "facts",
 			summary: "print the host's canonical facts",
 			desc: fmt.Sprintf("Print the canonical facts that identify this host to %[1]s, read from the host as %[2]sd reads them: "+

@@ -282,22 +282,9 @@ type identity struct {
 // pair and the roots.
 func loadIdentity(cfg Config, log *slog.Logger) (*identity, error) {
 	id := &identity{clientID: cfg.ClientID, files: stampFiles(cfg)}
-	// Without ca-root, RootCAs stays nil: crypto/tls then loads the
-	// system's roots at the first TLS handshake, so a tcp:// broker never
-	// pays for them (about 30 ms of start-up on some hosts).
-	var roots *x509.CertPool
-	if cfg.CARoot != "" {
-		var err error
-		if roots, err = x509.SystemCertPool(); err != nil {
-			roots = x509.NewCertPool()
-		}
-		pem, err := os.ReadFile(cfg.CARoot)
-		if err != nil {
-			return nil, fmt.Errorf("ca-root: %w", err)
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca-root: %s holds no PEM certificate", cfg.CARoot)
-		}
+	roots, err := config.RootCAs(cfg.CARoot)
+	if err != nil {
+		return nil, err
 	}
 	id.tls = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if cfg.CertFile == "" {
