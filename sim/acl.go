@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
 // Refusal is something the broker's ACL refused: a connection, a
@@ -34,18 +37,68 @@ func (r Refusal) String() string {
 // publish only to <prefix>/<its id>/+/out (its will included), and on the
 // TLS listener its client id must be the CN of its certificate. The sim's
 // own inline client is not subject to it.
+//
+// One exception, for ygg check's test connection: a client id of the
+// host's id followed by yggdrasil.CheckClientSuffix ("host1/check") counts
+// as the host for the topics, and on the TLS listener it is accepted with
+// the host's certificate. The host is then the CN, not the client id, so a
+// certificate gives no more topics than before; on the plain listener,
+// which authenticates nobody, any client could claim the host's id anyway.
+//
+// DenyHost is a fault: it refuses every topic to a host, its own included,
+// as a broker with a wrong ACL would.
 type acl struct {
 	prefix      string
 	open        bool   // allow every topic (the ACL is off)
 	tlsListener string // the listener id on which the CN rule applies
 	log         *slog.Logger
 	refused     func(Refusal)
+
+	mu     sync.Mutex
+	denied map[string]bool // hosts refused every topic
+}
+
+// deny refuses (or allows again) every topic to host.
+func (a *acl) deny(host string, on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.denied == nil {
+		a.denied = map[string]bool{}
+	}
+	if on {
+		a.denied[host] = true
+	} else {
+		delete(a.denied, host)
+	}
+}
+
+func (a *acl) isDenied(host string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.denied[host]
+}
+
+// host returns whom cl acts for: on the TLS listener the CN of its
+// certificate (connect checked that its id is the CN, or the CN and
+// yggdrasil.CheckClientSuffix), else its client id without that suffix.
+func (a *acl) host(cl *mqtt.Client) string {
+	if cl.Net.Listener == a.tlsListener && a.tlsListener != "" {
+		if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+			if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+				return certs[0].Subject.CommonName
+			}
+		}
+	}
+	return strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix)
 }
 
 // checkTopic says why client may not use topic (a name or a filter) in
 // direction dir ("in" to subscribe and receive, "out" to publish); "" when
 // it may.
 func (a *acl) checkTopic(client, topic, dir string) string {
+	if a.isDenied(client) {
+		return fmt.Sprintf("host %q is denied every topic (sim fault)", client)
+	}
 	if a.open {
 		return ""
 	}
@@ -81,12 +134,12 @@ func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
 		if len(certs) == 0 {
 			return "no client certificate"
 		}
-		if cn := certs[0].Subject.CommonName; cn != cl.ID {
+		if cn := certs[0].Subject.CommonName; cl.ID != cn && cl.ID != cn+yggdrasil.CheckClientSuffix {
 			return fmt.Sprintf("client id %q differs from certificate CN %q", cl.ID, cn)
 		}
 	}
 	if pk.Connect.WillFlag {
-		if why := a.checkTopic(cl.ID, pk.Connect.WillTopic, "out"); why != "" {
+		if why := a.checkTopic(a.host(cl), pk.Connect.WillTopic, "out"); why != "" {
 			return "will " + pk.Connect.WillTopic + ": " + why
 		}
 	}
@@ -133,7 +186,7 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	} else if !strings.ContainsAny(topic, "+#") {
 		action = "read" // subscribe to an exact topic, or receive on it
 	}
-	if why := h.acl.checkTopic(cl.ID, topic, dir); why != "" {
+	if why := h.acl.checkTopic(h.acl.host(cl), topic, dir); why != "" {
 		h.acl.refuse(Refusal{ClientID: cl.ID, Action: action, Topic: topic, Reason: why})
 		return false
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/pem"
 	"strings"
 	"testing"
+
+	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
 // clientTLS returns a TLS configuration for a host whose certificate has CN
@@ -199,4 +201,65 @@ func TestCAKeptInStateDir(t *testing.T) {
 	if string(m1.CertPEM()) == string(m2.CertPEM()) {
 		t.Error("two in-memory CAs are the same")
 	}
+}
+
+// TestACLCheckClient: ygg check's connection, the host's client id with
+// yggdrasil.CheckClientSuffix, gets the host's topics and no others, on
+// both listeners; on the TLS listener only with the host's certificate.
+func TestACLCheckClient(t *testing.T) {
+	s := MustStart(t, &Server{})
+	checkID := "h1" + yggdrasil.CheckClientSuffix
+	tests := []struct {
+		name   string
+		broker string
+		cn     string // "" on the plain listener
+		ok     bool
+		reason string
+	}{
+		{name: "plain", broker: s.BrokerURL(), ok: true},
+		{name: "tls_host_certificate", broker: s.TLSBrokerURL(), cn: "h1", ok: true},
+		{name: "tls_other_certificate", broker: s.TLSBrokerURL(), cn: "h2", reason: `client id "h1/check" differs from certificate CN "h2"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := hostOpts{broker: tt.broker, id: checkID, noReconnect: true, willTopic: "yggdrasil/h1/control/out", will: []byte("x")}
+			if tt.cn != "" {
+				o.tls = clientTLS(t, s, tt.cn)
+			}
+			h, err := connectHost(t, o)
+			if (err == nil) != tt.ok {
+				t.Fatalf("connect: err = %v, want ok=%v", err, tt.ok)
+			}
+			if !tt.ok {
+				if !hasRefusal(s, checkID, "connect", tt.reason) {
+					t.Errorf("refusals = %v, want %q", s.Refusals(), tt.reason)
+				}
+				return
+			}
+			h.mustSubscribe("yggdrasil/h1/control/in")
+			if err := h.subscribe("yggdrasil/h2/control/in"); err == nil {
+				t.Error("subscribe to h2's topic: ok, want refused")
+			}
+			h.mustPublish("yggdrasil/h1/data/out", []byte{}, false)
+		})
+	}
+}
+
+// TestACLDenyHost: the fault refuses a host its own topics until lifted.
+func TestACLDenyHost(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off})
+	if err := s.DenyHost("A", true); err != nil {
+		t.Fatal(err)
+	}
+	a := mustConnectHost(t, hostOpts{broker: s.BrokerURL(), id: "A", noReconnect: true})
+	if err := a.subscribe("yggdrasil/A/control/in"); err == nil {
+		t.Error("subscribe to own topic while denied: ok, want refused")
+	}
+	if !hasRefusal(s, "A", "read", "denied every topic") {
+		t.Errorf("refusals = %v, want A's own topic refused", s.Refusals())
+	}
+	if err := s.DenyHost("A", false); err != nil {
+		t.Fatal(err)
+	}
+	a.mustSubscribe("yggdrasil/A/control/in")
 }

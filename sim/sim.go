@@ -478,6 +478,18 @@ func (s *Server) StartBroker() error {
 	return s.broker.start()
 }
 
+// DenyHost makes the broker's ACL refuse every topic to host (its own
+// included) as long as deny is true: the fault of a broker whose ACL is
+// wrong. A refused subscription gets SUBACK 0x80; a refused QoS 1 publish
+// ends the connection. Not supported with an external broker.
+func (s *Server) DenyHost(host string, deny bool) error {
+	if s.broker == nil {
+		return ErrNotSupported
+	}
+	s.broker.acl.deny(host, deny)
+	return nil
+}
+
 // BrokerRunning reports whether the broker accepts connections.
 func (s *Server) BrokerRunning() bool {
 	if s.broker == nil {

@@ -80,6 +80,11 @@
 //	net-delay duration
 //	net-heal
 //		Faults of the proxy in front of the broker.
+//	acl-deny host-id
+//	acl-allow host-id
+//		Make the broker's ACL refuse every topic to host-id, its own
+//		included (a refused SUBSCRIBE gets SUBACK 0x80, a refused QoS 1
+//		PUBLISH ends the connection), or lift that.
 //
 // Detached content (content.go):
 //

@@ -30,6 +30,7 @@ var commandSets = []func() map[string]command{
 	coreCommands,
 	controlCommands,
 	brokerCommands,
+	aclCommands,
 	dbusCommands,
 	contentCommands,
 	tlsCommands,

@@ -16,3 +16,11 @@ const DefaultTopicPrefix = "yggdrasil"
 func Topic(prefix, clientID, kind, dir string) string {
 	return prefix + "/" + clientID + "/" + kind + "/" + dir
 }
+
+// CheckClientSuffix is appended to a host's client id by the test
+// connection of ygg check, so that the check never takes over the session
+// of yggd (or of any host): a client id is a topic level, which cannot
+// hold '/', so no host's id ends in it. A broker lets such a connection use
+// the host's topics when its ACL follows the certificate's CN rather than
+// the client id (README: ygg check).
+const CheckClientSuffix = "/check"

@@ -12,13 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/ygglab/yggdrasil/yggdrasil/fileperm"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,7 +167,7 @@ func New(cfg Config) *Supervisor {
 }
 
 // isWorkerName reports whether a directory entry is meant to be a worker.
-func isWorkerName(name string) bool { return strings.HasSuffix(name, "worker") }
+func isWorkerName(name string) bool { return IsWorkerName(name) }
 
 // Run starts the workers, keeps them running and follows the directory
 // until ctx is done; then it stops every worker and returns once all of
@@ -453,42 +451,24 @@ func (s *Supervisor) runnable(name string) bool {
 		s.log.Debug("skip worker file: worker directory refused", "worker", name, "path", path)
 		return false
 	}
-	fi, err := os.Stat(path)
+	v := judgeFile(path, s.euid)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if li, lerr := os.Lstat(path); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
-			target, _ := os.Readlink(path)
-			s.warnOnce(name, path, msgNotRegular, fmt.Errorf("symbolic link to %s, which does not exist", target),
-				"fix", "point the link at the worker program, or remove it")
-			return false
-		}
+	case v.ok:
+		delete(s.warned, name)
+		return true
+	case v.msg == "" && v.err == nil: // gone, or a directory
 		delete(s.warned, name)
 		return false
-	case err != nil:
-		s.warnOnce(name, path, "worker file cannot be checked", err)
-		return false
-	case fi.IsDir():
-		return false
-	case !fi.Mode().IsRegular():
-		s.warnOnce(name, path, msgNotRegular, fmt.Errorf("%s is a %s, not a program", path, fileKind(fi.Mode())),
-			"fix", "replace it with the worker program, or remove it")
+	case v.msg == "":
+		s.log.Debug("skip worker file", "worker", name, "path", path, "err", v.err)
 		return false
 	}
-	if err := checkWorkerFile(path, s.euid); err != nil {
-		if !isUntrusted(err) {
-			s.log.Debug("skip worker file", "worker", name, "path", path, "err", err)
-			return false
-		}
-		s.warnOnce(name, path, "worker file refused: another user could change it", err)
-		return false
+	var attrs []any
+	if v.fix != "" && !isUntrusted(v.err) {
+		attrs = append(attrs, "fix", v.fix)
 	}
-	if err := unix.Access(path, unix.X_OK); err != nil {
-		s.warnOnce(name, path, "worker file not executable",
-			fmt.Errorf("check exec permission (mode %s): %w", fileperm.Mode(fi), err), "fix", "chmod +x "+path)
-		return false
-	}
-	delete(s.warned, name)
-	return true
+	s.warnOnce(name, path, v.msg, v.err, attrs...)
+	return false
 }
 
 // msgNotRegular is logged for a worker name that is not a regular file.

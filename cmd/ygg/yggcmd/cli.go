@@ -3,8 +3,8 @@
 // that (unregister), shows the state of both and of the running yggd,
 // changes its log level, hands messages to local workers and follows what
 // yggd does (status, workers, log-level, dispatch, listen: through yggd's
-// control socket), and prints the host's canonical facts (facts,
-// canonical-facts).
+// control socket), tests the host and yggd's configuration (check), and
+// prints the host's canonical facts (facts, canonical-facts).
 // It is importable so that cmd/ygg stays a one-line main and the e2e suite
 // runs the real program.
 //

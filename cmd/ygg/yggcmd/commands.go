@@ -98,6 +98,13 @@ func commands() []command {
 			run:   runLogLevel,
 		},
 		{
+			name:    "check",
+			summary: "check the host's configuration, certificate, broker, workers and " + build.ShortName + "d",
+			desc:    checkDesc(),
+			flags:   []flagSpec{formatFlag, checkConfigFlag},
+			run:     runCheck,
+		},
+		{
 			name:    "dispatch",
 			summary: "send a data message to a local worker and print its answers",
 			desc: fmt.Sprintf("Hand a data message to the worker that handles --directive, through the running %[1]sd's control socket (found as status finds it), "+

@@ -8,6 +8,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/config"
 )
 
 // Watching the identity files. serve polls the status of cert-file,
@@ -23,10 +25,6 @@ import (
 
 // certPollInterval is how often the identity files are looked at.
 const certPollInterval = 2 * time.Second
-
-// certWarnBefore is how long before its expiry a certificate is warned
-// about, once a day.
-const certWarnBefore = 30 * 24 * time.Hour
 
 // fileStamp is what stat says of a file: any write, rename over, or link
 // swap changes it.
@@ -109,19 +107,19 @@ func (r *reloader) checkValidity(now time.Time) {
 }
 
 // errExpiresSoon marks a certificate that is valid for less than
-// certWarnBefore.
+// config.CertWarnBefore.
 var errExpiresSoon = errors.New("the certificate expires within 30 days: renew it (run 'ygg register' again)")
 
 // checkDates says what is wrong with c's validity period at now: nil, or
 // an error whose text tells the admin what to do.
 func checkDates(c *x509.Certificate, now time.Time) error {
 	const keep = "; yggd keeps running and connects once the file is renewed"
-	switch {
-	case now.Before(c.NotBefore):
+	switch config.CheckDates(c, now) {
+	case config.NotYetValid:
 		return errors.New("the certificate is not valid yet: check the system clock, or run 'ygg register' again" + keep)
-	case now.After(c.NotAfter):
+	case config.Expired:
 		return errors.New("the certificate has expired: run 'ygg register' again" + keep)
-	case c.NotAfter.Sub(now) < certWarnBefore:
+	case config.ExpiresSoon:
 		return errExpiresSoon
 	}
 	return nil

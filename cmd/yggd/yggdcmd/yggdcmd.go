@@ -8,14 +8,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
 	"github.com/ygglab/yggdrasil/yggdrasil/build"
+	"github.com/ygglab/yggdrasil/yggdrasil/config"
 	"github.com/ygglab/yggdrasil/yggdrasil/content"
 	"github.com/ygglab/yggdrasil/yggdrasil/control"
 	"github.com/ygglab/yggdrasil/yggdrasil/facts"
@@ -72,23 +71,9 @@ func Main() int {
 }
 
 // levelTrace is below debug: 0.1.x's trace level.
-const levelTrace = slog.LevelDebug - 4
+const levelTrace = config.LevelTrace
 
-func parseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "error":
-		return slog.LevelError, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "info", "":
-		return slog.LevelInfo, nil
-	case "debug":
-		return slog.LevelDebug, nil
-	case "trace":
-		return levelTrace, nil
-	}
-	return 0, fmt.Errorf("%q is not one of error, warn, info, debug, trace", s)
-}
+func parseLevel(s string) (slog.Level, error) { return config.ParseLevel(s) }
 
 // runCore runs yggd's core as id until ctx ends, then stops cleanly:
 // deliveries in flight get a grace period, messages not yet handed to a
@@ -322,22 +307,9 @@ type identity struct {
 // pair and the roots.
 func loadIdentity(cfg Config, log *slog.Logger) (*identity, error) {
 	id := &identity{clientID: cfg.ClientID, files: stampFiles(cfg)}
-	// Without ca-root, RootCAs stays nil: crypto/tls then loads the
-	// system's roots at the first TLS handshake, so a tcp:// broker never
-	// pays for them (about 30 ms of start-up on some hosts).
-	var roots *x509.CertPool
-	if cfg.CARoot != "" {
-		var err error
-		if roots, err = x509.SystemCertPool(); err != nil {
-			roots = x509.NewCertPool()
-		}
-		pem, err := os.ReadFile(cfg.CARoot)
-		if err != nil {
-			return nil, fmt.Errorf("ca-root: %w", err)
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca-root: %s holds no PEM certificate", cfg.CARoot)
-		}
+	roots, err := config.RootCAs(cfg.CARoot)
+	if err != nil {
+		return nil, err
 	}
 	id.tls = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if cfg.CertFile == "" {
@@ -347,7 +319,7 @@ func loadIdentity(cfg Config, log *slog.Logger) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTopicLevel(leaf.Subject.CommonName); err != nil {
+	if err := config.CheckTopicLevel(leaf.Subject.CommonName); err != nil {
 		return nil, fmt.Errorf("cert-file %s: the certificate's CN is the client id, a topic level: %w", cfg.CertFile, err)
 	}
 	id.cert.Store(&cert)
@@ -362,43 +334,15 @@ func loadIdentity(cfg Config, log *slog.Logger) (*identity, error) {
 	return id, nil
 }
 
-// loadKeyPair reads a certificate and key in PEM or DER (told apart by
-// content, not by file name) and returns the pair and its leaf, whose CN
-// is the client id.
+// loadKeyPair reads a certificate and key (config.LoadKeyPair), warning
+// about a key file that others may read.
 func loadKeyPair(certFile, keyFile string, log *slog.Logger) (tls.Certificate, *x509.Certificate, error) {
-	certBytes, err := os.ReadFile(certFile)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("cert-file: %w", err)
-	}
 	info, err := os.Stat(keyFile)
 	if err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("key-file: %w", err)
 	}
-	if mode := info.Mode().Perm(); mode&0o077 != 0 {
-		log.Warn("key-file is readable by others: chmod 600 it", "key_file", keyFile, "mode", fmt.Sprintf("%#o", mode))
+	if config.KeyExposed(info) {
+		log.Warn("key-file is readable by others: chmod 600 it", "key_file", keyFile, "mode", fmt.Sprintf("%#o", info.Mode().Perm()))
 	}
-	keyBytes, err := os.ReadFile(keyFile)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("key-file: %w", err)
-	}
-	leaf, err := facts.ParseCert(certBytes)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("cert-file %s: %w", certFile, err)
-	}
-	if leaf.Subject.CommonName == "" {
-		return tls.Certificate{}, nil, fmt.Errorf("cert-file %s: the certificate has no CN (the client id)", certFile)
-	}
-	cert, err := tls.X509KeyPair(toPEM("CERTIFICATE", certBytes), toPEM("PRIVATE KEY", keyBytes))
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("cert-file %s and key-file %s: %w", certFile, keyFile, err)
-	}
-	return cert, leaf, nil
-}
-
-// toPEM wraps DER bytes in PEM; PEM input is returned as it is.
-func toPEM(kind string, b []byte) []byte {
-	if strings.Contains(string(b[:min(len(b), 64)]), "-----BEGIN") {
-		return b
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: b})
+	return config.LoadKeyPair(certFile, keyFile)
 }
