@@ -306,6 +306,72 @@ func (*Receipt) Descriptor() ([]byte, []int) {
 	return file_yggdrasil_proto_rawDescGZIP(), []int{4}
 }
 
+// CancelRequest asks a worker to stop working on a message it took: the
+// "cancel" command of yggdrasil 0.4 (its D-Bus Worker1.Cancel has the same
+// three arguments).
+type CancelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// directive is the handler the message was sent to.
+	Directive string `protobuf:"bytes,1,opt,name=directive,proto3" json:"directive,omitempty"`
+	// message_id is the id of the cancel command.
+	MessageId string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// cancel_id is the id of the data message to cancel.
+	CancelId      string `protobuf:"bytes,3,opt,name=cancel_id,json=cancelId,proto3" json:"cancel_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRequest) Reset() {
+	*x = CancelRequest{}
+	mi := &file_yggdrasil_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRequest) ProtoMessage() {}
+
+func (x *CancelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_yggdrasil_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
+func (*CancelRequest) Descriptor() ([]byte, []int) {
+	return file_yggdrasil_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CancelRequest) GetDirective() string {
+	if x != nil {
+		return x.Directive
+	}
+	return ""
+}
+
+func (x *CancelRequest) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *CancelRequest) GetCancelId() string {
+	if x != nil {
+		return x.CancelId
+	}
+	return ""
+}
+
 var File_yggdrasil_proto protoreflect.FileDescriptor
 
 const file_yggdrasil_proto_rawDesc = "" +
@@ -336,13 +402,19 @@ const file_yggdrasil_proto_rawDesc = "" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\t\n" +
-	"\aReceipt2\x86\x01\n" +
+	"\aReceipt\"i\n" +
+	"\rCancelRequest\x12\x1c\n" +
+	"\tdirective\x18\x01 \x01(\tR\tdirective\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x1b\n" +
+	"\tcancel_id\x18\x03 \x01(\tR\bcancelId2\x86\x01\n" +
 	"\n" +
 	"Dispatcher\x12K\n" +
 	"\bRegister\x12\x1e.yggdrasil.RegistrationRequest\x1a\x1f.yggdrasil.RegistrationResponse\x12+\n" +
-	"\x04Send\x12\x0f.yggdrasil.Data\x1a\x12.yggdrasil.Receipt25\n" +
+	"\x04Send\x12\x0f.yggdrasil.Data\x1a\x12.yggdrasil.Receipt2m\n" +
 	"\x06Worker\x12+\n" +
-	"\x04Send\x12\x0f.yggdrasil.Data\x1a\x12.yggdrasil.ReceiptB#Z!github.com/ygglab/yggdrasil/protob\x06proto3"
+	"\x04Send\x12\x0f.yggdrasil.Data\x1a\x12.yggdrasil.Receipt\x126\n" +
+	"\x06Cancel\x12\x18.yggdrasil.CancelRequest\x1a\x12.yggdrasil.ReceiptB#Z!github.com/ygglab/yggdrasil/protob\x06proto3"
 
 var (
 	file_yggdrasil_proto_rawDescOnce sync.Once
@@ -356,27 +428,30 @@ func file_yggdrasil_proto_rawDescGZIP() []byte {
 	return file_yggdrasil_proto_rawDescData
 }
 
-var file_yggdrasil_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_yggdrasil_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_yggdrasil_proto_goTypes = []any{
 	(*Empty)(nil),                // 0: yggdrasil.Empty
 	(*RegistrationRequest)(nil),  // 1: yggdrasil.RegistrationRequest
 	(*RegistrationResponse)(nil), // 2: yggdrasil.RegistrationResponse
 	(*Data)(nil),                 // 3: yggdrasil.Data
 	(*Receipt)(nil),              // 4: yggdrasil.Receipt
-	nil,                          // 5: yggdrasil.RegistrationRequest.FeaturesEntry
-	nil,                          // 6: yggdrasil.Data.MetadataEntry
+	(*CancelRequest)(nil),        // 5: yggdrasil.CancelRequest
+	nil,                          // 6: yggdrasil.RegistrationRequest.FeaturesEntry
+	nil,                          // 7: yggdrasil.Data.MetadataEntry
 }
 var file_yggdrasil_proto_depIdxs = []int32{
-	5, // 0: yggdrasil.RegistrationRequest.features:type_name -> yggdrasil.RegistrationRequest.FeaturesEntry
-	6, // 1: yggdrasil.Data.metadata:type_name -> yggdrasil.Data.MetadataEntry
+	6, // 0: yggdrasil.RegistrationRequest.features:type_name -> yggdrasil.RegistrationRequest.FeaturesEntry
+	7, // 1: yggdrasil.Data.metadata:type_name -> yggdrasil.Data.MetadataEntry
 	1, // 2: yggdrasil.Dispatcher.Register:input_type -> yggdrasil.RegistrationRequest
 	3, // 3: yggdrasil.Dispatcher.Send:input_type -> yggdrasil.Data
 	3, // 4: yggdrasil.Worker.Send:input_type -> yggdrasil.Data
-	2, // 5: yggdrasil.Dispatcher.Register:output_type -> yggdrasil.RegistrationResponse
-	4, // 6: yggdrasil.Dispatcher.Send:output_type -> yggdrasil.Receipt
-	4, // 7: yggdrasil.Worker.Send:output_type -> yggdrasil.Receipt
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
+	5, // 5: yggdrasil.Worker.Cancel:input_type -> yggdrasil.CancelRequest
+	2, // 6: yggdrasil.Dispatcher.Register:output_type -> yggdrasil.RegistrationResponse
+	4, // 7: yggdrasil.Dispatcher.Send:output_type -> yggdrasil.Receipt
+	4, // 8: yggdrasil.Worker.Send:output_type -> yggdrasil.Receipt
+	4, // 9: yggdrasil.Worker.Cancel:output_type -> yggdrasil.Receipt
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -393,7 +468,7 @@ func file_yggdrasil_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_yggdrasil_proto_rawDesc), len(file_yggdrasil_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -168,7 +168,8 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Worker_Send_FullMethodName = "/yggdrasil.Worker/Send"
+	Worker_Send_FullMethodName   = "/yggdrasil.Worker/Send"
+	Worker_Cancel_FullMethodName = "/yggdrasil.Worker/Cancel"
 )
 
 // WorkerClient is the client API for Worker service.
@@ -178,6 +179,10 @@ const (
 // Worker is served by each worker on the address Register returned.
 type WorkerClient interface {
 	Send(ctx context.Context, in *Data, opts ...grpc.CallOption) (*Receipt, error)
+	// Cancel is optional: 0.1.x workers do not serve it, and gRPC answers
+	// Unimplemented for them. A worker answers NotFound when it holds no
+	// such message (never received, or already finished).
+	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*Receipt, error)
 }
 
 type workerClient struct {
@@ -198,6 +203,16 @@ func (c *workerClient) Send(ctx context.Context, in *Data, opts ...grpc.CallOpti
 	return out, nil
 }
 
+func (c *workerClient) Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*Receipt, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Receipt)
+	err := c.cc.Invoke(ctx, Worker_Cancel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServer is the server API for Worker service.
 // All implementations must embed UnimplementedWorkerServer
 // for forward compatibility.
@@ -205,6 +220,10 @@ func (c *workerClient) Send(ctx context.Context, in *Data, opts ...grpc.CallOpti
 // Worker is served by each worker on the address Register returned.
 type WorkerServer interface {
 	Send(context.Context, *Data) (*Receipt, error)
+	// Cancel is optional: 0.1.x workers do not serve it, and gRPC answers
+	// Unimplemented for them. A worker answers NotFound when it holds no
+	// such message (never received, or already finished).
+	Cancel(context.Context, *CancelRequest) (*Receipt, error)
 	mustEmbedUnimplementedWorkerServer()
 }
 
@@ -217,6 +236,9 @@ type UnimplementedWorkerServer struct{}
 
 func (UnimplementedWorkerServer) Send(context.Context, *Data) (*Receipt, error) {
 	return nil, status.Error(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedWorkerServer) Cancel(context.Context, *CancelRequest) (*Receipt, error) {
+	return nil, status.Error(codes.Unimplemented, "method Cancel not implemented")
 }
 func (UnimplementedWorkerServer) mustEmbedUnimplementedWorkerServer() {}
 func (UnimplementedWorkerServer) testEmbeddedByValue()                {}
@@ -257,6 +279,24 @@ func _Worker_Send_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Worker_Cancel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServer).Cancel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Worker_Cancel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServer).Cancel(ctx, req.(*CancelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Worker_ServiceDesc is the grpc.ServiceDesc for Worker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -267,6 +307,10 @@ var Worker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Send",
 			Handler:    _Worker_Send_Handler,
+		},
+		{
+			MethodName: "Cancel",
+			Handler:    _Worker_Cancel_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -165,6 +165,16 @@ const (
 	// to its worker; the worker may or may not have taken it, and it is
 	// not run again.
 	CodeInterrupted ErrorCode = "interrupted"
+	// CodeCancelled: a cancel command cancelled the message before it was
+	// handed to its worker.
+	CodeCancelled ErrorCode = "cancelled"
+	// CodeCancelUnsupported answers a cancel command (response_to is the
+	// command's id): the worker does not support cancel (0.1.x workers).
+	CodeCancelUnsupported ErrorCode = "cancel-unsupported"
+	// CodeCancelUnknown answers a cancel command: the message is neither
+	// waiting in yggd nor held by its worker (never received, or already
+	// finished).
+	CodeCancelUnknown ErrorCode = "cancel-unknown-message"
 )
 
 // MetadataError is the metadata key that marks a negative acknowledgement.

@@ -412,6 +412,8 @@ func (r *Router) HandleControl(payload []byte) {
 			log.Warn("publish offline status", "error", err)
 		}
 		r.tr.Reconnect(delay)
+	case CommandCancel:
+		r.handleCancel(c)
 	default:
 		log.Info("unknown command ignored")
 	}

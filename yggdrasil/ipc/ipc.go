@@ -438,3 +438,18 @@ func randomName() string {
 	}
 	return string(b)
 }
+
+// Cancel passes a cancel command on to the worker (yggdrasil.Canceller).
+// A worker without Cancel (0.1.x) answers Unimplemented.
+func (w *workerConn) Cancel(ctx context.Context, directive, messageID, cancelID string) error {
+	_, err := w.client.Cancel(ctx, &pb.CancelRequest{Directive: directive, MessageId: messageID, CancelId: cancelID})
+	switch status.Code(err) {
+	case codes.OK:
+		return nil
+	case codes.Unimplemented:
+		return yggdrasil.ErrCancelUnsupported
+	case codes.NotFound:
+		return yggdrasil.ErrCancelUnknown
+	}
+	return fmt.Errorf("worker cancel: %w", err)
+}
