@@ -41,7 +41,9 @@ func TestRouterTakesUpJournal(t *testing.T) {
 	}
 	t.Cleanup(func() { j.Close() })
 	conn := &fakeConn{}
-	r, tr := newTestRouter(t, RouterConfig{Journal: j})
+	// The worker registers once the router runs, as yggd's do: until
+	// then one is expected, so the waiting message waits for it.
+	r, tr := newTestRouter(t, RouterConfig{Journal: j, Starting: func() bool { return true }})
 	r.Registry().Add(&Worker{Handler: "echo", Pid: 1, Conn: conn})
 	await(t, "the waiting message to be delivered", func() bool { return conn.count() == 1 })
 	if got := conn.sent[0].MessageID; got != "waiting" {
