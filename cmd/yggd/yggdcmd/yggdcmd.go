@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,15 +21,12 @@ import (
 	"time"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
+	"github.com/ygglab/yggdrasil/yggdrasil/agent"
 	"github.com/ygglab/yggdrasil/yggdrasil/build"
 	"github.com/ygglab/yggdrasil/yggdrasil/config"
-	"github.com/ygglab/yggdrasil/yggdrasil/content"
 	"github.com/ygglab/yggdrasil/yggdrasil/control"
 	"github.com/ygglab/yggdrasil/yggdrasil/facts"
-	"github.com/ygglab/yggdrasil/yggdrasil/ipc"
-	"github.com/ygglab/yggdrasil/yggdrasil/journal"
 	"github.com/ygglab/yggdrasil/yggdrasil/mqtt"
-	"github.com/ygglab/yggdrasil/yggdrasil/supervisor"
 )
 
 // Main runs yggd with os.Args and returns the exit code: 0 after a clean
@@ -75,18 +73,14 @@ const levelTrace = config.LevelTrace
 
 func parseLevel(s string) (slog.Level, error) { return config.ParseLevel(s) }
 
-// runCore runs yggd's core as id until ctx ends, then stops cleanly:
-// deliveries in flight get a grace period, messages not yet handed to a
-// worker stay in the journal for the next start, workers get SIGTERM while
-// the dispatcher still takes their answers, answers still queued are sent
-// (those left stay in the journal), a retained offline status is
-// published, and the connection is closed. It makes the transport
-// reconnect with each update received. When ctx ends with errRestart
-// (serve runs the core again with a new configuration) it returns that.
+// runCore runs yggd's core, an agent.Agent (see its Run for the orderly
+// stop), as id until ctx ends. It makes the transport reconnect with each
+// update received. When ctx ends with errRestart (serve runs the core
+// again with a new configuration) it returns that.
 //
-// The control socket lives and dies with the core: it is created before
-// the workers start, and closed once the transport has stopped, so that
-// it says "stopping" meanwhile.
+// The control socket lives and dies with the core: it is created first
+// (a second yggd stops there), and closed once the agent has stopped, so
+// that it says "stopping" meanwhile.
 func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connUpdate, level *slog.LevelVar, log *slog.Logger) error {
 	clientID, tlsConfig := id.clientID, id.tls
 	log = log.With("client_id", clientID)
@@ -96,101 +90,73 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	svc := newService(log, cfg.Brokers)
 	events := control.NewEvents()
 	conn := newConnState(events)
-	tr := mqtt.New(mqtt.Config{
-		OnState: func(st mqtt.State) {
+	// The control socket comes first: it refuses to start a second yggd
+	// before anything of the first one's is touched.
+	var a *agent.Agent
+	ctl, err := control.Listen(control.Config{
+		Path:  cfg.ControlSocketPath(),
+		Group: cfg.ControlGroup,
+		// Served once ctl runs, after a is set.
+		Status: func() control.Status { return controlStatus(id, conn, a.Router, a.Supervisor)() },
+		Level:  level,
+		Events: events,
+		Dispatch: func(req control.DispatchRequest, answer func(json.RawMessage)) (string, func(), error) {
+			return localDispatch(a.Router)(req, answer)
+		},
+		MaxBody: int64(cfg.MaxMessageSize) + 64<<10,
+		Log:     log.With("component", "control"),
+	})
+	if err != nil {
+		return err
+	}
+	var stopWatchdog func()
+	a, err = agent.New(agent.Config{
+		ClientID:        clientID,
+		Brokers:         cfg.Brokers,
+		TLS:             tlsConfig,
+		TopicPrefix:     cfg.TopicPrefix,
+		KeepAlive:       time.Duration(cfg.KeepAlive),
+		WorkerDir:       cfg.WorkerDir,
+		WorkerEnv:       []string{"YGG_LOG_LEVEL=" + cfg.LogLevel},
+		RuntimeDir:      cfg.RuntimeDir,
+		StateDir:        cfg.StateDir,
+		DispatchTimeout: time.Duration(cfg.DispatchTimeout),
+		MaxMessageSize:  cfg.MaxMessageSize,
+		QueueCount:      cfg.QueueCount,
+		QueueBytes:      int64(cfg.QueueBytes),
+		DataHost:        cfg.DataHost,
+		FetchTimeout:    time.Duration(cfg.FetchTimeout),
+		UserAgent:       build.LongName + "/" + build.Version,
+		Facts:           factsFunc(cfg, log.With("component", "facts")),
+		OnConnection: func(st mqtt.State) {
 			conn.transportState(st)
 			svc.transportState(st)
 		},
-		Brokers:     cfg.Brokers,
-		ClientID:    clientID,
-		TopicPrefix: cfg.TopicPrefix,
-		TLS:         tlsConfig,
-		KeepAlive:   time.Duration(cfg.KeepAlive),
-		Log:         log.With("component", "mqtt"),
-	})
-	httpc := content.New(content.Config{
-		TLS:       tlsConfig,
-		DataHost:  cfg.DataHost,
-		Timeout:   time.Duration(cfg.FetchTimeout),
-		MaxSize:   cfg.MaxMessageSize,
-		UserAgent: build.LongName + "/" + build.Version,
-		Log:       log.With("component", "http"),
-	})
-	j, err := journal.Open(cfg.StateDir, journal.Options{
-		MaxCount: cfg.QueueCount,
-		MaxBytes: int64(cfg.QueueBytes),
-		Log:      log.With("component", "journal"),
+		OnEvent:       events.Publish,
+		OnWorkerState: workerEvent(events),
+		OnStopping: func() {
+			if !errors.Is(context.Cause(ctx), errRestart) {
+				svc.stopping() // systemd then waits for the process to end
+			}
+			conn.stopping()
+		},
+		Log:   log,
+		Wedge: WedgeRouter,
 	})
 	if err != nil {
-		return fmt.Errorf("state-dir: %w", err)
-	}
-	defer j.Close()
-	var sup *supervisor.Supervisor // set below; the router only calls it once running
-	router := yggdrasil.NewRouter(yggdrasil.RouterConfig{
-		ClientID:        clientID,
-		TopicPrefix:     cfg.TopicPrefix,
-		DispatchTimeout: time.Duration(cfg.DispatchTimeout),
-		MaxMessageSize:  cfg.MaxMessageSize,
-		Journal:         j,
-		Facts:           factsFunc(cfg, log.With("component", "facts")),
-		Starting:        func() bool { return sup.Starting() },
-		Fetch:           httpc.Fetch,
-		Post:            httpc.Post,
-		Log:             log.With("component", "router"),
-		OnEvent:         events.Publish,
-		Wedge:           WedgeRouter,
-	}, tr)
-	ctl, err := control.Listen(control.Config{
-		Path:     cfg.ControlSocketPath(),
-		Group:    cfg.ControlGroup,
-		Status:   func() control.Status { return controlStatus(id, conn, router, sup)() }, // served once sup is set
-		Level:    level,
-		Events:   events,
-		Dispatch: localDispatch(router),
-		MaxBody:  int64(cfg.MaxMessageSize) + 64<<10,
-		Log:      log.With("component", "control"),
-	})
-	if err != nil {
+		ctl.Close()
 		return err
 	}
 	var metrics net.Listener
 	if cfg.MetricsListen != "" {
 		if metrics, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
 			ctl.Close()
+			a.Close()
 			return fmt.Errorf("metrics-listen: %w", err)
 		}
 	}
-	srv, err := ipc.Listen(ipc.Config{
-		RuntimeDir:     cfg.RuntimeDir,
-		Registry:       router.Registry(),
-		Answer:         router.HandleAnswer,
-		Admit:          func(pid int) (string, bool) { return sup.Owner(pid) },
-		MainPID:        func(name string) int { return sup.PID(name) },
-		Registered:     func(name string) { sup.Registered(name) },
-		MaxMessageSize: cfg.MaxMessageSize,
-		Log:            log.With("component", "dispatcher"),
-	})
-	if err != nil {
-		ctl.Close()
-		if metrics != nil {
-			metrics.Close()
-		}
-		return err
-	}
-	sup = supervisor.New(supervisor.Config{
-		Dir:     cfg.WorkerDir,
-		WorkDir: srv.Dir(),
-		Env: []string{
-			"YGG_SOCKET_ADDR=" + srv.Addr(),
-			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			"YGG_CLIENT_ID=" + clientID,
-			"YGG_LOG_LEVEL=" + cfg.LogLevel,
-		},
-		OnExit:    func(name string, pid int) { router.Registry().RemoveOwner(name) },
-		OnRemoved: func(name string) { router.Registry().Release(name) },
-		OnState:   workerEvent(events),
-		Log:       log,
-	})
+	// The control socket outlives the agent, so that it says "stopping"
+	// meanwhile.
 	cctx, stopControl := context.WithCancel(context.Background())
 	var controlling sync.WaitGroup
 	controlling.Go(func() {
@@ -211,64 +177,34 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		})
 	}
 
-	// The transport outlives ctx so that yggd can say goodbye.
-	tctx, tcancel := context.WithCancel(context.Background())
-	defer tcancel()
-	var transport sync.WaitGroup
-	transport.Go(func() {
-		if err := tr.Run(tctx, router); err != nil {
-			log.Error("mqtt transport stopped", "error", err)
+	// The configuration updates of a reload go to the transport while the
+	// agent runs.
+	uctx, stopUpdates := context.WithCancel(ctx)
+	var updating sync.WaitGroup
+	updating.Go(func() {
+		for {
+			select {
+			case <-uctx.Done():
+				return
+			case u := <-updates:
+				a.Transport.Update(u.brokers, u.tls)
+			}
 		}
 	})
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	fail := func(err error) {
-		if err != nil {
-			cancel(err)
-		}
+	err = a.Run(ctx, func() {
+		stopWatchdog = svc.ready(ctx, loopProbe{"router", a.Router.Alive}, loopProbe{"mqtt transport", a.Transport.Alive})
+		log.Info("ready", "dispatcher", a.Dispatcher.Addr(), "control_socket", ctl.Path(), "state_dir", cfg.StateDir)
+	})
+	stopUpdates()
+	updating.Wait()
+	if stopWatchdog != nil {
+		stopWatchdog()
 	}
-	// On stop, the router first lets the deliveries in flight finish
-	// while the workers still run; then the workers stop while the
-	// dispatcher still takes their answers (and queues them for the cloud).
-	sctx, stopServing := context.WithCancel(context.Background())
-	wctx, stopWorkers := context.WithCancel(context.Background())
-	var serving, supervising, routing sync.WaitGroup
-	serving.Go(func() { fail(srv.Serve(sctx)) })
-	supervising.Go(func() { fail(sup.Run(wctx)) })
-	routing.Go(func() { fail(router.Run(ctx)) })
-	stopWatchdog := svc.ready(ctx, loopProbe{"router", router.Alive}, loopProbe{"mqtt transport", tr.Alive})
-	defer stopWatchdog()
-	log.Info("ready", "dispatcher", srv.Addr(), "control_socket", ctl.Path(), "state_dir", cfg.StateDir)
-
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case u := <-updates:
-			tr.Update(u.brokers, u.tls)
-		}
-	}
-	if !errors.Is(context.Cause(ctx), errRestart) {
-		svc.stopping() // systemd then waits for the process to end
-	}
-	conn.stopping()
-	log.Info("stopping")
-	routing.Wait() // messages not yet handed stay in the journal
-	stopWorkers()
-	supervising.Wait()
-	stopServing()
-	serving.Wait()
-	router.Registry().Close()
-	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Second)
-	router.Shutdown(dctx)
-	httpc.Close(dctx)
-	dcancel()
-	tcancel()
-	transport.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil {
 		return err
 	}
-	js := j.Stats()
-	log.Info("stopped", "received", router.Stats().Received, "delivered", router.Stats().Delivered,
+	js := a.Journal.Stats()
+	log.Info("stopped", "received", a.Router.Stats().Received, "delivered", a.Router.Stats().Delivered,
 		"journal_records", js.Records, "journal_syncs", js.Syncs)
 	return nil
 }
