@@ -63,14 +63,15 @@ func TestConfig(t *testing.T) {
 
 func TestKeyFile(t *testing.T) {
 	euid := os.Geteuid()
-	tests := []struct {
+	type keyCase struct {
 		name    string
 		mode    os.FileMode
 		missing bool
 		yggdUID int
 		want    outcome
 		advice  string
-	}{
+	}
+	tests := []keyCase{
 		{name: "owner_only", mode: 0o600, yggdUID: euid, want: okOutcome},
 		{name: "owner_read_only", mode: 0o400, yggdUID: euid, want: okOutcome},
 		{name: "world_readable", mode: 0o644, yggdUID: euid, want: errOutcome, advice: "chmod 600 "},
@@ -78,14 +79,7 @@ func TestKeyFile(t *testing.T) {
 		{name: "missing", missing: true, yggdUID: euid, want: errOutcome},
 	}
 	if euid != 0 {
-		tests = append(tests, struct {
-			name    string
-			mode    os.FileMode
-			missing bool
-			yggdUID int
-			want    outcome
-			advice  string
-		}{name: "owned_by_another_user", mode: 0o600, yggdUID: euid + 1, want: errOutcome, advice: "chown root "})
+		tests = append(tests, keyCase{name: "owned_by_another_user", mode: 0o600, yggdUID: euid + 1, want: errOutcome, advice: "chown root "})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
