@@ -33,6 +33,7 @@ type Config struct {
 	TopicPrefix     string   `toml:"topic-prefix"`
 	DataHost        string   `toml:"data-host"`
 	WorkerDir       string   `toml:"worker-dir"`
+	WorkerConfigDir string   `toml:"worker-config-dir"` // <name>.toml settings per worker; "" for none
 	RuntimeDir      string   `toml:"runtime-dir"`
 	StateDir        string   `toml:"state-dir"`
 	ClientID        string   `toml:"client-id"`
@@ -56,6 +57,7 @@ func DefaultConfig() Config {
 		TopicPrefix:     build.TopicPrefix,
 		DataHost:        build.DataHost,
 		WorkerDir:       filepath.Join(build.LibexecDir, build.LongName),
+		WorkerConfigDir: filepath.Join(build.ConfigDir(), "workers"),
 		RuntimeDir:      DefaultRuntimeDir(),
 		StateDir:        DefaultStateDir(),
 		DispatchTimeout: Duration(yggdrasil.DefaultDispatchTimeout),
@@ -176,6 +178,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 	fs.StringVar(&flagCfg.TopicPrefix, "topic-prefix", "", "")
 	fs.StringVar(&flagCfg.DataHost, "data-host", "", "")
 	fs.StringVar(&flagCfg.WorkerDir, "worker-dir", "", "")
+	fs.StringVar(&flagCfg.WorkerConfigDir, "worker-config-dir", "", "")
 	fs.StringVar(&flagCfg.RuntimeDir, "runtime-dir", "", "")
 	fs.StringVar(&flagCfg.StateDir, "state-dir", "", "")
 	fs.StringVar(&flagCfg.ClientID, "client-id", "", "")
@@ -253,6 +256,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 			cfg.DataHost = flagCfg.DataHost
 		case "worker-dir":
 			cfg.WorkerDir = flagCfg.WorkerDir
+		case "worker-config-dir":
+			cfg.WorkerConfigDir = flagCfg.WorkerConfigDir
 		case "runtime-dir":
 			cfg.RuntimeDir = flagCfg.RuntimeDir
 		case "state-dir":

@@ -193,8 +193,10 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 		return err
 	}
 	sup = supervisor.New(supervisor.Config{
-		Dir:     cfg.WorkerDir,
-		WorkDir: srv.Dir(),
+		Dir:         cfg.WorkerDir,
+		SettingsDir: cfg.WorkerConfigDir,
+		ProxyEnv:    supervisor.ProxyEnv(os.Environ()),
+		WorkDir:     srv.Dir(),
 		Env: []string{
 			"YGG_SOCKET_ADDR=" + srv.Addr(),
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
