@@ -41,9 +41,10 @@ type Config struct {
 	// worker runs from it while another user than root or yggd's could
 	// change what runs (see trust.go).
 	Dir string
-	// Env is the complete environment of every worker, as "KEY=value"
+	// Env is the environment of every worker, as "KEY=value"
 	// (YGG_SOCKET_ADDR, PATH, YGG_CLIENT_ID, YGG_LOG_LEVEL). Nothing else
-	// is passed on; nil means an empty environment.
+	// is passed on but what a worker's settings add (SettingsDir), which
+	// cannot replace these; nil means an empty environment.
 	Env []string
 	// SettingsDir holds the optional settings file of each worker,
 	// <worker file name>.toml: whether it runs, and what is added to its
@@ -89,8 +90,9 @@ type Config struct {
 	// goroutine and must return quickly.
 	OnRemoved func(name string)
 	// OnState, if set, is called with a worker's status each time it
-	// changes state (starting, running, restarting, stopped). It runs on
-	// the worker's supervision goroutine and must return quickly.
+	// changes state (starting, running, restarting, stopped, disabled).
+	// It runs on the worker's supervision goroutine (on Run's for
+	// disabled) and must return quickly.
 	OnState func(WorkerStatus)
 }
 
