@@ -46,6 +46,7 @@ BASHCOMPDIR   ?= $(DATAROOTDIR)/bash-completion/completions
 # systemd's own answer when its .pc file is installed, else under PREFIX.
 SYSTEMDUNITDIR ?= $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),$(PREFIX)/lib/systemd/system)
 WORKERDIR     := $(LIBEXECDIR)/$(LONGNAME)
+WORKERCONFDIR := $(SYSCONFDIR)/$(LONGNAME)/workers
 INSTALL       ?= install
 STAGE         ?= $(CURDIR)/bin/stage
 
@@ -115,7 +116,7 @@ install: stage ## install yggd, ygg, the unit, config, pkg-config file, man page
 		$(INSTALL) -D -m 0644 $(STAGE)/data/config.toml $(DESTDIR)$(SYSCONFDIR)/$(LONGNAME)/config.toml; \
 	fi
 	$(INSTALL) -D -m 0644 $(STAGE)/data/$(LONGNAME).pc $(DESTDIR)$(PKGCONFIGDIR)/$(LONGNAME).pc
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(WORKERDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(WORKERDIR) $(DESTDIR)$(WORKERCONFDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR)
 	for f in $(STAGE)/man/*.1; do gzip -9 -n -c $$f > $(DESTDIR)$(MANDIR)/man1/$$(basename $$f).gz; done
 	for f in $(STAGE)/completion/*; do $(INSTALL) -m 0644 $$f $(DESTDIR)$(BASHCOMPDIR)/; done
 
@@ -125,4 +126,4 @@ uninstall: ## remove what install installed, except the configuration file (PREF
 		$(DESTDIR)$(SYSTEMDUNITDIR)/$(SHORTNAME)d.service $(DESTDIR)$(PKGCONFIGDIR)/$(LONGNAME).pc \
 		$(DESTDIR)$(MANDIR)/man1/$(SHORTNAME).1.gz $(DESTDIR)$(MANDIR)/man1/$(SHORTNAME)d.1.gz \
 		$(DESTDIR)$(BASHCOMPDIR)/$(SHORTNAME) $(DESTDIR)$(BASHCOMPDIR)/$(SHORTNAME)d
-	-rmdir $(DESTDIR)$(WORKERDIR) 2>/dev/null
+	-rmdir $(DESTDIR)$(WORKERDIR) $(DESTDIR)$(WORKERCONFDIR) 2>/dev/null

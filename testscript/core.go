@@ -47,7 +47,7 @@ func coreCommands() map[string]command {
 			run:       waitFile,
 		},
 		"waitlog": {
-			usage:     "waitlog [-timeout d] file regexp",
+			usage:     "waitlog [-timeout d] [-count n] file regexp",
 			negatable: true,
 			run:       waitLog,
 		},
@@ -301,11 +301,15 @@ func waitFile(ts *goscript.TestScript, args []string) error {
 // "exec bash -c 'exec yggd ... 2>yggd.log' &yggd&".
 func waitLog(ts *goscript.TestScript, args []string) error {
 	timeout := 10 * time.Second
-	args, err := flags("waitlog", args, func(fs *flag.FlagSet) { fs.DurationVar(&timeout, "timeout", timeout, "") })
+	count := 1
+	args, err := flags("waitlog", args, func(fs *flag.FlagSet) {
+		fs.DurationVar(&timeout, "timeout", timeout, "")
+		fs.IntVar(&count, "count", count, "")
+	})
 	if err != nil {
 		return err
 	}
-	if len(args) != 2 {
+	if len(args) != 2 || count < 1 {
 		return ErrUsage
 	}
 	re, err := regexp.Compile(args[1])
@@ -319,13 +323,16 @@ func waitLog(ts *goscript.TestScript, args []string) error {
 		if err != nil {
 			return err
 		}
+		n := 0
 		for l := range strings.Lines(string(b)) {
 			if re.MatchString(l) {
-				line = l
-				return nil
+				if n++; n == count {
+					line = l
+					return nil
+				}
 			}
 		}
-		return fmt.Errorf("no line of %s matches %q", args[0], args[1])
+		return fmt.Errorf("%d lines of %s match %q, want %d", n, args[0], args[1], count)
 	})
 	if err == nil {
 		io.WriteString(ts.Stdout(), line)

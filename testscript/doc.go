@@ -160,9 +160,10 @@
 //		peak; fail when the peak is above -max.
 //	waitfile [-timeout d] path      (!)
 //	waitsock [-timeout d] path      (!)
-//	waitlog [-timeout d] file regexp      (!)
+//	waitlog [-timeout d] [-count n] file regexp      (!)
 //		Wait for a file, a listening UNIX socket (@name: abstract), or a log
-//		line. A daemon logs to a file when started as
+//		line (the nth matching line with -count; it prints that line). A
+//		daemon logs to a file when started as
 //		exec bash -c 'exec yggd ... 2>yggd.log' &yggd&.
 //	gen-data [-size n] [-metadata-keys n] id directive file
 //		Write a data message too large to keep in an archive.

@@ -51,7 +51,13 @@ type Config struct {
 	WorkerDir string // the worker executables; required
 	// WorkerEnv is added to the environment of every worker, after
 	// YGG_SOCKET_ADDR, PATH and YGG_CLIENT_ID, which it cannot replace.
-	WorkerEnv  []string
+	WorkerEnv []string
+	// WorkerSettingsDir holds the per-worker settings, <name>.toml
+	// (supervisor.Config.SettingsDir); "" for none.
+	WorkerSettingsDir string
+	// ProxyEnv is what a worker whose settings say proxy = true gets
+	// (supervisor.ProxyEnv of the daemon's environment).
+	ProxyEnv   []string
 	RuntimeDir string // required: the dispatcher's sockets go in RuntimeDir/workers
 	StateDir   string // required: the journal
 
@@ -168,8 +174,10 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.Supervisor = supervisor.New(supervisor.Config{
-		Dir:     cfg.WorkerDir,
-		WorkDir: a.Dispatcher.Dir(),
+		Dir:         cfg.WorkerDir,
+		SettingsDir: cfg.WorkerSettingsDir,
+		ProxyEnv:    cfg.ProxyEnv,
+		WorkDir:     a.Dispatcher.Dir(),
 		Env: append([]string{
 			"YGG_SOCKET_ADDR=" + a.Dispatcher.Addr(),
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

@@ -29,6 +29,7 @@ type Config struct {
 	TopicPrefix     string   `toml:"topic-prefix"`
 	DataHost        string   `toml:"data-host"`
 	WorkerDir       string   `toml:"worker-dir"`
+	WorkerConfigDir string   `toml:"worker-config-dir"` // <name>.toml settings per worker; "" for none
 	RuntimeDir      string   `toml:"runtime-dir"`
 	StateDir        string   `toml:"state-dir"`
 	ClientID        string   `toml:"client-id"`
@@ -52,6 +53,7 @@ func Default() Config {
 		TopicPrefix:     build.TopicPrefix,
 		DataHost:        build.DataHost,
 		WorkerDir:       filepath.Join(build.LibexecDir, build.LongName),
+		WorkerConfigDir: filepath.Join(build.ConfigDir(), "workers"),
 		RuntimeDir:      DefaultRuntimeDir(),
 		StateDir:        DefaultStateDir(),
 		DispatchTimeout: Duration(yggdrasil.DefaultDispatchTimeout),

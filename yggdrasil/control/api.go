@@ -37,6 +37,7 @@ const (
 	WorkerBackoff  = "backoff" // its process exited; the next start waits for the backoff delay
 	WorkerFailed   = "failed"  // given up on (not produced by this yggd: it retries forever)
 	WorkerStopped  = "stopped"
+	WorkerDisabled = "disabled" // its settings say enabled = false: not started
 )
 
 // Status is the document of GET /v1/status.

@@ -90,7 +90,7 @@ type fakeSpawner struct {
 
 var errFakeStart = errors.New("fork/exec: text file busy")
 
-func (f *fakeSpawner) spawn(ctx context.Context, name, path string) (process, error) {
+func (f *fakeSpawner) spawn(ctx context.Context, name, path string, env []string) (process, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := len(f.starts)
@@ -244,7 +244,7 @@ func TestStarting(t *testing.T) {
 		}
 
 		f := &fakeSpawner{}
-		s.spawn = func(ctx context.Context, name, path string) (process, error) {
+		s.spawn = func(ctx context.Context, name, path string, env []string) (process, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			p := &fakeProc{ctx: ctx, id: 1000 + len(f.procs), exit: make(chan struct{})}

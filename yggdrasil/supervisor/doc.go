@@ -30,8 +30,14 @@
 // replaced while its worker runs (renamed over, or written and closed) has
 // its worker restarted so that the new program runs.
 //
+// A worker may have a settings file, <worker file name>.toml in
+// Config.SettingsDir, that turns it off, adds to its environment or passes
+// yggd's proxy variables on; settings.go describes it. Settings files are
+// watched and checked like worker files.
+//
 // Each worker runs as the absolute path of its file, with no arguments, with
-// exactly Config.Env as its environment (nothing is inherited from yggd),
+// exactly Config.Env, plus what its settings add, as its environment
+// (nothing else is inherited from yggd),
 // with stdin from /dev/null and "/" as its working directory (not the worker
 // directory: workers must not depend on, or write into, the libexec
 // directory, and "/" keeps no mount point busy). It stays in yggd's process

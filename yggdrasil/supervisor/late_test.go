@@ -21,7 +21,7 @@ func TestWarnsUnregistered(t *testing.T) {
 		rec, log := newRecorder(t)
 		s := New(Config{Dir: "/nonexistent", LateWindow: window, Log: log})
 		var procs []*fakeProc
-		s.spawn = func(ctx context.Context, name, path string) (process, error) {
+		s.spawn = func(ctx context.Context, name, path string, env []string) (process, error) {
 			p := &fakeProc{ctx: ctx, id: 1000 + len(procs), exit: make(chan struct{})}
 			procs = append(procs, p)
 			return p, nil

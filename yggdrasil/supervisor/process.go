@@ -24,9 +24,10 @@ type process interface {
 	wait() (status string, err error)
 }
 
-// spawnFunc starts the worker at path. The process must be stopped (SIGTERM,
-// then SIGKILL after the grace period) when ctx is done.
-type spawnFunc func(ctx context.Context, name, path string) (process, error)
+// spawnFunc starts the worker at path with the environment env. The process
+// must be stopped (SIGTERM, then SIGKILL after the grace period) when ctx is
+// done.
+type spawnFunc func(ctx context.Context, name, path string, env []string) (process, error)
 
 // startReq asks the starter thread to start cmd.
 type startReq struct {
@@ -54,17 +55,17 @@ func runStarter(reqs <-chan startReq) {
 	}
 }
 
-// spawnExec is the real spawnFunc: it starts path as a child process in the
-// environment of the configuration, through the starter thread.
-func (s *Supervisor) spawnExec(ctx context.Context, name, path string) (process, error) {
+// spawnExec is the real spawnFunc: it starts path as a child process with
+// exactly env as its environment, through the starter thread.
+func (s *Supervisor) spawnExec(ctx context.Context, name, path string, env []string) (process, error) {
 	// Checked again before every start, restarts included, in case a
 	// change has not been seen yet (an ancestor's sends no event).
 	if err := checkWorker(s.cfg.Dir, name, s.euid); err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, path)
-	cmd.Env = make([]string, len(s.cfg.Env)) // never nil: nil would inherit yggd's environment
-	copy(cmd.Env, s.cfg.Env)
+	cmd.Env = make([]string, len(env)) // never nil: nil would inherit yggd's environment
+	copy(cmd.Env, env)
 	cmd.Dir = s.cfg.WorkDir
 	// cmd.Stdin stays nil: the child reads /dev/null.
 	log := s.log.With("worker", name)

@@ -39,10 +39,20 @@ type Config struct {
 	// worker runs from it while another user than root or yggd's could
 	// change what runs (see trust.go).
 	Dir string
-	// Env is the complete environment of every worker, as "KEY=value"
+	// Env is the environment of every worker, as "KEY=value"
 	// (YGG_SOCKET_ADDR, PATH, YGG_CLIENT_ID, YGG_LOG_LEVEL). Nothing else
-	// is passed on; nil means an empty environment.
+	// is passed on but what a worker's settings add (SettingsDir), which
+	// cannot replace these; nil means an empty environment.
 	Env []string
+	// SettingsDir holds the optional settings file of each worker,
+	// <worker file name>.toml: whether it runs, and what is added to its
+	// environment (see settings.go). "" means none: every worker runs
+	// with Env. A directory that does not exist is one without files.
+	SettingsDir string
+	// ProxyEnv is added to the environment of the workers whose settings
+	// say proxy = true, as "KEY=value": yggd's own proxy variables (see
+	// ProxyEnv).
+	ProxyEnv []string
 	// WorkDir is the workers' working directory (default "/"). yggd sets
 	// its socket directory, where 0.1.x workers create their sockets.
 	WorkDir string
@@ -78,8 +88,9 @@ type Config struct {
 	// goroutine and must return quickly.
 	OnRemoved func(name string)
 	// OnState, if set, is called with a worker's status each time it
-	// changes state (starting, running, restarting, stopped). It runs on
-	// the worker's supervision goroutine and must return quickly.
+	// changes state (starting, running, restarting, stopped, disabled).
+	// It runs on the worker's supervision goroutine (on Run's for
+	// disabled) and must return quickly.
 	OnState func(WorkerStatus)
 }
 
@@ -107,6 +118,10 @@ type Supervisor struct {
 	shutdown bool
 	dirErr   error              // why the worker directory is refused, nil if it is not
 	warned   map[string]warning // files whose refusal was logged, by name
+	// settingsDirErr is why the settings directory is missing or
+	// refused, nil if it is neither.
+	settingsDirErr error
+	settingsLogged map[string]string // what was last logged about a worker's settings, by worker
 }
 
 // warning is a refusal that was logged, to log it once per file.
@@ -128,7 +143,13 @@ func New(cfg Config) *Supervisor {
 			cfg.Dir = abs // workers run in "/": their path must not be relative
 		}
 	}
+	if cfg.SettingsDir != "" {
+		if abs, err := filepath.Abs(cfg.SettingsDir); err == nil {
+			cfg.SettingsDir = abs
+		}
+	}
 	cfg.Env = slices.Clone(cfg.Env)
+	cfg.ProxyEnv = slices.Clone(cfg.ProxyEnv)
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = "/"
 	}
@@ -161,6 +182,8 @@ func New(cfg Config) *Supervisor {
 		due:     map[string]settleCheck{},
 		warned:  map[string]warning{},
 		euid:    os.Geteuid(),
+
+		settingsLogged: map[string]string{},
 	}
 	s.spawn = s.spawnExec
 	return s
@@ -194,40 +217,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.startReqs = reqs
 	wg.Go(func() { runStarter(reqs) })
 
-	// The directory is watched while it exists; while it cannot be (it
+	// Each directory is watched while it exists; while it cannot be (it
 	// could not be created, or was removed or moved away), it is looked
 	// for every DirPoll.
-	events := make(chan dirEvent)
-	var watch *watcher
-	var watchErr error // the last failure to watch, logged once
-	attach := func() bool {
-		w, err := newWatcher(s.cfg.Dir)
-		if err != nil {
-			if !isMissing(err) && watchErr == nil {
-				// Degrade rather than refuse: the workers present now
-				// still run.
-				s.log.Error("workers added or removed will go unnoticed until the worker directory can be watched", "err", err)
-			}
-			watchErr = err
-			return false
-		}
-		watch, watchErr = w, nil
-		wg.Go(func() {
-			if err := w.read(ctx, events); err != nil {
-				s.log.Error("stop watching worker directory", "dir", s.cfg.Dir, "err", err)
-			}
-		})
-		return true
+	workers := newFollower(s.cfg.Dir, "worker directory")
+	workers.attach(ctx, &wg, s.log)
+	var sets *follower // the settings directory, if any
+	if s.cfg.SettingsDir != "" {
+		sets = newFollower(s.cfg.SettingsDir, "worker settings directory")
+		sets.attach(ctx, &wg, s.log)
 	}
-	detach := func() {
-		if watch != nil {
-			watch.Close()
-			watch = nil
-		}
-	}
-	attach()
 
-	s.log.Info("supervising workers", "dir", s.cfg.Dir)
+	s.log.Info("supervising workers", "dir", s.cfg.Dir, "settings_dir", s.cfg.SettingsDir)
 	s.scan(ctx, &wg)
 	s.mu.Lock()
 	s.scanned = true
@@ -237,33 +238,39 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	timer.Stop()
 	poll := time.NewTimer(time.Hour)
 	poll.Stop()
-	var pollAt time.Time // when to look for the directory next
+	setsPoll := time.NewTimer(time.Hour)
+	setsPoll.Stop()
 	for ctx.Err() == nil {
-		var timerC, pollC <-chan time.Time
+		var timerC, setsPollC <-chan time.Time
+		var setsEv <-chan dirEvent
 		if at, ok := s.nextDue(); ok {
 			timer.Reset(time.Until(at))
 			timerC = timer.C
 		}
-		if watch == nil {
-			if pollAt.IsZero() {
-				pollAt = time.Now().Add(s.cfg.DirPoll)
-			}
-			poll.Reset(time.Until(pollAt))
-			pollC = poll.C
+		pollC := workers.pollTimer(poll, s.cfg.DirPoll)
+		if sets != nil {
+			setsEv = sets.events
+			setsPollC = sets.pollTimer(setsPoll, s.cfg.DirPoll)
 		}
 		select {
 		case <-ctx.Done():
-		case ev := <-events:
-			if ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) != 0 {
-				// The watch is gone with the directory: look for it.
-				detach()
-			}
+		case ev := <-workers.events:
+			workers.gone(ev) // Run looks for it to come back
 			s.handle(ctx, &wg, ev)
+		case ev := <-setsEv:
+			if sets.gone(ev) || s.handleSettings(ev) {
+				s.scan(ctx, &wg)
+			}
 		case <-timerC:
 			s.settled(ctx, &wg)
 		case <-pollC:
-			pollAt = time.Time{}
-			if attach() {
+			workers.pollAt = time.Time{}
+			if workers.attach(ctx, &wg, s.log) {
+				s.scan(ctx, &wg)
+			}
+		case <-setsPollC:
+			sets.pollAt = time.Time{}
+			if sets.attach(ctx, &wg, s.log) {
 				s.scan(ctx, &wg)
 			}
 		case w := <-s.exited:
@@ -271,6 +278,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		timer.Stop()
 		poll.Stop()
+		setsPoll.Stop()
 	}
 
 	s.shutdown = true
@@ -280,7 +288,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for s.active > 0 {
 		s.reaped(ctx, &wg, <-s.exited)
 	}
-	detach()
+	workers.detach()
+	if sets != nil {
+		sets.detach()
+	}
 	close(reqs)
 	wg.Wait()
 	s.log.Info("all workers stopped")
@@ -329,6 +340,7 @@ func (s *Supervisor) scan(ctx context.Context, wg *sync.WaitGroup) {
 		s.log.Error("cannot list worker directory", "err", err)
 		return
 	}
+	s.checkSettingsDir()
 	present := map[string]bool{}
 	for _, e := range entries {
 		if isWorkerName(e.Name()) {
@@ -344,6 +356,11 @@ func (s *Supervisor) scan(ctx context.Context, wg *sync.WaitGroup) {
 	for name := range s.warned {
 		if !present[name] {
 			delete(s.warned, name)
+		}
+	}
+	for name := range s.settingsLogged {
+		if !present[name] {
+			delete(s.settingsLogged, name)
 		}
 	}
 }
@@ -396,6 +413,7 @@ func (s *Supervisor) handle(ctx context.Context, wg *sync.WaitGroup, ev dirEvent
 	case ev.mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
 		delete(s.due, ev.name)
 		delete(s.warned, ev.name)
+		delete(s.settingsLogged, ev.name)
 		s.setPending()
 		if w := s.workers[ev.name]; w != nil {
 			s.stop(w, "file removed")
@@ -430,9 +448,10 @@ func (s *Supervisor) settled(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	s.setPending()
-	if s.dirErr != nil {
-		// Nothing runs from a refused directory; see whether it was
-		// fixed (a fixed ancestor sends no event of its own).
+	if s.dirErr != nil || (s.settingsDirErr != nil && !isMissing(s.settingsDirErr)) {
+		// Nothing runs from a refused directory, or with a refused
+		// settings directory; see whether it was fixed (a fixed
+		// ancestor sends no event of its own).
 		s.scan(ctx, wg)
 	}
 }
@@ -514,14 +533,22 @@ func (s *Supervisor) warnOnce(name, path, msg string, err error, attrs ...any) {
 	s.log.Warn(msg, append([]any{"worker", name, "path", path, "reason", err.Error()}, attrs...)...)
 }
 
-// check brings the worker of file name in line with the file: start it if
-// runnable and not running, stop it if not runnable, restart it if
-// replaced.
+// check brings the worker of file name in line with the file and its
+// settings: start it if runnable, enabled and not running, stop it if not
+// runnable, or if disabled or its settings cannot be used, restart it if
+// replaced or if its environment changed.
 func (s *Supervisor) check(ctx context.Context, wg *sync.WaitGroup, name string, replaced bool) {
 	w := s.workers[name]
 	if !s.runnable(name) {
 		if w != nil {
 			s.stop(w, "file removed, refused or no longer executable")
+		}
+		return
+	}
+	env, enabled, ok := s.settingsOf(name)
+	if !ok {
+		if w != nil {
+			s.stop(w, "settings refused or invalid")
 		}
 		return
 	}
@@ -535,15 +562,43 @@ func (s *Supervisor) check(ctx context.Context, wg *sync.WaitGroup, name string,
 		switch {
 		case w.stopping:
 			w.again = true
+		case !enabled:
+			s.restart(w, "stopping worker", "reason", "disabled by its settings", "settings", s.settingsPath(name))
+		case !slices.Equal(env, w.env):
+			s.restart(w, "worker settings changed; restarting worker", "settings", s.settingsPath(name))
 		case replaced:
-			s.log.Info("worker file replaced; restarting worker", "worker", name)
-			w.again = true
-			w.stopping = true
-			w.cancel()
+			s.restart(w, "worker file replaced; restarting worker")
 		}
 		return
 	}
+	if !enabled {
+		s.mu.Lock()
+		was := w.state
+		w.state = StateDisabled
+		s.mu.Unlock()
+		if was != StateDisabled {
+			s.log.Info("worker disabled by its settings: not started", "worker", name, "settings", s.settingsPath(name))
+			s.changed(w)
+		}
+		return
+	}
+	s.mu.Lock()
+	wasDisabled := w.state == StateDisabled
+	s.mu.Unlock()
+	if wasDisabled {
+		s.log.Info("worker enabled by its settings; starting it", "worker", name, "settings", s.settingsPath(name))
+	}
+	w.env = env
 	s.launch(ctx, wg, w)
+}
+
+// restart stops the running worker w and has check look at it again once
+// it has stopped, logging msg with attrs.
+func (s *Supervisor) restart(w *worker, msg string, attrs ...any) {
+	s.log.Info(msg, append([]any{"worker", w.name}, attrs...)...)
+	w.again = true
+	w.stopping = true
+	w.cancel()
 }
 
 // launch starts the supervision goroutine of w.

@@ -48,6 +48,12 @@ import (
 // chown of the worker directory itself causes one) and again before every
 // start.
 //
+// A worker's settings file (settings.go) can change what a worker does as
+// much as its program can (an environment variable such as LD_PRELOAD, or
+// a worker that is turned off), so the settings directory follows the
+// worker directory's rule and each settings file the worker file's, except
+// that it need not be executable.
+//
 // Not covered: the interpreter named by a script's "#!" line and whatever a
 // worker runs in turn; a change to an ancestor while the worker runs, seen
 // only at the next event, scan or start; and a descriptor opened for
@@ -70,6 +76,12 @@ const maxLinks = 40
 // checkWorkerDir returns why no file of the worker directory dir may run,
 // or nil. dir must be absolute.
 func checkWorkerDir(dir string, euid int) error {
+	return checkDir("worker directory", dir, euid)
+}
+
+// checkDir applies the worker directory's rule to dir, the what ("worker
+// directory", "settings directory") of the error text.
+func checkDir(what, dir string, euid int) error {
 	c := checker{euid: euid, checked: map[string]error{}}
 	real, err := c.resolve(dir)
 	if err != nil {
@@ -77,10 +89,10 @@ func checkWorkerDir(dir string, euid int) error {
 	}
 	fi, err := os.Lstat(real)
 	if err != nil {
-		return fmt.Errorf("check worker directory: %w", err)
+		return fmt.Errorf("check %s: %w", what, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("check worker directory: %s is not a directory", real)
+		return fmt.Errorf("check %s: %s is not a directory", what, real)
 	}
 	if err := c.owner("directory", real, fi); err != nil {
 		return err
@@ -88,7 +100,7 @@ func checkWorkerDir(dir string, euid int) error {
 	if w := fileperm.Writers(fi); w != "" {
 		sticky := ""
 		if fi.Mode()&fs.ModeSticky != 0 {
-			sticky = "; the worker directory must not be, sticky or not"
+			sticky = "; the " + what + " must not be, sticky or not"
 		}
 		return &untrustedError{
 			Path:   real,
@@ -104,6 +116,12 @@ func checkWorkerDir(dir string, euid int) error {
 // links followed and the directories on the way, but not the worker
 // directory's stricter rule: see checkWorkerDir.
 func checkWorkerFile(path string, euid int) error {
+	return checkFile("worker file", path, euid)
+}
+
+// checkFile applies the worker file's rule to path, the what ("worker
+// file", "settings file") of the error text.
+func checkFile(what, path string, euid int) error {
 	c := checker{euid: euid, checked: map[string]error{}}
 	real, err := c.resolve(path)
 	if err != nil {
@@ -111,10 +129,10 @@ func checkWorkerFile(path string, euid int) error {
 	}
 	fi, err := os.Lstat(real)
 	if err != nil {
-		return fmt.Errorf("check worker file: %w", err)
+		return fmt.Errorf("check %s: %w", what, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("check worker file: %s is not a regular file", real)
+		return fmt.Errorf("check %s: %s is not a regular file", what, real)
 	}
 	if err := c.owner("file", real, fi); err != nil {
 		return err

@@ -8,7 +8,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,4 +91,72 @@ func parseEvents(b []byte) []dirEvent {
 		b = b[end:]
 	}
 	return evs
+}
+
+// follower watches one directory while it exists and says when to look
+// for it again while it does not. It is owned by Run's goroutine.
+type follower struct {
+	dir    string
+	what   string // "worker directory", for the log
+	events chan dirEvent
+	watch  *watcher
+	err    error     // the last failure to watch, logged once
+	pollAt time.Time // when to look for the directory next, zero if not set
+}
+
+func newFollower(dir, what string) *follower {
+	return &follower{dir: dir, what: what, events: make(chan dirEvent)}
+}
+
+// attach starts watching the directory, reading its events on a goroutine
+// of wg until ctx is done or detach. It reports whether it could; a
+// failure other than a missing directory is logged once.
+func (f *follower) attach(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger) bool {
+	w, err := newWatcher(f.dir)
+	if err != nil {
+		if !isMissing(err) && f.err == nil {
+			// Degrade rather than refuse: what runs now still runs.
+			log.Error("changes to the "+f.what+" will go unnoticed until it can be watched", "err", err)
+		}
+		f.err = err
+		return false
+	}
+	f.watch, f.err = w, nil
+	wg.Go(func() {
+		if err := w.read(ctx, f.events); err != nil {
+			log.Error("stop watching "+f.what, "dir", f.dir, "err", err)
+		}
+	})
+	return true
+}
+
+// detach stops watching.
+func (f *follower) detach() {
+	if f.watch != nil {
+		f.watch.Close()
+		f.watch = nil
+	}
+}
+
+// gone reports whether ev says that the watched directory itself went
+// away, in which case it detaches.
+func (f *follower) gone(ev dirEvent) bool {
+	if ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF) == 0 {
+		return false
+	}
+	f.detach()
+	return true
+}
+
+// pollTimer arms t for the next look at a directory that is not watched
+// and returns its channel; nil while the directory is watched.
+func (f *follower) pollTimer(t *time.Timer, every time.Duration) <-chan time.Time {
+	if f.watch != nil {
+		return nil
+	}
+	if f.pollAt.IsZero() {
+		f.pollAt = time.Now().Add(every)
+	}
+	t.Reset(time.Until(f.pollAt))
+	return t.C
 }

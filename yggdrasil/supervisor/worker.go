@@ -22,6 +22,9 @@ const (
 	// StateRestarting: its process exited (or could not be started) and
 	// the next start is due at WorkerStatus.NextStart. The worker is down.
 	StateRestarting
+	// StateDisabled: its settings say enabled = false; it is not started
+	// until they change.
+	StateDisabled
 )
 
 func (st State) String() string {
@@ -34,6 +37,8 @@ func (st State) String() string {
 		return "running"
 	case StateRestarting:
 		return "restarting"
+	case StateDisabled:
+		return "disabled"
 	}
 	return "unknown"
 }
@@ -67,6 +72,10 @@ type worker struct {
 	stopping bool               // cancel was called
 	removed  bool               // the file is gone: forget the worker once stopped
 	again    bool               // check the file again once stopped
+	// env is the environment of its processes, from its settings. It is
+	// written only while no supervision goroutine runs; the one that
+	// launch starts reads it.
+	env []string
 
 	// Guarded by Supervisor.mu.
 	state          State
@@ -112,7 +121,7 @@ func (s *Supervisor) supervise(ctx context.Context, w *worker) {
 		s.mu.Unlock()
 		s.changed(w)
 
-		p, err := s.spawn(ctx, w.name, w.path)
+		p, err := s.spawn(ctx, w.name, w.path, w.env)
 		if err != nil {
 			if ctx.Err() != nil {
 				s.setStopped(w)

@@ -59,6 +59,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 	fs.StringVar(&flagCfg.TopicPrefix, "topic-prefix", "", "")
 	fs.StringVar(&flagCfg.DataHost, "data-host", "", "")
 	fs.StringVar(&flagCfg.WorkerDir, "worker-dir", "", "")
+	fs.StringVar(&flagCfg.WorkerConfigDir, "worker-config-dir", "", "")
 	fs.StringVar(&flagCfg.RuntimeDir, "runtime-dir", "", "")
 	fs.StringVar(&flagCfg.StateDir, "state-dir", "", "")
 	fs.StringVar(&flagCfg.ClientID, "client-id", "", "")
@@ -115,6 +116,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, options, error) {
 			cfg.DataHost = flagCfg.DataHost
 		case "worker-dir":
 			cfg.WorkerDir = flagCfg.WorkerDir
+		case "worker-config-dir":
+			cfg.WorkerConfigDir = flagCfg.WorkerConfigDir
 		case "runtime-dir":
 			cfg.RuntimeDir = flagCfg.RuntimeDir
 		case "state-dir":

@@ -201,6 +201,8 @@ func workerState(s supervisor.State) string {
 		return control.WorkerRunning
 	case supervisor.StateRestarting:
 		return control.WorkerBackoff
+	case supervisor.StateDisabled:
+		return control.WorkerDisabled
 	}
 	return control.WorkerStopped
 }

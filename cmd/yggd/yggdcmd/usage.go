@@ -23,6 +23,7 @@ var flagDocs = []flagDoc{
 	{"topic-prefix", "PREFIX", "first segment of every topic (default " + build.TopicPrefix + ")"},
 	{"data-host", "HOST", "replace the host of every content URL by HOST"},
 	{"worker-dir", "DIR", "directory of the worker executables (names ending in \"worker\")"},
+	{"worker-config-dir", "DIR", "directory of the per-worker settings, NAME.toml for worker NAME: enabled, env, proxy (default " + filepath.Join(build.ConfigDir(), "workers") + "; empty for none)"},
 	{"runtime-dir", "DIR", "runtime directory; the worker sockets go in DIR/workers, mode 0700 (default $RUNTIME_DIRECTORY, else /run/" + build.LongName + ")"},
 	{"state-dir", "DIR", "state directory: the journal of messages and answers kept across restarts (default $STATE_DIRECTORY, else " + filepath.Join(build.LocalstateDir, "lib", build.LongName) + ")"},
 	{"dispatch-timeout", "DURATION", "how long a worker may take to accept a message (default 60s)"},
@@ -105,7 +106,7 @@ _yggd() {
 	case "$prev" in
 	--config|--cert-file|--key-file|--ca-root|--control-socket)
 		COMPREPLY=($(compgen -f -- "$cur")); return ;;
-	--worker-dir|--runtime-dir|--state-dir)
+	--worker-dir|--worker-config-dir|--runtime-dir|--state-dir)
 		COMPREPLY=($(compgen -d -- "$cur")); return ;;
 	--log-level)
 		COMPREPLY=($(compgen -W "error warn info debug trace" -- "$cur")); return ;;

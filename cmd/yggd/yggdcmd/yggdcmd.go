@@ -27,6 +27,7 @@ import (
 	"github.com/ygglab/yggdrasil/yggdrasil/control"
 	"github.com/ygglab/yggdrasil/yggdrasil/facts"
 	"github.com/ygglab/yggdrasil/yggdrasil/mqtt"
+	"github.com/ygglab/yggdrasil/yggdrasil/supervisor"
 )
 
 // Main runs yggd with os.Args and returns the exit code: 0 after a clean
@@ -111,23 +112,25 @@ func runCore(ctx context.Context, cfg Config, id *identity, updates <-chan connU
 	}
 	var stopWatchdog func()
 	a, err = agent.New(agent.Config{
-		ClientID:        clientID,
-		Brokers:         cfg.Brokers,
-		TLS:             tlsConfig,
-		TopicPrefix:     cfg.TopicPrefix,
-		KeepAlive:       time.Duration(cfg.KeepAlive),
-		WorkerDir:       cfg.WorkerDir,
-		WorkerEnv:       []string{"YGG_LOG_LEVEL=" + cfg.LogLevel},
-		RuntimeDir:      cfg.RuntimeDir,
-		StateDir:        cfg.StateDir,
-		DispatchTimeout: time.Duration(cfg.DispatchTimeout),
-		MaxMessageSize:  cfg.MaxMessageSize,
-		QueueCount:      cfg.QueueCount,
-		QueueBytes:      int64(cfg.QueueBytes),
-		DataHost:        cfg.DataHost,
-		FetchTimeout:    time.Duration(cfg.FetchTimeout),
-		UserAgent:       build.LongName + "/" + build.Version,
-		Facts:           factsFunc(cfg, log.With("component", "facts")),
+		ClientID:          clientID,
+		Brokers:           cfg.Brokers,
+		TLS:               tlsConfig,
+		TopicPrefix:       cfg.TopicPrefix,
+		KeepAlive:         time.Duration(cfg.KeepAlive),
+		WorkerDir:         cfg.WorkerDir,
+		WorkerEnv:         []string{"YGG_LOG_LEVEL=" + cfg.LogLevel},
+		WorkerSettingsDir: cfg.WorkerConfigDir,
+		ProxyEnv:          supervisor.ProxyEnv(os.Environ()),
+		RuntimeDir:        cfg.RuntimeDir,
+		StateDir:          cfg.StateDir,
+		DispatchTimeout:   time.Duration(cfg.DispatchTimeout),
+		MaxMessageSize:    cfg.MaxMessageSize,
+		QueueCount:        cfg.QueueCount,
+		QueueBytes:        int64(cfg.QueueBytes),
+		DataHost:          cfg.DataHost,
+		FetchTimeout:      time.Duration(cfg.FetchTimeout),
+		UserAgent:         build.LongName + "/" + build.Version,
+		Facts:             factsFunc(cfg, log.With("component", "facts")),
 		OnConnection: func(st mqtt.State) {
 			conn.transportState(st)
 			svc.transportState(st)
