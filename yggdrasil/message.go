@@ -165,6 +165,14 @@ const (
 	// to its worker; the worker may or may not have taken it, and it is
 	// not run again.
 	CodeInterrupted ErrorCode = "interrupted"
+	// CodeInvalidAnswer: the worker took the message but its answer was
+	// refused (content not JSON, over max-message-size, no message_id or
+	// directive); the worker is told so too, and may send a valid one.
+	CodeInvalidAnswer ErrorCode = "invalid-answer"
+	// CodeWorkerFailed is sent by the worker, not by yggd: the Go SDK's
+	// Receive panicked or returned an error (yggdrasil/worker). The
+	// message may have run in part; the worker keeps serving.
+	CodeWorkerFailed ErrorCode = "worker-failed"
 )
 
 // MetadataError is the metadata key that marks a negative acknowledgement.
