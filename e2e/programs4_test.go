@@ -292,7 +292,7 @@ func forkWorker() int {
 	}()
 	done := make(chan int, 1)
 	go func() {
-		done <- runWorker(&worker.Worker{Handler: "fork", Receive: func(context.Context, *worker.Worker, worker.Message) {}})
+		done <- runWorker(&worker.Worker{Handler: "fork", Receive: func(context.Context, *worker.Worker, worker.Message) error { return nil }})
 	}()
 	for {
 		select {
@@ -592,7 +592,7 @@ func parentWorker() int {
 		child.Wait()
 		fmt.Fprintln(os.Stderr, "register-child has exited")
 	}()
-	return runWorker(&worker.Worker{Handler: "parent", Receive: func(context.Context, *worker.Worker, worker.Message) {}})
+	return runWorker(&worker.Worker{Handler: "parent", Receive: func(context.Context, *worker.Worker, worker.Message) error { return nil }})
 }
 
 // claimWorker serves "claim" and, on every SIGUSR1, starts register-child
@@ -611,7 +611,7 @@ func claimWorker() int {
 			}
 		}
 	}()
-	return runWorker(&worker.Worker{Handler: "claim", Receive: func(context.Context, *worker.Worker, worker.Message) {}})
+	return runWorker(&worker.Worker{Handler: "claim", Receive: func(context.Context, *worker.Worker, worker.Message) error { return nil }})
 }
 
 // registerChild registers $YGG_HANDLER at $YGG_SOCKET_ADDR, prints what

@@ -51,7 +51,9 @@ func yggdWedge() int {
 func twoStepWorker() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	echo := func(ctx context.Context, w *worker.Worker, m worker.Message) { w.Reply(ctx, m, m.Content, m.Metadata) }
+	echo := func(ctx context.Context, w *worker.Worker, m worker.Message) error {
+		return w.Reply(ctx, m, m.Content, m.Metadata)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { (&worker.Worker{Handler: "first", Receive: echo}).Run(ctx) })
 	select {
@@ -67,17 +69,18 @@ func twoStepWorker() int {
 // until the dispatcher gives up.
 func stallWorker() int {
 	return runWorker(&worker.Worker{Handler: "stall", Sync: true,
-		Receive: func(ctx context.Context, _ *worker.Worker, _ worker.Message) { <-ctx.Done() }})
+		Receive: func(ctx context.Context, _ *worker.Worker, _ worker.Message) error { <-ctx.Done(); return nil }})
 }
 
 // eagerWorker registers "eager" and answers every message inside its
 // Worker.Send, before returning the receipt: the order that wedged 0.1.5.
 func eagerWorker() int {
 	return runWorker(&worker.Worker{Handler: "eager", Sync: true,
-		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 			}
+			return nil
 		}})
 }
 
@@ -104,7 +107,7 @@ func gateWorker(handler string, holdReceipt bool, answer func() []byte) int {
 	last := make(chan struct{}) // closed when the previous answer has left
 	close(last)
 	return runWorker(&worker.Worker{Handler: handler, Sync: holdReceipt,
-		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 			appendLine(filepath.Join(dir, "received"), m.ID)
 			mu.Lock()
 			held++
@@ -118,7 +121,7 @@ func gateWorker(handler string, holdReceipt bool, answer func() []byte) int {
 				select {
 				case <-ch:
 				case <-ctx.Done():
-					return
+					return nil
 				}
 			}
 			content := m.Content
@@ -127,7 +130,7 @@ func gateWorker(handler string, holdReceipt bool, answer func() []byte) int {
 			}
 			if err := w.Reply(ctx, m, content, m.Metadata); err != nil {
 				fmt.Fprintln(os.Stderr, err)
-				return
+				return nil
 			}
 			// The order answers were produced in, for mqtt-answers -order.
 			appendLine(filepath.Join(dir, "answered"), m.ID)
@@ -136,6 +139,7 @@ func gateWorker(handler string, holdReceipt bool, answer func() []byte) int {
 			os.Remove(filepath.Join(dir, fmt.Sprint("answered-", answered-1)))
 			os.WriteFile(filepath.Join(dir, fmt.Sprint("answered-", answered)), nil, 0o644)
 			mu.Unlock()
+			return nil
 		}})
 }
 
@@ -173,11 +177,12 @@ func recordWorker() int {
 		return 2
 	}
 	return runWorker(&worker.Worker{Handler: "rec", Sync: true,
-		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 			appendLine(filepath.Join(dir, "received"), m.ID)
 			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 			}
+			return nil
 		}})
 }
 

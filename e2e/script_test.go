@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 		"yggsim":      exit(yggsimcmd.Main),
 		"echo-worker": exit(echoworker.Main),
 	}
-	for _, set := range []map[string]func() int{testPrograms, testPrograms2, testPrograms3, testPrograms4} {
+	for _, set := range []map[string]func() int{testPrograms, testPrograms2, testPrograms3, testPrograms4, testPrograms5} {
 		for name, main := range set {
 			programs[name] = exit(main)
 		}

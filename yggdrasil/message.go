@@ -175,6 +175,14 @@ const (
 	// waiting in yggd nor held by its worker (never received, or already
 	// finished).
 	CodeCancelUnknown ErrorCode = "cancel-unknown-message"
+	// CodeInvalidAnswer: the worker took the message but its answer was
+	// refused (content not JSON, over max-message-size, no message_id or
+	// directive); the worker is told so too, and may send a valid one.
+	CodeInvalidAnswer ErrorCode = "invalid-answer"
+	// CodeWorkerFailed is sent by the worker, not by yggd: the Go SDK's
+	// Receive panicked or returned an error (yggdrasil/worker). The
+	// message may have run in part; the worker keeps serving.
+	CodeWorkerFailed ErrorCode = "worker-failed"
 )
 
 // MetadataError is the metadata key that marks a negative acknowledgement.

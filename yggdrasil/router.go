@@ -815,11 +815,11 @@ var ErrInvalidAnswer = errors.New("invalid answer")
 func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 	switch {
 	case d.MessageID == "":
-		return fmt.Errorf("%w: message_id is empty", ErrInvalidAnswer)
+		return r.invalidAnswer(d, errors.New("message_id is empty"))
 	case d.Directive == "":
-		return fmt.Errorf("%w: directive is empty", ErrInvalidAnswer)
+		return r.invalidAnswer(d, errors.New("directive is empty"))
 	case len(d.Content) > r.cfg.MaxMessageSize:
-		return fmt.Errorf("%w: content is %d bytes, the limit is %d", ErrInvalidAnswer, len(d.Content), r.cfg.MaxMessageSize)
+		return r.invalidAnswer(d, fmt.Errorf("content is %d bytes, the limit is %d", len(d.Content), r.cfg.MaxMessageSize))
 	}
 	if local, err := r.answerLocal(d); local {
 		return err
@@ -835,12 +835,12 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 	if len(d.Content) == 0 {
 		d.Content = json.RawMessage("null")
 	} else if !validJSON(d.Content) {
-		return fmt.Errorf("%w: content is not JSON (a string must be sent quoted)", ErrInvalidAnswer)
+		return r.invalidAnswer(d, errors.New("content is not JSON (a string must be sent quoted)"))
 	}
 	d.Type, d.Version, d.Sent = TypeData, Version, time.Now()
 	b, err := encodeAnswer(d)
 	if err != nil {
-		return fmt.Errorf("%w: encode: %w", ErrInvalidAnswer, err)
+		return r.invalidAnswer(d, fmt.Errorf("encode: %w", err))
 	}
 	if err := r.out.Put(ctx, r.topic(KindData), d.MessageID, d.ResponseTo, journal.IfHanding, b); err != nil {
 		return err // not ErrInvalidAnswer: the worker may send it again
@@ -848,6 +848,20 @@ func (r *Router) HandleAnswer(ctx context.Context, d *Data) error {
 	r.answers.Add(1)
 	r.event(control.Event{Kind: control.EventAnswered, MessageID: d.MessageID, ResponseTo: d.ResponseTo, Directive: d.Directive})
 	return nil
+}
+
+// invalidAnswer returns the error that refuses d to its worker. When d
+// answers a message from the cloud, the cloud is told too, with a
+// negative acknowledgement invalid-answer to that message, so that it does
+// not wait for an answer that will not come (the worker may still send a
+// valid one). An answer to a local dispatch is only refused: the cloud
+// never heard of that message.
+func (r *Router) invalidAnswer(d *Data, cause error) error {
+	if _, local := r.local.lookup(d.ResponseTo); d.ResponseTo != "" && !local {
+		r.refuse(&DeliveryError{Code: CodeInvalidAnswer, MessageID: d.ResponseTo, Directive: d.Directive,
+			Err: fmt.Errorf("answer %q refused: %w", d.MessageID, cause)}, journal.IfHanding)
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidAnswer, cause)
 }
 
 // event passes ev to OnEvent, if set.

@@ -364,6 +364,66 @@ func TestHandleAnswer(t *testing.T) {
 	}
 }
 
+// TestInvalidAnswerIsNacked: an answer yggd cannot send is refused to the
+// worker and, when it answers a message from the cloud, the cloud gets an
+// invalid-answer nack for that message; a marker answer sent after it
+// shows what went out, in order.
+func TestInvalidAnswerIsNacked(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       Data
+		local    bool   // in answers a local dispatch
+		wantNack string // the nack's response_to; "" for no nack
+	}{
+		{name: "not_json", in: Data{MessageID: "r1", ResponseTo: "m1", Directive: "echo", Content: []byte(`hi`)}, wantNack: "m1"},
+		{name: "too_large", in: Data{MessageID: "r2", ResponseTo: "m2", Directive: "echo", Content: []byte(`"` + strings.Repeat("x", 200) + `"`)}, wantNack: "m2"},
+		{name: "no_message_id", in: Data{ResponseTo: "m3", Directive: "echo", Content: []byte(`1`)}, wantNack: "m3"},
+		{name: "no_response_to", in: Data{MessageID: "r4", Directive: "echo", Content: []byte(`hi`)}},
+		{name: "local_not_json", in: Data{MessageID: "r5", Directive: "echo", Content: []byte(`hi`)}, local: true},
+		{name: "local_no_message_id", in: Data{Directive: "echo", Content: []byte(`1`)}, local: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, tr := newTestRouter(t, RouterConfig{MaxMessageSize: 100})
+			if tc.local {
+				r.Registry().Add(&Worker{Handler: "echo", Pid: 1, Conn: &fakeConn{}})
+				var got answers
+				d := &Data{Directive: "echo", Content: []byte(`1`)}
+				done, err := r.DispatchLocal(d, got.add)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer done()
+				tc.in.ResponseTo = d.MessageID
+			}
+			err := r.HandleAnswer(context.Background(), &tc.in)
+			if !errors.Is(err, ErrInvalidAnswer) {
+				t.Fatalf("HandleAnswer: %v, want ErrInvalidAnswer", err)
+			}
+			if err := r.HandleAnswer(context.Background(), &Data{MessageID: "marker", Directive: "echo", Content: []byte(`1`)}); err != nil {
+				t.Fatal(err)
+			}
+			want := 1
+			if tc.wantNack != "" {
+				want = 2
+			}
+			out := tr.awaitPublished(t, "yggdrasil/host-1/data/out", want)
+			if d, _ := nackOf(t, out[len(out)-1]); d.MessageID != "marker" || len(out) != want {
+				t.Fatalf("published %d messages ending with %q, want %d ending with the marker", len(out), d.MessageID, want)
+			}
+			if tc.wantNack == "" {
+				return
+			}
+			d, content := nackOf(t, out[0])
+			if d.ResponseTo != tc.wantNack || d.Directive != "echo" || d.Metadata[MetadataError] != string(CodeInvalidAnswer) ||
+				content["error"] != string(CodeInvalidAnswer) || !strings.Contains(content["message"], "refused") {
+				t.Errorf("nack = response_to %q directive %q metadata %v content %v; want an invalid-answer nack to %q",
+					d.ResponseTo, d.Directive, d.Metadata, content, tc.wantNack)
+			}
+		})
+	}
+}
+
 func TestAnswersSurviveOutageInOrder(t *testing.T) {
 	r, tr := newTestRouter(t, RouterConfig{})
 	tr.setDown(true)

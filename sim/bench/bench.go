@@ -115,9 +115,12 @@ type ProcStats struct {
 	RSSTenth     int64         `json:"rss_tenth"`   // bytes, after a tenth of the measured messages
 	RSSEnd       int64         `json:"rss_end"`     // bytes, at the end
 	PeakRSS      int64         `json:"peak_rss"`    // VmHWM, bytes
-	Threads      int           `json:"threads"`     // at the end
-	LogBytes     int64         `json:"log_bytes"`   // growth of LogFile
-	LogPerMsg    float64       `json:"log_per_msg"` // LogBytes / answered
+	// WorkerPeakRSS is the largest VmHWM among its children (the workers)
+	// at the end, bytes.
+	WorkerPeakRSS int64   `json:"worker_peak_rss"`
+	Threads       int     `json:"threads"`     // at the end
+	LogBytes      int64   `json:"log_bytes"`   // growth of LogFile
+	LogPerMsg     float64 `json:"log_per_msg"` // LogBytes / answered
 }
 
 // OK reports whether the run met the robustness goals: everything

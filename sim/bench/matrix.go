@@ -150,7 +150,7 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 				if r.Result != nil {
 					line += fmt.Sprintf(" %8.0f msgs/s p50 %-8s p99 %-8s", r.Result.MsgsPerSec, us(r.Result.P50), us(r.Result.P99))
 					if p := r.Result.Proc; p != nil {
-						line += fmt.Sprintf(" cpu %s/msg rss %.1f MiB", us(p.CPUPerMsg), float64(p.PeakRSS)/(1<<20))
+						line += fmt.Sprintf(" cpu %s/msg rss %.1f MiB worker rss %.1f MiB", us(p.CPUPerMsg), float64(p.PeakRSS)/(1<<20), float64(p.WorkerPeakRSS)/(1<<20))
 					}
 				}
 				if r.Error != "" {

@@ -63,6 +63,7 @@ func (p *procWatch) finish() *ProcStats {
 		s.Workers = append(s.Workers, c)
 		now, _ := ProcCPU(c)
 		s.WorkerCPU += now - p.children[c] // a child started since counts whole
+		s.WorkerPeakRSS = max(s.WorkerPeakRSS, statusBytes(c, "VmHWM"))
 	}
 	s.RSSEnd = statusBytes(p.pid, "VmRSS")
 	s.PeakRSS = statusBytes(p.pid, "VmHWM")

@@ -115,6 +115,22 @@ func Report(w io.Writer, runs []MatrixRun) error {
 		perKiB := median(reps)
 		goal(id+" cpu", "≤ 12 µs/KiB", fmt.Sprintf("%.1f µs/KiB, per rep %s (%.0f µs/msg, %s: %.0f)", perKiB, ratioList(reps), c, ref, base), perKiB <= 12)
 	}
+	if has("payload-64k") {
+		// The SDK's echo worker against yggd, both peak RSS, in each run.
+		y := byCase["payload-64k"][SysYggd]
+		var reps []float64
+		for _, r := range y {
+			if r.Result != nil && r.Result.Proc != nil && r.Result.Proc.PeakRSS > 0 {
+				reps = append(reps, float64(r.Result.Proc.WorkerPeakRSS)/float64(r.Result.Proc.PeakRSS))
+			}
+		}
+		mib := func(f func(*ProcStats) int64) float64 {
+			return medianProc(y, func(r *Result) float64 { return float64(f(r.Proc)) / (1 << 20) })
+		}
+		ratio := median(reps)
+		goal("payload-64k worker RSS", "≤ 1.5 × yggd's", fmt.Sprintf("%.2f, per rep %s (echo-worker %.1f MiB, yggd %.1f MiB)", ratio, ratioList(reps),
+			mib(func(p *ProcStats) int64 { return p.WorkerPeakRSS }), mib(func(p *ProcStats) int64 { return p.PeakRSS })), ratio <= 1.5)
+	}
 	ratioGoal("workers-16")
 	if has("workers-1") && has("workers-16") {
 		rss := func(id string) float64 {

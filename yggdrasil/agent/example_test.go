@@ -33,11 +33,16 @@ func TestMain(m *testing.M) {
 func greetWorker() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	w := &worker.Worker{Handler: "greet", Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+	w := &worker.Worker{Handler: "greet", Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 		var name string
-		json.Unmarshal(m.Content, &name)
-		answer, _ := json.Marshal("hello " + name + ", from " + os.Getenv("YGG_CLIENT_ID"))
-		w.Reply(ctx, m, answer, nil)
+		if err := json.Unmarshal(m.Content, &name); err != nil {
+			return fmt.Errorf("reading the name: %w", err)
+		}
+		answer, err := json.Marshal("hello " + name + ", from " + os.Getenv("YGG_CLIENT_ID"))
+		if err != nil {
+			return err
+		}
+		return w.Reply(ctx, m, answer, nil)
 	}}
 	if err := w.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -47,6 +47,7 @@ import (
 
 	pb "github.com/ygglab/yggdrasil/proto"
 	"github.com/ygglab/yggdrasil/yggdrasil"
+	"github.com/ygglab/yggdrasil/yggdrasil/internal/grpcbuf"
 )
 
 // Config configures a Server.
@@ -131,10 +132,10 @@ func Listen(cfg Config) (*Server, error) {
 	}}
 	s.grpc = grpc.NewServer(
 		grpc.Creds(creds),
-		grpc.MaxRecvMsgSize(cfg.MaxMessageSize+headroom),
-		grpc.MaxSendMsgSize(cfg.MaxMessageSize+headroom),
-		experimental.BufferPool(bufferPool),
-		grpc.ForceServerCodecV2(codec{}),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageSize+grpcbuf.Headroom),
+		grpc.MaxSendMsgSize(cfg.MaxMessageSize+grpcbuf.Headroom),
+		experimental.BufferPool(grpcbuf.Pool),
+		grpc.ForceServerCodecV2(grpcbuf.Codec{}),
 		// Answers are handled on long-lived goroutines whose stacks stay
 		// grown, not on a new goroutine per call (gRPC starts one when all
 		// are busy).
@@ -351,16 +352,16 @@ func (s *Server) dialWorker(name string, pid int, owner string) (*workerConn, er
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithContextDialer(dial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		experimental.WithBufferPool(bufferPool),
+		experimental.WithBufferPool(grpcbuf.Pool),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 2, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 5 * time.Second,
 		}),
 		grpc.WithDefaultCallOptions(
 			grpc.WaitForReady(true),
-			grpc.ForceCodecV2(codec{}),
-			grpc.MaxCallSendMsgSize(s.cfg.MaxMessageSize+headroom),
-			grpc.MaxCallRecvMsgSize(s.cfg.MaxMessageSize+headroom),
+			grpc.ForceCodecV2(grpcbuf.Codec{}),
+			grpc.MaxCallSendMsgSize(s.cfg.MaxMessageSize+grpcbuf.Headroom),
+			grpc.MaxCallRecvMsgSize(s.cfg.MaxMessageSize+grpcbuf.Headroom),
 		),
 	)
 	if err != nil {

@@ -84,7 +84,9 @@ func TestSDKWorkerRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := &worker.Worker{Handler: "echo", SocketAddr: s.Addr(), Features: map[string]string{"k": "v"},
-		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) { w.Reply(ctx, m, m.Content, m.Metadata) }}
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
+			return w.Reply(ctx, m, m.Content, m.Metadata)
+		}}
 	go w.Run(ctx)
 	rw := awaitWorker(t, reg, "echo")
 	if rw.Features["k"] != "v" {
@@ -100,7 +102,7 @@ func TestSDKWorkerRoundTrip(t *testing.T) {
 		t.Errorf("answer = %+v", got)
 	}
 	// A second worker for the same handler is refused.
-	w2 := &worker.Worker{Handler: "echo", SocketAddr: s.Addr(), Receive: func(context.Context, *worker.Worker, worker.Message) {}}
+	w2 := &worker.Worker{Handler: "echo", SocketAddr: s.Addr(), Receive: func(context.Context, *worker.Worker, worker.Message) error { return nil }}
 	if err := w2.Run(ctx); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Errorf("second echo registration: err = %v, want refused", err)
 	}

@@ -4,17 +4,50 @@
 // directive it serves), listens on the address the dispatcher gives it, and
 // answers through the dispatcher:
 //
-//	w := &worker.Worker{Handler: "hello", Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
-//		w.Reply(ctx, m, []byte(`"hello back"`), nil)
+//	w := &worker.Worker{Handler: "hello", Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
+//		return w.Reply(ctx, m, []byte(`"hello back"`), nil)
 //	}}
 //	if err := w.Run(ctx); err != nil { log.Fatal(err) }
 //
 // The SDK speaks the 0.1.x protocol exactly, so a worker built on it also
 // works with yggdrasil 0.1.x.
 //
+// # Answers
+//
+// Reply sends one answer to a message. It may be called several times for
+// the same message: each call is one more answer with the message's id as
+// its response_to, sent in order, which is how a worker reports progress
+// before its result (the cloud tells them apart by their content). Send
+// the answers before Receive returns: Run waits for Receive calls in
+// flight when it stops, not for other goroutines.
+//
+// # Failures
+//
+// When Receive returns an error or panics, the SDK answers the message with
+// a negative acknowledgement of the same shape as yggd's own: metadata
+// "yggdrasil-error" set to "worker-failed", content {"error":
+// "worker-failed", "message": the error's text (or "panic: " and the
+// panic's value)}, response_to the message's id. It logs the failure (a
+// panic with its stack) to Log, and the worker keeps serving. Answers sent
+// before the failure stay sent. Since the negative acknowledgement is an
+// ordinary answer, it reaches the cloud through any yggd, 0.1.x too. Do
+// not put secrets in the errors Receive returns: the cloud gets their text.
+//
+// # Logging
+//
+// A worker's stderr is yggd's log: yggd logs each line with the worker's
+// name. Logger returns a *slog.Logger that writes there at the level yggd
+// passes in YGG_LOG_LEVEL.
+//
+// # Testing
+//
+// Package workertest runs a worker in the test's process against a
+// dispatcher that hands it messages and collects its answers, without
+// yggd.
+//
 // # Who can call a worker
 //
-// Only the dispatcher's process can call the worker's Send, whatever the
+// Only the dispatcher's process can call the worker, whatever the
 // address the worker listens on and whoever can reach it: 0.1.x yggd hands
 // out abstract socket names, which every local process can find in
 // /proc/net/unix and connect to. When the worker dials the dispatcher it
@@ -29,25 +62,30 @@
 //     children and get SIGTERM when it dies), so its pid is not reused.
 //
 // It does not guard the worker against root, nor against processes of its
-// own uid, which the kernel lets tamper with it in other ways. Refused connections are reported on stderr, at
-// most once a minute.
+// own uid, which the kernel lets tamper with it in other ways. Refused
+// connections are reported on stderr, at most once a minute.
 package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 
 	pb "github.com/ygglab/yggdrasil/proto"
 	"github.com/ygglab/yggdrasil/yggdrasil"
+	"github.com/ygglab/yggdrasil/yggdrasil/internal/grpcbuf"
 )
 
 // ShutdownGrace is how long Run waits, once its context ends, for the
@@ -55,7 +93,11 @@ import (
 // worker 5 s between SIGTERM and SIGKILL.
 const ShutdownGrace = 3 * time.Second
 
-// Message is a message from the dispatcher.
+// failTimeout bounds the sending of a negative acknowledgement, which
+// does not end with the message's context.
+const failTimeout = 10 * time.Second
+
+// Message is a message from the dispatcher, or an answer to it.
 type Message struct {
 	ID         string
 	ResponseTo string
@@ -72,9 +114,13 @@ type Worker struct {
 	Detached bool              // content by URL, answers by HTTP POST
 	Features map[string]string // published by yggd in the connection status
 	// Receive is called for every message on its own goroutine, after the
-	// dispatcher has been given its receipt: it may take as long as it needs.
-	Receive func(ctx context.Context, w *Worker, m Message)
-	// Sync runs Receive inside the Worker.Send call instead, with that
+	// dispatcher has been given its receipt: it may take as long as it
+	// needs. Its context ends when the worker has stopped and
+	// ShutdownGrace has passed. An error, or a panic, is answered to the
+	// cloud as a negative acknowledgement worker-failed (see the package
+	// doc); the worker goes on serving.
+	Receive func(ctx context.Context, w *Worker, m Message) error
+	// Sync runs Receive inside the dispatcher's call instead, with that
 	// call's context: the dispatcher gets its receipt when Receive returns,
 	// and gives up (worker-timeout) after its dispatch deadline.
 	Sync bool
@@ -82,8 +128,9 @@ type Worker struct {
 	SocketAddr string
 	// MaxMessageSize bounds gRPC messages; default 32 MiB.
 	MaxMessageSize int
+	// Log gets the SDK's reports of failed Receive calls; default Logger().
+	Log *slog.Logger
 
-	pb.UnimplementedWorkerServer
 	dispatcher pb.DispatcherClient
 	// dir, if set, is the directory against which a relative address from
 	// Register is resolved instead of the working directory (for tests, as
@@ -109,11 +156,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	if addr == "" {
 		return errors.New("worker: YGG_SOCKET_ADDR is not set (workers are started by yggd)")
 	}
+	if w.Log == nil {
+		w.Log = Logger()
+	}
 	size := w.MaxMessageSize
 	if size <= 0 {
 		size = yggdrasil.DefaultMaxMessageSize
 	}
-	size += 1 << 20
+	size += grpcbuf.Headroom
 	dialAddr, err := dialAddress(addr)
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
@@ -121,10 +171,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	dialer := &dispatcherDialer{addr: dialAddr}
 	// passthrough: the dialer, not a resolver, makes sense of the address,
 	// so any path is fine; the target only names the :authority.
+	// Buffers come from a pool by size, as in yggd: gRPC's default pool
+	// makes a 64 KiB message take a 1 MiB buffer.
 	cc, err := grpc.NewClient("passthrough:///dispatcher",
 		grpc.WithContextDialer(dialer.dial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(size), grpc.MaxCallRecvMsgSize(size)))
+		experimental.WithBufferPool(grpcbuf.Pool),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(grpcbuf.Codec{}),
+			grpc.MaxCallSendMsgSize(size), grpc.MaxCallRecvMsgSize(size)))
 	if err != nil {
 		return fmt.Errorf("worker: dial dispatcher %s: %w", addr, err)
 	}
@@ -162,8 +216,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		stderr = os.Stderr
 	}
 	creds := onlyDispatcher{pid: disp.Pid, uid: disp.Uid, log: &refusalLog{w: stderr}}
-	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size))
-	pb.RegisterWorkerServer(srv, w)
+	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size),
+		experimental.BufferPool(grpcbuf.Pool), grpc.ForceServerCodecV2(grpcbuf.Codec{}))
+	pb.RegisterWorkerServer(srv, server{w: w})
 	// Receive calls in flight when ctx ends get ShutdownGrace to send their
 	// answers before their context is cancelled.
 	rctx, cancelReceives := context.WithCancel(context.WithoutCancel(ctx))
@@ -190,31 +245,94 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// Send implements the Worker service: it returns the receipt at once and
-// hands the message to Receive (or, with Sync, returns after Receive).
-func (w *Worker) Send(ctx context.Context, d *pb.Data) (*pb.Receipt, error) {
+// server is the worker's gRPC service, kept out of Worker's API.
+type server struct {
+	pb.UnimplementedWorkerServer
+	w *Worker
+}
+
+// Send returns the receipt at once and hands the message to Receive (or,
+// with Sync, returns after Receive).
+func (s server) Send(ctx context.Context, d *pb.Data) (*pb.Receipt, error) {
+	w := s.w
 	m := Message{ID: d.GetMessageId(), ResponseTo: d.GetResponseTo(), Directive: d.GetDirective(),
 		Metadata: d.GetMetadata(), Content: d.GetContent()}
 	if w.Sync {
-		w.Receive(ctx, w, m)
+		w.receive(ctx, m)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		return &pb.Receipt{}, nil
 	}
-	w.wg.Go(func() { w.Receive(w.ctx, w, m) })
+	w.wg.Go(func() { w.receive(w.ctx, m) })
 	return &pb.Receipt{}, nil
+}
+
+// receive runs Receive for m with a context of its own, derived from
+// parent (the worker's, or with Sync the dispatcher's call), and answers a
+// failure with a negative acknowledgement.
+func (w *Worker) receive(parent context.Context, m Message) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	err := w.call(ctx, m)
+	if err == nil {
+		return
+	}
+	log := w.Log.With("handler", w.Handler, "message_id", m.ID)
+	var p *panicError
+	if errors.As(err, &p) {
+		log.Error("receive panicked", "panic", fmt.Sprint(p.value), "stack", string(p.stack))
+	} else {
+		log.Error("receive failed", "error", err)
+	}
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), failTimeout)
+	defer fcancel()
+	if err := w.SendData(fctx, failure(m, err)); err != nil {
+		log.Error("negative acknowledgement not sent", "error", err)
+	}
+}
+
+// call runs Receive, turning a panic into an error.
+func (w *Worker) call(ctx context.Context, m Message) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: debug.Stack()}
+		}
+	}()
+	return w.Receive(ctx, w, m)
+}
+
+// panicError is a panic of Receive.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+// failure returns the negative acknowledgement worker-failed to m, shaped
+// as yggd's own (yggdrasil.Router's nacks).
+func failure(m Message, err error) Message {
+	content, _ := json.Marshal(struct {
+		Error   yggdrasil.ErrorCode `json:"error"`
+		Message string              `json:"message"`
+	}{yggdrasil.CodeWorkerFailed, err.Error()})
+	return Message{ID: yggdrasil.NewMessageID(), ResponseTo: m.ID, Directive: m.Directive,
+		Metadata: map[string]string{yggdrasil.MetadataError: string(yggdrasil.CodeWorkerFailed)}, Content: content}
 }
 
 // Reply answers m: content must be JSON (quote a plain string), unless the
 // directive of the answer is a URL (detached workers), in which case it is
-// the body of the HTTP POST. The answer's directive is m's.
+// the body of the HTTP POST. The answer's directive is m's. Reply may be
+// called several times for one message (progress, then the result).
 func (w *Worker) Reply(ctx context.Context, m Message, content []byte, metadata map[string]string) error {
 	return w.SendData(ctx, Message{ID: yggdrasil.NewMessageID(), ResponseTo: m.ID, Directive: m.Directive,
 		Metadata: metadata, Content: content})
 }
 
-// SendData sends m to the dispatcher as it is.
+// SendData sends m to the dispatcher as it is. yggd refuses an answer it
+// cannot send (content not JSON for a directive that is not a URL, too
+// large, no ID or Directive), and tells the cloud (invalid-answer).
 func (w *Worker) SendData(ctx context.Context, m Message) error {
 	_, err := w.dispatcher.Send(ctx, &pb.Data{MessageId: m.ID, ResponseTo: m.ResponseTo, Directive: m.Directive,
 		Metadata: m.Metadata, Content: m.Content})

@@ -198,7 +198,7 @@ func TestDispatcherIsAccepted(t *testing.T) {
 			startDispatcher(t, dispAddr, tt.answer(dir))
 			got := make(chan Message, 1)
 			w := &Worker{Handler: "x", SocketAddr: tt.socketAddr(dir), dir: dir,
-				Receive: func(_ context.Context, _ *Worker, m Message) { got <- m }}
+				Receive: func(_ context.Context, _ *Worker, m Message) error { got <- m; return nil }}
 			listenOn := tt.listenOn
 			if !strings.HasPrefix(listenOn, "@") {
 				listenOn = filepath.Join(dir, listenOn)
@@ -280,10 +280,11 @@ func TestStrangerIsRefused(t *testing.T) {
 			// Sync: Receive runs inside Send, so once a call has returned,
 			// whether Receive ran is settled.
 			w := &Worker{Handler: "x", SocketAddr: "unix:" + disp, dir: dir, Sync: true, stderr: stderr,
-				Receive: func(_ context.Context, _ *Worker, m Message) {
+				Receive: func(_ context.Context, _ *Worker, m Message) error {
 					mu.Lock()
 					received = append(received, m.ID)
 					mu.Unlock()
+					return nil
 				}}
 			runWorker(t, w)
 			sock := filepath.Join(dir, "ygg-x-abc")
@@ -382,7 +383,7 @@ func TestStaleSocket(t *testing.T) {
 		startDispatcher(t, filepath.Join(dir, "d"), "unix:ygg-x-abc")
 		got := make(chan Message, 1)
 		w := &Worker{Handler: "x", SocketAddr: "unix:" + filepath.Join(dir, "d"), dir: dir,
-			Receive: func(_ context.Context, _ *Worker, m Message) { got <- m }}
+			Receive: func(_ context.Context, _ *Worker, m Message) error { got <- m; return nil }}
 		runWorker(t, w)
 		cc, err := dialWorker(sock)
 		if err != nil {
@@ -406,7 +407,7 @@ func TestStaleSocket(t *testing.T) {
 		defer lis.Close()
 		startDispatcher(t, filepath.Join(dir, "d"), "unix:ygg-x-abc")
 		w := &Worker{Handler: "x", SocketAddr: "unix:" + filepath.Join(dir, "d"), dir: dir,
-			Receive: func(context.Context, *Worker, Message) {}}
+			Receive: func(context.Context, *Worker, Message) error { return nil }}
 		err = w.Run(t.Context())
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			t.Fatalf("Run: %v, want EADDRINUSE", err)

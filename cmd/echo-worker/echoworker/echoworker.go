@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
@@ -59,16 +58,7 @@ func Main() int {
 		fmt.Fprintf(os.Stderr, "echo-worker: %v\n%s", err, usage)
 		return 2
 	}
-	level := slog.LevelInfo
-	switch strings.ToLower(os.Getenv("YGG_LOG_LEVEL")) {
-	case "debug", "trace":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := worker.Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := Run(ctx, log); err != nil {
@@ -80,19 +70,38 @@ func Main() int {
 
 // Run serves both handlers until ctx ends, or until one of them fails.
 func Run(ctx context.Context, log *slog.Logger) error {
-	echo := &worker.Worker{
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	for _, w := range []*worker.Worker{Echo(log), Detached(log)} {
+		go func() {
+			err := w.Run(ctx)
+			cancel()
+			errs <- err
+		}()
+	}
+	return errors.Join(<-errs, <-errs)
+}
+
+// Echo returns the worker of the handler "echo".
+func Echo(log *slog.Logger) *worker.Worker {
+	return &worker.Worker{
 		Handler: "echo",
-		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+		Log:     log,
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 			log.Debug("echo", "message_id", m.ID, "bytes", len(m.Content))
-			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
-				log.Error("answer not sent", "message_id", m.ID, "error", err)
-			}
+			return w.Reply(ctx, m, m.Content, m.Metadata)
 		},
 	}
-	detached := &worker.Worker{
+}
+
+// Detached returns the worker of the handler "echo-detached".
+func Detached(log *slog.Logger) *worker.Worker {
+	return &worker.Worker{
 		Handler:  "echo-detached",
 		Detached: true,
-		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
+		Log:      log,
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 			log.Debug("echo detached", "message_id", m.ID, "bytes", len(m.Content))
 			answer := worker.Message{ID: yggdrasil.NewMessageID(), ResponseTo: m.ID, Directive: m.Directive,
 				Metadata: m.Metadata, Content: m.Content}
@@ -101,20 +110,7 @@ func Run(ctx context.Context, log *slog.Logger) error {
 			} else {
 				answer.Content, _ = json.Marshal(string(m.Content))
 			}
-			if err := w.SendData(ctx, answer); err != nil {
-				log.Error("answer not sent", "message_id", m.ID, "error", err)
-			}
+			return w.SendData(ctx, answer)
 		},
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errs := make(chan error, 2)
-	for _, w := range []*worker.Worker{echo, detached} {
-		go func() {
-			err := w.Run(ctx)
-			cancel()
-			errs <- err
-		}()
-	}
-	return errors.Join(<-errs, <-errs)
 }

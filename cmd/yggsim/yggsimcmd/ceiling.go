@@ -99,10 +99,9 @@ func runBenchWorker(ctx context.Context, args []string, stdout, stderr io.Writer
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	w := &worker.Worker{
 		Handler: pos[0],
-		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) {
-			if err := w.Reply(ctx, m, m.Content, m.Metadata); err != nil {
-				log.Error("answer not sent", "message_id", m.ID, "error", err)
-			}
+		Log:     log,
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
+			return w.Reply(ctx, m, m.Content, m.Metadata)
 		},
 	}
 	if os.Getenv("YGG_SOCKET_ADDR") == "" {

@@ -1,4 +1,16 @@
-package ipc
+// Package grpcbuf holds the gRPC buffer pool and codec that yggd's
+// dispatcher and the worker SDK share. gRPC's default pool jumps from
+// 32 KiB to 1 MiB and clears a pooled buffer in full each time it is
+// reused, so a 64 KiB message costs a cleared 1 MiB buffer: CPU in yggd,
+// and memory in a worker with many messages in flight. Pool has every
+// power of two from 256 B to 1 MiB and hands buffers out as they are.
+//
+// Use both on each side of a connection:
+//
+//	grpc.NewServer(experimental.BufferPool(grpcbuf.Pool), grpc.ForceServerCodecV2(grpcbuf.Codec{}))
+//	grpc.NewClient(target, experimental.WithBufferPool(grpcbuf.Pool),
+//		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(grpcbuf.Codec{})))
+package grpcbuf
 
 import (
 	"fmt"
@@ -9,24 +21,25 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// headroom is what a gRPC message needs beyond its content.
-const headroom = 1 << 20
+// Headroom is what a gRPC message needs beyond its content: add it to a
+// content limit to get gRPC's message size limit.
+const Headroom = 1 << 20
 
-// bufferPool holds gRPC's message buffers. gRPC's default pool jumps from
+// Pool holds gRPC's message buffers. gRPC's default pool jumps from
 // 32 KiB to 1 MiB and clears a pooled buffer in full each time it is
 // reused: every 64 KiB message cleared 1 MiB, 13% of yggd's CPU at that
 // size. This pool has every power of two from 256 B to 1 MiB and hands
 // buffers out as they are: gRPC overwrites the length it asks for before
 // reading it (the same contract as gRPC's own internal "dirty" pools).
-var bufferPool mem.BufferPool = newTieredPool(8, 20)
+var Pool mem.BufferPool = newTieredPool(8, 20)
 
-// codec is gRPC's proto codec with its buffers from bufferPool: gRPC's own
+// Codec is gRPC's proto codec with its buffers from Pool: gRPC's own
 // takes them from the default pool whatever the connection's pool is.
-type codec struct{}
+type Codec struct{}
 
-func (codec) Name() string { return "proto" }
+func (Codec) Name() string { return "proto" }
 
-func (codec) Marshal(v any) (mem.BufferSlice, error) {
+func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("proto: cannot marshal %T", v)
@@ -40,20 +53,20 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 	}
-	buf := bufferPool.Get(size)
+	buf := Pool.Get(size)
 	if _, err := opts.MarshalAppend((*buf)[:0], m); err != nil {
-		bufferPool.Put(buf)
+		Pool.Put(buf)
 		return nil, err
 	}
-	return mem.BufferSlice{mem.NewBuffer(buf, bufferPool)}, nil
+	return mem.BufferSlice{mem.NewBuffer(buf, Pool)}, nil
 }
 
-func (codec) Unmarshal(data mem.BufferSlice, v any) error {
+func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("proto: cannot unmarshal into %T", v)
 	}
-	buf := data.MaterializeToBuffer(bufferPool)
+	buf := data.MaterializeToBuffer(Pool)
 	defer buf.Free()
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
 }
