@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -108,6 +109,13 @@ func (p *Probe) wait(ctx context.Context, tok paho.Token) error {
 				p.lost <- lost
 				return fmt.Errorf("%w: %w", errLost, lost)
 			default:
+			}
+			// paho fails the tokens in flight before it calls the
+			// connection-lost handler, so the loss may not be in p.lost
+			// yet; the token's own error says so ("connection lost
+			// before Publish completed").
+			if !p.c.IsConnectionOpen() || strings.HasPrefix(err.Error(), "connection lost") {
+				return fmt.Errorf("%w: %w", errLost, err)
 			}
 		}
 		return err
