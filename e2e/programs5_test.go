@@ -13,6 +13,7 @@ import (
 var testPrograms5 = map[string]func() int{
 	"panic-worker":      panicWorker,
 	"bad-answer-worker": badAnswerWorker,
+	"slow-worker":       slowWorker,
 }
 
 // panicWorker serves "panicky": a message whose content is "panic" makes
@@ -45,5 +46,24 @@ func badAnswerWorker() int {
 				fmt.Fprintln(os.Stderr, "reply refused:", err)
 			}
 			return nil
+		}})
+}
+
+// slowWorker serves "slow": it works on each message until the message is
+// cancelled, then returns the context's error, which the SDK answers with
+// a cancelled nack. It creates the file "taken-<message id>" beside its
+// executable when it takes a message.
+func slowWorker() int {
+	dir, ok := workerDir()
+	if !ok {
+		return 2
+	}
+	return runWorker(&worker.Worker{Handler: "slow",
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
+			if err := os.WriteFile(filepath.Join(dir, "taken-"+m.ID), nil, 0o644); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return context.Cause(ctx)
 		}})
 }

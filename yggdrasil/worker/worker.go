@@ -33,6 +33,21 @@
 // ordinary answer, it reaches the cloud through any yggd, 0.1.x too. Do
 // not put secrets in the errors Receive returns: the cloud gets their text.
 //
+// # Cancellation
+//
+// The cloud may cancel a message with yggdrasil 0.4's cancel command.
+// yggd cancels a message still waiting for its worker itself; one the
+// worker took, it asks the worker to cancel (the Worker.Cancel RPC). The
+// SDK then cancels that message's Receive context with the cause
+// ErrCancelled: Receive should stop and return. If it returns an error
+// (ctx.Err() will do), the SDK answers the message with a negative
+// acknowledgement "cancelled" instead of "worker-failed"; if it returns
+// nil, nothing more is sent, so a Receive that has a better answer (what
+// it did before it stopped) may Reply it first. A cancel for a message the
+// worker does not hold (never received, or finished) is answered NotFound,
+// which yggd reports to the cloud as cancel-unknown-message. 0.1.x yggd
+// never calls Cancel.
+//
 // # Logging
 //
 // A worker's stderr is yggd's log: yggd logs each line with the worker's
@@ -80,8 +95,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/ygglab/yggdrasil/proto"
 	"github.com/ygglab/yggdrasil/yggdrasil"
@@ -141,7 +158,17 @@ type Worker struct {
 	stderr io.Writer
 	ctx    context.Context
 	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]*inFlight // by message id, the Receive calls in flight
 }
+
+// inFlight is one Receive call that a cancel command can end.
+type inFlight struct{ cancel context.CancelCauseFunc }
+
+// ErrCancelled is the cause of a Receive context that the cloud cancelled
+// (context.Cause(ctx) == ErrCancelled).
+var ErrCancelled = errors.New("cancelled by the cloud")
 
 // Run registers, serves until ctx ends, and waits for the Receive calls in
 // flight.
@@ -268,26 +295,69 @@ func (s server) Send(ctx context.Context, d *pb.Data) (*pb.Receipt, error) {
 	return &pb.Receipt{}, nil
 }
 
+// Cancel cancels the Receive context of the message the request names, if
+// it is in flight.
+func (s server) Cancel(_ context.Context, r *pb.CancelRequest) (*pb.Receipt, error) {
+	if !s.w.cancel(r.GetCancelId()) {
+		return nil, status.Errorf(codes.NotFound, "worker %q holds no message %q", s.w.Handler, r.GetCancelId())
+	}
+	s.w.Log.Info("message cancelled by the cloud", "handler", s.w.Handler, "message_id", r.GetCancelId(), "cancel_id", r.GetMessageId())
+	return &pb.Receipt{}, nil
+}
+
+// cancel cancels the Receive context of message id and reports whether a
+// Receive call for it was in flight.
+func (w *Worker) cancel(id string) bool {
+	w.mu.Lock()
+	f := w.running[id]
+	w.mu.Unlock()
+	if f == nil {
+		return false
+	}
+	f.cancel(ErrCancelled)
+	return true
+}
+
 // receive runs Receive for m with a context of its own, derived from
-// parent (the worker's, or with Sync the dispatcher's call), and answers a
-// failure with a negative acknowledgement.
+// parent (the worker's, or with Sync the dispatcher's call), which a
+// cancel command can end, and answers a failure with a negative
+// acknowledgement.
 func (w *Worker) receive(parent context.Context, m Message) {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	f := &inFlight{cancel: cancel}
+	w.mu.Lock()
+	if w.running == nil {
+		w.running = make(map[string]*inFlight)
+	}
+	w.running[m.ID] = f
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		if w.running[m.ID] == f {
+			delete(w.running, m.ID)
+		}
+		w.mu.Unlock()
+	}()
 	err := w.call(ctx, m)
 	if err == nil {
 		return
 	}
 	log := w.Log.With("handler", w.Handler, "message_id", m.ID)
+	code := yggdrasil.CodeWorkerFailed
 	var p *panicError
-	if errors.As(err, &p) {
+	switch {
+	case errors.As(err, &p):
 		log.Error("receive panicked", "panic", fmt.Sprint(p.value), "stack", string(p.stack))
-	} else {
+	case errors.Is(context.Cause(ctx), ErrCancelled):
+		code = yggdrasil.CodeCancelled
+		log.Info("receive stopped after a cancel", "error", err)
+	default:
 		log.Error("receive failed", "error", err)
 	}
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), failTimeout)
 	defer fcancel()
-	if err := w.SendData(fctx, failure(m, err)); err != nil {
+	if err := w.SendData(fctx, failure(m, code, err)); err != nil {
 		log.Error("negative acknowledgement not sent", "error", err)
 	}
 }
@@ -310,15 +380,15 @@ type panicError struct {
 
 func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
 
-// failure returns the negative acknowledgement worker-failed to m, shaped
-// as yggd's own (yggdrasil.Router's nacks).
-func failure(m Message, err error) Message {
+// failure returns the negative acknowledgement code to m (worker-failed or
+// cancelled), shaped as yggd's own (yggdrasil.Router's nacks).
+func failure(m Message, code yggdrasil.ErrorCode, err error) Message {
 	content, _ := json.Marshal(struct {
 		Error   yggdrasil.ErrorCode `json:"error"`
 		Message string              `json:"message"`
-	}{yggdrasil.CodeWorkerFailed, err.Error()})
+	}{code, err.Error()})
 	return Message{ID: yggdrasil.NewMessageID(), ResponseTo: m.ID, Directive: m.Directive,
-		Metadata: map[string]string{yggdrasil.MetadataError: string(yggdrasil.CodeWorkerFailed)}, Content: content}
+		Metadata: map[string]string{yggdrasil.MetadataError: string(code)}, Content: content}
 }
 
 // Reply answers m: content must be JSON (quote a plain string), unless the

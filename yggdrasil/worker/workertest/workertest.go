@@ -170,6 +170,22 @@ func (d *Dispatcher) Dispatch(ctx context.Context, m worker.Message) (string, er
 	return m.ID, nil
 }
 
+// Cancel asks the worker to cancel message id, as yggd does for the cloud's
+// cancel command. A worker that holds no such message (never dispatched,
+// or its Receive has returned) answers NotFound, returned as an error with
+// that gRPC status.
+func (d *Dispatcher) Cancel(ctx context.Context, id string) error {
+	d.mu.Lock()
+	cc, handler := d.cc, d.reg.Handler
+	d.mu.Unlock()
+	_, err := pb.NewWorkerClient(cc).Cancel(ctx, &pb.CancelRequest{Directive: handler,
+		MessageId: yggdrasil.NewMessageID(), CancelId: id}, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("workertest: cancel %s: %w", id, err)
+	}
+	return nil
+}
+
 // Answers returns the answers collected so far, in the order they came.
 func (d *Dispatcher) Answers() []worker.Message {
 	d.mu.Lock()
