@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -77,13 +79,13 @@ func (b *broker) start() error {
 		}
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: listenerTCP, Address: b.tcpAddr})
-	if err := srv.AddListener(tcp); err != nil {
+	if err := b.addListener(srv, tcp); err != nil {
 		return fmt.Errorf("listen mqtt on %s: %w", b.tcpAddr, err)
 	}
 	var tlsL *listeners.TCP
 	if b.tlsAddr != "" {
 		tlsL = listeners.NewTCP(listeners.Config{ID: listenerTLS, Address: b.tlsAddr, TLSConfig: b.tlsConfig})
-		if err := srv.AddListener(tlsL); err != nil {
+		if err := b.addListener(srv, tlsL); err != nil {
 			closeServer(srv)
 			return fmt.Errorf("listen mqtts on %s: %w", b.tlsAddr, err)
 		}
@@ -99,6 +101,27 @@ func (b *broker) start() error {
 	b.srv, b.gate = srv, gate
 	b.log.Info("broker started", "mqtt", b.tcpAddr, "mqtts", b.tlsAddr)
 	return nil
+}
+
+// rebindFor bounds how long a restarted broker tries to take its port back.
+const rebindFor = 5 * time.Second
+
+// addListener adds l to srv. A broker started again listens on the port it
+// had, which the kernel hands out as an ephemeral port too: a host dialling
+// the stopped broker can hold it for a moment (a TCP self-connect, which
+// Go's dialer then drops), so "address in use" is retried for a while.
+func (b *broker) addListener(srv *mqtt.Server, l *listeners.TCP) error {
+	deadline := time.Now().Add(rebindFor)
+	for i := 0; ; i++ {
+		err := srv.AddListener(l)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return err
+		}
+		if i == 0 {
+			b.log.Info("broker port in use, retrying", "listener", l.ID(), "address", l.Address(), "for", rebindFor)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // stop closes the mochi server and its connections. With loseSessions the

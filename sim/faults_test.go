@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -296,4 +299,54 @@ func TestStopBrokerWhileClientsLeave(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestStartBrokerWhilePortHeld: a broker started again takes its port back
+// once whoever held it for a moment lets it go (a host dialling the stopped
+// broker can hold it: a TCP self-connect).
+func TestStartBrokerWhilePortHeld(t *testing.T) {
+	var log syncBuffer
+	s := MustStart(t, &Server{TLSAddr: Off, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err := s.StopBroker(false); err != nil {
+		t.Fatal(err)
+	}
+	held, err := net.Listen("tcp", strings.TrimPrefix(s.BrokerURL(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- s.StartBroker() }()
+	// Let go once the broker has tried and is waiting for the port.
+	ctx := testContext(t)
+	for !strings.Contains(log.String(), "broker port in use, retrying") {
+		select {
+		case err := <-started:
+			t.Fatalf("StartBroker while the port was held returned %v, want it to wait", err)
+		case <-ctx.Done():
+			t.Fatal("no log of the busy port")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	held.Close()
+	if err := <-started; err != nil {
+		t.Fatalf("StartBroker after the port was let go: %v", err)
+	}
+}
+
+// syncBuffer is a log the broker writes and the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
