@@ -112,6 +112,43 @@ func ExampleWorker_failure() {
 	// map[] "ok"
 }
 
+// A long task that the cloud cancels (yggdrasil 0.4's cancel command):
+// Receive sees its context end with the cause ErrCancelled, reports how
+// far it got, and returns nil, so nothing more is sent. Returning the
+// context's error instead would answer the message "cancelled".
+func ExampleErrCancelled() {
+	started := make(chan struct{})
+	w := &worker.Worker{
+		Handler: "long",
+		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
+			close(started)
+			<-ctx.Done() // the work, stopped by the cancel
+			if !errors.Is(context.Cause(ctx), worker.ErrCancelled) {
+				return ctx.Err()
+			}
+			return w.Reply(context.WithoutCancel(ctx), m, []byte(`{"stopped":true,"done":"3 of 10"}`), nil)
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := workertest.Start(ctx, w)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer d.Close()
+	id, _ := d.Dispatch(ctx, worker.Message{Content: []byte(`{"steps":10}`)})
+	<-started
+	if err := d.Cancel(ctx, id); err != nil {
+		log.Fatal(err)
+	}
+	answers, err := d.Await(ctx, id, 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s\n", answers[0].Content)
+	// Output: {"stopped":true,"done":"3 of 10"}
+}
+
 // A worker logs to stderr, which yggd logs, at the level yggd passes in
 // YGG_LOG_LEVEL.
 func ExampleLogger() {
