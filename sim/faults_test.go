@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
@@ -305,7 +306,7 @@ func TestStopBrokerWhileClientsLeave(t *testing.T) {
 // once whoever held it for a moment lets it go (a host dialling the stopped
 // broker can hold it: a TCP self-connect).
 func TestStartBrokerWhilePortHeld(t *testing.T) {
-	var log syncBuffer
+	var log logbuf.Buffer
 	s := MustStart(t, &Server{TLSAddr: Off, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err := s.StopBroker(false); err != nil {
 		t.Fatal(err)
@@ -331,22 +332,4 @@ func TestStartBrokerWhilePortHeld(t *testing.T) {
 	if err := <-started; err != nil {
 		t.Fatalf("StartBroker after the port was let go: %v", err)
 	}
-}
-
-// syncBuffer is a log the broker writes and the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 )
 
 // shortDir returns a directory short enough for a socket path (sun_path
@@ -28,24 +27,6 @@ func shortDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
-}
-
-// syncBuffer is a log sink that tests read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startServer runs a server on a fresh socket until the test ends.
@@ -176,7 +157,7 @@ func TestSocketMode(t *testing.T) {
 }
 
 func TestRefusedPeer(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	_, c := startServer(t, Config{Status: func() Status { return sample }, Log: log}, func(s *Server) {
 		s.cred = func(*net.UnixConn) (uint32, uint32, error) { return 4242, 4242, nil }

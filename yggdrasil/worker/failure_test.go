@@ -1,39 +1,20 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 	"github.com/ygglab/yggdrasil/yggdrasil/worker"
 	"github.com/ygglab/yggdrasil/yggdrasil/worker/workertest"
 )
-
-// syncBuffer is a bytes.Buffer that the worker and the test can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // start runs w against a workertest dispatcher until the test ends.
 func start(t *testing.T, w *worker.Worker) *workertest.Dispatcher {
@@ -88,7 +69,7 @@ func TestFailedReceiveIsNacked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var log syncBuffer
+			var log logbuf.Buffer
 			w := &worker.Worker{Handler: "t", Sync: tt.sync, Log: slog.New(slog.NewTextHandler(&log, nil)),
 				Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 					if string(m.Content) == `"fail"` {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 	pb "github.com/ygglab/yggdrasil/proto"
 )
 
@@ -233,24 +234,6 @@ func TestDispatcherIsAccepted(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that the worker and the test can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestStrangerIsRefused runs another local process that reaches the
 // worker's socket and calls Send: the SDK must refuse it. The socket is
 // made reachable by everyone on purpose, so that what refuses the call is
@@ -276,7 +259,7 @@ func TestStrangerIsRefused(t *testing.T) {
 				mu       sync.Mutex
 				received []string
 			)
-			stderr := &syncBuffer{}
+			stderr := &logbuf.Buffer{}
 			// Sync: Receive runs inside Send, so once a call has returned,
 			// whether Receive ran is settled.
 			w := &Worker{Handler: "x", SocketAddr: "unix:" + disp, dir: dir, Sync: true, stderr: stderr,
