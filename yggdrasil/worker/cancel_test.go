@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ygglab/yggdrasil/yggdrasil/worker"
+	"github.com/ygglab/yggdrasil/yggdrasil/worker/workertest"
 )
 
 // TestCancel: a cancel ends the message's Receive context with the cause
@@ -33,7 +34,7 @@ func TestCancel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			causes := make(chan error, 2)
-			d := start(t, &worker.Worker{Handler: "t", Log: slog.New(slog.DiscardHandler),
+			d := workertest.New(t, &worker.Worker{Handler: "t", Log: slog.New(slog.DiscardHandler),
 				Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 					<-ctx.Done()
 					causes <- context.Cause(ctx)
@@ -81,7 +82,7 @@ func TestCancel(t *testing.T) {
 // TestCancelUnknown: a message the worker does not hold, never received or
 // finished, is answered NotFound.
 func TestCancelUnknown(t *testing.T) {
-	d := start(t, &worker.Worker{Handler: "t", Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
+	d := workertest.New(t, &worker.Worker{Handler: "t", Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 		return w.Reply(ctx, m, m.Content, nil)
 	}})
 	ctx := deadline(t)

@@ -16,21 +16,6 @@ import (
 	"github.com/ygglab/yggdrasil/yggdrasil/worker/workertest"
 )
 
-// start runs w against a workertest dispatcher until the test ends.
-func start(t *testing.T, w *worker.Worker) *workertest.Dispatcher {
-	t.Helper()
-	d, err := workertest.Start(t.Context(), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return d
-}
-
 func deadline(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -77,7 +62,7 @@ func TestFailedReceiveIsNacked(t *testing.T) {
 					}
 					return w.Reply(ctx, m, m.Content, nil)
 				}}
-			d := start(t, w)
+			d := workertest.New(t, w)
 			ctx := deadline(t)
 			if _, err := d.Dispatch(ctx, worker.Message{ID: "m1", Content: []byte(`"fail"`)}); err != nil {
 				t.Fatal(err)
@@ -125,7 +110,7 @@ func TestFailedReceiveIsNacked(t *testing.T) {
 // becomes the worker-failed nack.
 func TestInvalidAnswerIsRefused(t *testing.T) {
 	replyErr := make(chan error, 1)
-	d := start(t, &worker.Worker{Handler: "t", Log: slog.New(slog.DiscardHandler),
+	d := workertest.New(t, &worker.Worker{Handler: "t", Log: slog.New(slog.DiscardHandler),
 		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 			err := w.Reply(ctx, m, []byte(`not json`), nil)
 			replyErr <- err
@@ -148,7 +133,7 @@ func TestInvalidAnswerIsRefused(t *testing.T) {
 }
 
 func TestWorkertestRegistration(t *testing.T) {
-	d := start(t, &worker.Worker{Handler: "t", Detached: true, Features: map[string]string{"v": "1"},
+	d := workertest.New(t, &worker.Worker{Handler: "t", Detached: true, Features: map[string]string{"v": "1"},
 		Receive: func(context.Context, *worker.Worker, worker.Message) error { return nil }})
 	want := workertest.Registration{Handler: "t", Detached: true, Features: map[string]string{"v": "1"}}
 	if diff := cmp.Diff(want, d.Registration()); diff != "" {

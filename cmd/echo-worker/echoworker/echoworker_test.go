@@ -14,15 +14,7 @@ import (
 
 func start(t *testing.T, w *worker.Worker) (*workertest.Dispatcher, context.Context) {
 	t.Helper()
-	d, err := workertest.Start(t.Context(), w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	d := workertest.New(t, w)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return d, ctx

@@ -5,11 +5,10 @@
 // fresh temporary directory, so the worker's own checks (only its
 // dispatcher's process may call it) run as they do under yggd.
 //
-// A test starts the worker, dispatches, and waits for the answers:
+// A test starts the worker (New closes it when the test ends), dispatches,
+// and waits for the answers:
 //
-//	d, err := workertest.Start(t.Context(), w)
-//	if err != nil { t.Fatal(err) }
-//	defer d.Close()
+//	d := workertest.New(t, w)
 //	id, err := d.Dispatch(ctx, worker.Message{Content: []byte(`"hi"`)})
 //	answers, err := d.Await(ctx, id, 1)
 //
@@ -31,6 +30,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"google.golang.org/grpc"
@@ -104,6 +104,23 @@ func Start(ctx context.Context, w *worker.Worker) (*Dispatcher, error) {
 		return nil, fmt.Errorf("workertest: %w", err)
 	}
 	return d, nil
+}
+
+// New starts w as Start does, with the test's context, fails the test if
+// it cannot, and closes the Dispatcher when the test ends, reporting Run's
+// error as a test error.
+func New(t testing.TB, w *worker.Worker) *Dispatcher {
+	t.Helper()
+	d, err := Start(t.Context(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("workertest: the worker's Run: %v", err)
+		}
+	})
+	return d
 }
 
 // awaitServing waits until the worker has registered and accepts the
