@@ -139,6 +139,7 @@ let hostsAgain = false;
 async function refreshHosts() {
   if (hostsLoading) { hostsAgain = true; return; }
   hostsLoading = true;
+  hostsLoaded = Date.now();
   try {
     const hosts = list(await api('GET', `${SIM}/hosts`));
     renderHosts(hosts);
@@ -152,9 +153,13 @@ async function refreshHosts() {
   }
 }
 
+// scheduleHosts refreshes the hosts soon after a change, but at most once
+// a second, however busy the stream.
+let hostsLoaded = 0;
 function scheduleHosts() {
   if (hostsTimer !== null) return;
-  hostsTimer = setTimeout(() => { hostsTimer = null; refreshHosts(); }, 300);
+  const wait = Math.max(100, 1000 - (Date.now() - hostsLoaded));
+  hostsTimer = setTimeout(() => { hostsTimer = null; refreshHosts(); }, wait);
 }
 
 function renderHosts(hosts) {
@@ -360,6 +365,31 @@ function flush() {
   while (tbody.childElementCount > MAX_STREAM_ROWS) tbody.lastElementChild.remove();
 }
 
+// summaryOf is a one-line preview of a payload: the part of the envelope
+// that differs from message to message.
+function summaryOf(p) {
+  if (!p || typeof p !== 'object' || Array.isArray(p)) return preview(p);
+  const c = p.content;
+  switch (p.type) {
+    case 'data': {
+      const md = p.metadata && typeof p.metadata === 'object' && Object.keys(p.metadata).length > 0 ? ` metadata ${preview(p.metadata, 60)}` : '';
+      return `${preview(c === undefined ? null : c)}${md}`;
+    }
+    case 'connection-status':
+      if (c && typeof c === 'object') {
+        const d = c.dispatchers && typeof c.dispatchers === 'object' ? Object.keys(c.dispatchers) : [];
+        return preview(`${c.state}` + (d.length > 0 ? `, dispatchers ${d.join(' ')}` : ''));
+      }
+      break;
+    case 'command':
+      if (c && typeof c === 'object') return preview(`${c.command}` + (c.arguments ? ` ${JSON.stringify(c.arguments)}` : ''));
+      break;
+    case 'event':
+      return preview(c === undefined ? null : c);
+  }
+  return preview(p);
+}
+
 function messageRow(m) {
   const nack = nackOf(m);
   const tr = el('tr', nack ? 'message nack' : 'message');
@@ -368,13 +398,13 @@ function messageRow(m) {
   if (m.dir) tr.classList.add(m.dir === 'out' ? 'from-host' : 'to-host');
   const p = payloadOf(m);
   const directive = p && typeof p === 'object' && typeof p.directive === 'string' ? p.directive : '';
-  const payload = el('td', 'payload', details(preview(p), pretty(p)));
+  const payload = el('td', 'payload', details(summaryOf(p), pretty(p)));
   if (nack) payload.prepend(el('div', 'nack-reason', `NACK ${nack.code}${nack.message ? ': ' + nack.message : ''}`));
   tr.append(
     el('td', 'seq', String(m.seq)),
     el('td', 'time', clock(m.time)),
     el('td', 'host', m.host || m.topic),
-    el('td', 'dir', m.dir === 'out' ? '↑' : m.dir === 'in' ? '↓' : ''),
+    dirCell(m.dir),
     el('td', 'kind', m.kind || ''),
     el('td', 'type', m.type || ''),
     el('td', 'mid', el('code', null, m.message_id || '')),
@@ -384,6 +414,13 @@ function messageRow(m) {
   );
   tr.hidden = !matchesFilter(tr);
   return tr;
+}
+
+function dirCell(dir) {
+  const td = el('td', 'dir', dir === 'out' ? '↑' : dir === 'in' ? '↓' : '');
+  if (dir === 'out') td.title = 'from the host';
+  if (dir === 'in') td.title = 'to the host';
+  return td;
 }
 
 function matchesFilter(tr) {
