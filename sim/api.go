@@ -98,6 +98,7 @@ func (s *Server) newAPI() http.Handler {
 	own("GET /network", s.simNetwork)
 	own("POST /network/{action}", s.simNetworkAction)
 	mux.HandleFunc("GET "+SimPath+"/events", s.simEvents)
+	s.handlePage(mux) // the web page at "/"
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern == "" {

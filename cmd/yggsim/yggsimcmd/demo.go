@@ -83,6 +83,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer st.Close()
 	a := st.Addresses()
 	say("● simulated cloud: mqtt %s, mqtts %s, api %s, content %s", a.MQTT, a.MQTTS, a.API, a.Content)
+	say("● web page: %s/", a.API)
 
 	host := yggdrasil.NewMessageID()
 	pki := filepath.Join(dir, "pki")
@@ -145,6 +146,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	say(`
+Watch it and send messages in a browser: %[2]s/
+
 Try it (another terminal):
   yggsim hosts
   yggsim ping %[1]s
