@@ -44,25 +44,13 @@ type handlerFunc func(r *http.Request) (int, any, error)
 
 func (s *Server) newAPI() http.Handler {
 	mux := http.NewServeMux()
-	cc := func(pattern string, h handlerFunc) {
-		method, path, _ := cutPattern(pattern)
-		mux.Handle(method+" "+CloudConnectorPath+path, s.serveJSON(s.authorize(h)))
-	}
 	own := func(pattern string, h handlerFunc) {
 		method, path, _ := cutPattern(pattern)
 		mux.Handle(method+" "+SimPath+path, s.serveJSON(h))
 	}
-	cc("POST /v2/connections/{client_id}/message", s.v2Message)
-	cc("GET /v2/connections/{client_id}/status", s.v2Status)
-	cc("GET /v2/connections", s.v2Connections)
-	cc("POST /v1/message", s.v1Message)
-	cc("POST /v1/connection/status", s.v1Status)
-	cc("POST /v1/connection_status", s.v1Status)
-	cc("POST /v1/connection/ping", s.v1Ping)
-	cc("POST /v1/connection/reconnect", s.v1Reconnect)
-	cc("POST /v1/connection/disconnect", s.v1Disconnect)
-	cc("GET /v1/connection", s.v1Connections)
-	cc("GET /v1/connection/{account}", s.v1AccountConnections)
+	cc := s.cloudConnector()
+	mux.Handle(CloudConnectorPath, cc)
+	mux.Handle(CloudConnectorPath+"/", cc)
 
 	own("GET /info", s.simInfo)
 	own("GET /hosts", func(*http.Request) (int, any, error) { return http.StatusOK, s.Hosts(), nil })

@@ -1,26 +1,39 @@
 package sim
 
 // This file emulates cloud-connector's REST interface (v1 and v2) under
-// CloudConnectorPath.
+// CloudConnectorPath: the routes, their validation, status codes and
+// bodies, as RedHatInsights/cloud-connector's handlers give them (its code,
+// where its OpenAPI spec says otherwise). The README's "HTTP API" section
+// lists each route and every deliberate difference.
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
-// Connection is a host as cloud-connector's v2 API shows it.
+// Connection is a host as cloud-connector's v2 API shows it. Empty fields
+// are left out, as the real service leaves them out.
 type Connection struct {
-	Account        string          `json:"account"`
-	OrgID          string          `json:"org_id"`
-	ClientID       string          `json:"client_id"`
-	CanonicalFacts json.RawMessage `json:"canonical_facts"`
-	Dispatchers    json.RawMessage `json:"dispatchers"`
-	Tags           json.RawMessage `json:"tags"`
-	Status         string          `json:"status,omitempty"` // "connected" or "disconnected"; only in the status answer
+	Account        string          `json:"account,omitempty"`
+	OrgID          string          `json:"org_id,omitempty"`
+	ClientID       string          `json:"client_id,omitempty"`
+	CanonicalFacts json.RawMessage `json:"canonical_facts,omitempty"`
+	Dispatchers    json.RawMessage `json:"dispatchers,omitempty"`
+	Tags           json.RawMessage `json:"tags,omitempty"`
+}
+
+// ConnectionStatus is the answer of GET /v2/connections/{id}/status: the
+// status, then the connection when it is connected.
+type ConnectionStatus struct {
+	Status string `json:"status"` // StatusConnected or StatusDisconnected
+	Connection
 }
 
 // Connection states in the cloud-connector API.
@@ -29,124 +42,385 @@ const (
 	StatusDisconnected = "disconnected"
 )
 
-// authorize enforces the pre-shared key when one is configured. Without
-// one, any caller is accepted, with or without identity headers.
-func (s *Server) authorize(h handlerFunc) handlerFunc {
-	return func(r *http.Request) (int, any, error) {
-		if s.PSK == "" {
-			return h(r)
+// Titles and details of cloud-connector's error answers.
+const (
+	ccDecodeError      = "Unable to process json input"
+	ccMalformed        = "Request body includes malformed json"
+	ccMissingFields    = "Request body is missing required fields"
+	ccTrailingData     = "Request body must only contain one json object"
+	ccEmptyDirective   = "Directive field is empty"
+	ccAccountMismatch  = "Account mismatch"
+	ccNoConnection     = "No connection to the rhc client"
+	ccSendFailed       = "Error passing message to rhc client"
+	ccNegativeDelay    = "Delay field cannot be negative"
+	ccPingFailed       = "Ping failed"
+	ccBadParams        = "Unable to process input parameters"
+	ccInvalidRequest   = "Invalid request"
+	ccTranslateFailed  = "Unable to translate account to org_id"
+	ccTenantNotFound   = "Tenant not found. EAN: %s"
+	ccNoNodeConnection = "No connection found for node (%s:%s)"
+)
+
+// ccAnswer is a handler's answer: the status and the value to write as
+// JSON; a nil body writes none.
+type ccAnswer struct {
+	status int
+	body   any
+}
+
+func ccError(status int, title, detail string) ccAnswer {
+	return ccAnswer{status, &APIError{Title: title, Status: status, Detail: detail}}
+}
+
+// ccRoute is one route. Path segments are literals, {name} (any
+// non-empty segment) or {name:digits}.
+type ccRoute struct {
+	method, path string
+	tenant       tenantHeader // the PSK header that names the caller's tenant
+	associates   bool         // identity callers must be associates (Turnpike)
+	handle       func(r *http.Request, p principal) ccAnswer
+}
+
+// match reports whether path fits the route, setting its path values.
+func (rt ccRoute) match(r *http.Request, path string) bool {
+	want, got := strings.Split(rt.path, "/"), strings.Split(path, "/")
+	if len(want) != len(got) {
+		return false
+	}
+	vals := map[string]string{}
+	for i, w := range want {
+		name, isVar := strings.CutPrefix(w, "{")
+		if !isVar {
+			if w != got[i] {
+				return false
+			}
+			continue
 		}
-		id := r.Header.Get("x-rh-cloud-connector-client-id")
-		psk := r.Header.Get("x-rh-cloud-connector-psk")
-		if id == "" || psk != s.PSK {
-			return 0, nil, apiError(http.StatusUnauthorized, "a pre-shared key is required: x-rh-cloud-connector-client-id and x-rh-cloud-connector-psk")
+		name = strings.TrimSuffix(name, "}")
+		name, digits := strings.CutSuffix(name, ":digits")
+		if got[i] == "" || digits && strings.Trim(got[i], "0123456789") != "" {
+			return false
 		}
-		return h(r)
+		vals[name] = got[i]
+	}
+	for k, v := range vals {
+		r.SetPathValue(k, v)
+	}
+	return true
+}
+
+func (s *Server) ccRoutes() []ccRoute {
+	return []ccRoute{
+		{"POST", "/v2/connections/{client_id}/message", tenantOrg, false, s.v2Message},
+		{"GET", "/v2/connections/{client_id}/status", tenantOrg, false, s.v2Status},
+		{"GET", "/v2/connections", tenantOrg, false, s.v2Connections},
+		{"POST", "/v1/message", tenantAccount, false, s.v1Message},
+		{"POST", "/v1/connection_status", tenantAccount, false, s.v1ConnectionStatus},
+		{"GET", "/v1/connection", tenantAccount, true, s.v1Connections},
+		{"GET", "/v1/connection/{account:digits}", tenantAccount, true, s.v1AccountConnections},
+		{"POST", "/v1/connection/disconnect", tenantAccount, true, s.v1Disconnect},
+		{"POST", "/v1/connection/reconnect", tenantAccount, true, s.v1Reconnect},
+		{"POST", "/v1/connection/status", tenantAccount, true, s.v1Status},
+		{"POST", "/v1/connection/ping", tenantAccount, true, s.v1Ping},
 	}
 }
 
-func (s *Server) connection(h Host) Connection {
-	orEmpty := func(raw json.RawMessage) json.RawMessage {
-		if len(raw) == 0 || string(raw) == "null" {
-			return json.RawMessage("{}")
+// cloudConnector serves everything under CloudConnectorPath the way
+// cloud-connector's router does: an unknown path is a plain-text 404, a
+// known path with another method an empty 405, both before authentication.
+func (s *Server) cloudConnector() http.Handler {
+	routes := s.ccRoutes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := strings.TrimPrefix(r.URL.Path, CloudConnectorPath)
+		other := false
+		for _, rt := range routes {
+			if !rt.match(r, path) {
+				continue
+			}
+			if rt.method != r.Method {
+				other = true
+				continue
+			}
+			p, ok := s.authenticate(w, r, rt)
+			if !ok {
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			a := rt.handle(r, p)
+			w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+			w.WriteHeader(a.status)
+			if a.body != nil {
+				json.NewEncoder(w).Encode(a.body)
+			}
+			return
 		}
-		return raw
+		if other {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		http.NotFound(w, r)
+	})
+}
+
+// ccRequest is a request body that knows whether its required fields are
+// there (cloud-connector's "required": a non-zero value).
+type ccRequest interface{ complete() bool }
+
+// decodeCC decodes a body (of at most maxBody bytes: cloudConnector
+// limits it) as cloud-connector does, or
+// returns the 400 it answers. A body of JSON null makes the real handler
+// panic, so the sim drops the connection without an answer too.
+func decodeCC(r *http.Request, v ccRequest) (ccAnswer, bool) {
+	dec := json.NewDecoder(r.Body)
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return ccError(http.StatusBadRequest, ccDecodeError, ccMalformed), false
 	}
+	if bytes.Equal(raw, []byte("null")) {
+		panic(http.ErrAbortHandler)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return ccError(http.StatusBadRequest, ccDecodeError, ccMalformed), false
+	}
+	if !v.complete() {
+		return ccError(http.StatusBadRequest, ccDecodeError, ccMissingFields), false
+	}
+	if dec.More() {
+		return ccError(http.StatusBadRequest, ccDecodeError, ccTrailingData), false
+	}
+	return ccAnswer{}, true
+}
+
+// orgOf translates an account number to its org id, as cloud-connector's
+// tenant translator does; the sim knows one tenant, Account and OrgID.
+func (s *Server) orgOf(account string) (string, bool) {
+	if account != s.Account {
+		return "", false
+	}
+	return s.OrgID, true
+}
+
+// lookup returns the host clientID when it is connected in org.
+func (s *Server) lookup(org, clientID string) (Host, bool) {
+	if org != s.OrgID {
+		return Host{}, false
+	}
+	h, ok := s.Host(clientID)
+	return h, ok && h.Online()
+}
+
+// lookupByAccount translates account, then looks the host up.
+func (s *Server) lookupByAccount(account, clientID string) (Host, bool) {
+	org, ok := s.orgOf(account)
+	if !ok {
+		return Host{}, false
+	}
+	return s.lookup(org, clientID)
+}
+
+// connectionOf shapes a host as cloud-connector stores it.
+func (s *Server) connectionOf(h Host) Connection {
 	return Connection{Account: s.Account, OrgID: s.OrgID, ClientID: h.ID,
-		CanonicalFacts: orEmpty(h.CanonicalFacts), Dispatchers: orEmpty(h.Dispatchers), Tags: orEmpty(h.Tags)}
+		CanonicalFacts: canonicalFacts(h.CanonicalFacts), Dispatchers: orNil(h.Dispatchers), Tags: orNil(h.Tags)}
 }
 
-// messageRequest is the body of v2's message endpoint (and v1's, which adds
-// account and recipient).
+// orNil drops an absent or null value, which cloud-connector leaves out.
+func orNil(raw json.RawMessage) json.RawMessage {
+	if t := bytes.TrimSpace(raw); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+		return nil
+	}
+	return raw
+}
+
+// canonicalFacts shapes the facts of a connection-status as
+// cloud-connector stores them: an object (empty when there are none), with
+// insights_id dropped unless it is a UUID.
+func canonicalFacts(raw json.RawMessage) json.RawMessage {
+	var facts map[string]json.RawMessage
+	if json.Unmarshal(raw, &facts) != nil || facts == nil {
+		return json.RawMessage("{}")
+	}
+	if id, ok := facts["insights_id"]; ok {
+		var s string
+		if json.Unmarshal(id, &s) != nil || !isUUID(s) {
+			delete(facts, "insights_id")
+		}
+	}
+	b, err := json.Marshal(facts)
+	if err != nil {
+		return json.RawMessage("{}")
+	}
+	return b
+}
+
+// isUUID reports whether s is a UUID in one of the textual forms
+// cloud-connector accepts: 8-4-4-4-12 hex digits, that form in braces or
+// after "urn:uuid:", or 32 hex digits.
+func isUUID(s string) bool {
+	hex := func(s string) bool {
+		for _, c := range []byte(s) {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case len(s) == 32:
+		return hex(s)
+	case len(s) == 38 && s[0] == '{' && s[37] == '}':
+		s = s[1:37]
+	case len(s) == 45 && strings.EqualFold(s[:9], "urn:uuid:"):
+		s = s[9:]
+	}
+	parts := strings.Split(s, "-")
+	if len(parts) != 5 {
+		return false
+	}
+	for i, n := range []int{8, 4, 4, 4, 12} {
+		if len(parts[i]) != n || !hex(parts[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// messageRequest is the body of v1's message endpoint; v2's uses only
+// directive, payload and metadata. Metadata must be an object of strings
+// (yggdrasil's shape), where cloud-connector passes any JSON on.
 type messageRequest struct {
 	Account   string            `json:"account"`
 	Recipient string            `json:"recipient"`
 	Directive string            `json:"directive"`
 	Payload   json.RawMessage   `json:"payload"`
 	Metadata  map[string]string `json:"metadata"`
+	v1        bool
+}
+
+func (m *messageRequest) complete() bool {
+	return m.Directive != "" && (!m.v1 || m.Account != "" && m.Recipient != "")
 }
 
 type idResponse struct {
 	ID string `json:"id"`
 }
 
-func (s *Server) sendMessage(r *http.Request, host string, req messageRequest) (int, any, error) {
-	if req.Directive == "" {
-		return 0, nil, apiError(http.StatusBadRequest, "directive is required")
-	}
-	if _, err := s.connected(host); err != nil {
-		return 0, nil, err
-	}
-	id, err := s.SendData(r.Context(), host, req.Directive, req.Metadata, req.Payload)
+// send publishes the data message to a connected host.
+func (s *Server) send(r *http.Request, h Host, req messageRequest) ccAnswer {
+	id, err := s.SendData(r.Context(), h.ID, req.Directive, req.Metadata, req.Payload)
 	if err != nil {
-		return 0, nil, brokerError(err)
+		s.log.Info("cloud-connector message", "host", h.ID, "error", err)
+		return ccError(http.StatusInternalServerError, ccSendFailed, err.Error())
 	}
-	return http.StatusCreated, idResponse{id}, nil
+	return ccAnswer{http.StatusCreated, idResponse{id}}
 }
 
-func (s *Server) v2Message(r *http.Request) (int, any, error) {
+func (s *Server) v2Message(r *http.Request, p principal) ccAnswer {
 	var req messageRequest
-	if err := decodeBody(r, &req); err != nil {
-		return 0, nil, err
+	if a, ok := decodeCC(r, &req); !ok {
+		return a
 	}
-	return s.sendMessage(r, r.PathValue("client_id"), req)
-}
-
-func (s *Server) v2Status(r *http.Request) (int, any, error) {
-	h, ok := s.Host(r.PathValue("client_id"))
+	if strings.TrimSpace(req.Directive) == "" {
+		return ccError(http.StatusBadRequest, ccEmptyDirective, ccEmptyDirective)
+	}
+	h, ok := s.lookup(p.orgID, r.PathValue("client_id"))
 	if !ok {
-		return 0, nil, apiError(http.StatusNotFound, "client %q is unknown", r.PathValue("client_id"))
+		return ccError(http.StatusNotFound, ccNoConnection, ccNoConnection)
 	}
-	c := s.connection(h)
-	c.Status = StatusDisconnected
-	if h.Online() {
-		c.Status = StatusConnected
-	}
-	return http.StatusOK, c, nil
+	return s.send(r, h, req)
 }
 
-// page is a paginated answer.
+func (s *Server) v2Status(r *http.Request, p principal) ccAnswer {
+	h, ok := s.lookup(p.orgID, r.PathValue("client_id"))
+	if !ok {
+		return ccAnswer{http.StatusOK, ConnectionStatus{Status: StatusDisconnected}}
+	}
+	return ccAnswer{http.StatusOK, ConnectionStatus{StatusConnected, s.connectionOf(h)}}
+}
+
+// pageLinks are a page's navigation links; all are left out of an empty
+// listing.
+type pageLinks struct {
+	First string `json:"first,omitempty"`
+	Last  string `json:"last,omitempty"`
+	Next  string `json:"next,omitempty"`
+	Prev  string `json:"prev,omitempty"`
+}
+
 type page struct {
-	Meta  pageMeta          `json:"meta"`
-	Links map[string]string `json:"links"`
-	Data  any               `json:"data"`
+	Meta  pageMeta  `json:"meta"`
+	Links pageLinks `json:"links"`
+	Data  any       `json:"data"`
 }
 
 type pageMeta struct {
 	Count int `json:"count"`
 }
 
-// paginate reads limit and offset (defaults 1000 and 0) and cuts n items.
-func paginate(r *http.Request, n int) (from, to int, links map[string]string, err error) {
-	limit, offset := 1000, 0
-	q := r.URL.Query()
-	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 {
-			return 0, 0, nil, apiError(http.StatusBadRequest, "limit %q is not a positive integer", v)
+// pageParams reads limit (default 1000) and offset (default 0); a bad one
+// is reported as "limit: …" or "offset: …".
+func pageParams(r *http.Request) (offset, limit int, err error) {
+	read := func(name string, def int, negative string) (int, error) {
+		v := r.URL.Query().Get(name)
+		if v == "" {
+			return def, nil
 		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", name, err)
+		}
+		if n < 0 {
+			return 0, fmt.Errorf("%s: %s", name, negative)
+		}
+		return n, nil
 	}
-	if v := q.Get("offset"); v != "" {
-		if offset, err = strconv.Atoi(v); err != nil || offset < 0 {
-			return 0, 0, nil, apiError(http.StatusBadRequest, "offset %q is not a non-negative integer", v)
-		}
+	if limit, err = read("limit", 1000, "must be > 0"); err != nil {
+		return 0, 0, err
+	}
+	if offset, err = read("offset", 0, "must be >= 0"); err != nil {
+		return 0, 0, err
+	}
+	return offset, limit, nil
+}
+
+// window returns the bounds of a page of n items, and the count the real
+// service reports: n, or 0 when the page is empty (it counts the rows its
+// query returned).
+func window(offset, limit, n int) (from, to, count int) {
+	from, to = min(offset, n), min(offset+limit, n)
+	if from < to {
+		count = n
+	}
+	return from, to, count
+}
+
+// newPage builds a paginated answer; its links repeat the request's URL
+// with offset and limit set.
+func newPage(u *url.URL, offset, limit, count int, data any) page {
+	p := page{Meta: pageMeta{Count: count}, Data: data}
+	if count == 0 {
+		return p
 	}
 	link := func(off int) string {
-		u := url.URL{Path: r.URL.Path, RawQuery: url.Values{"limit": {strconv.Itoa(limit)}, "offset": {strconv.Itoa(off)}}.Encode()}
-		return u.String()
+		l := url.URL{Path: u.Path, RawQuery: u.RawQuery}
+		q := l.Query()
+		q.Set("offset", strconv.Itoa(off))
+		q.Set("limit", strconv.Itoa(limit))
+		l.RawQuery = q.Encode()
+		return l.String()
 	}
 	last := 0
-	if n > 0 {
-		last = (n - 1) / limit * limit
+	if limit > 0 {
+		last = (count - 1) / limit * limit
 	}
-	links = map[string]string{"first": link(0), "last": link(last)}
-	if offset+limit < n {
-		links["next"] = link(offset + limit)
+	p.Links = pageLinks{First: link(0), Last: link(last)}
+	if offset+limit < count {
+		p.Links.Next = link(offset + limit)
 	}
 	if offset > 0 {
-		links["prev"] = link(max(0, offset-limit))
+		p.Links.Prev = link(max(0, offset-limit))
 	}
-	from, to = min(offset, n), min(offset+limit, n)
-	return from, to, links, nil
+	return p
 }
 
 func (s *Server) onlineHosts() []Host {
@@ -159,49 +433,55 @@ func (s *Server) onlineHosts() []Host {
 	return out
 }
 
-func (s *Server) v2Connections(r *http.Request) (int, any, error) {
-	hosts := s.onlineHosts()
-	from, to, links, err := paginate(r, len(hosts))
+func (s *Server) v2Connections(r *http.Request, p principal) ccAnswer {
+	offset, limit, err := pageParams(r)
 	if err != nil {
-		return 0, nil, err
+		return ccError(http.StatusBadRequest, ccInvalidRequest, err.Error())
 	}
+	var hosts []Host
+	if p.orgID == s.OrgID {
+		hosts = s.onlineHosts()
+	}
+	from, to, count := window(offset, limit, len(hosts))
 	data := make([]Connection, 0, to-from)
 	for _, h := range hosts[from:to] {
-		data = append(data, s.connection(h))
+		data = append(data, s.connectionOf(h))
 	}
-	return http.StatusOK, page{Meta: pageMeta{Count: len(hosts)}, Links: links, Data: data}, nil
+	return ccAnswer{http.StatusOK, newPage(r.URL, offset, limit, count, data)}
 }
 
-func (s *Server) v1Message(r *http.Request) (int, any, error) {
-	var req messageRequest
-	if err := decodeBody(r, &req); err != nil {
-		return 0, nil, err
+func (s *Server) v1Message(r *http.Request, p principal) ccAnswer {
+	req := messageRequest{v1: true}
+	if a, ok := decodeCC(r, &req); !ok {
+		return a
 	}
-	if req.Recipient == "" {
-		return 0, nil, apiError(http.StatusBadRequest, "recipient is required")
+	if p.account != req.Account {
+		return ccError(http.StatusForbidden, ccAccountMismatch, ccAccountMismatch)
 	}
-	return s.sendMessage(r, req.Recipient, req)
+	if strings.TrimSpace(req.Directive) == "" {
+		return ccError(http.StatusBadRequest, ccEmptyDirective, ccEmptyDirective)
+	}
+	h, ok := s.lookupByAccount(req.Account, req.Recipient)
+	if !ok {
+		return ccError(http.StatusNotFound, ccNoConnection, ccNoConnection)
+	}
+	return s.send(r, h, req)
 }
 
 // nodeRequest is the body of v1's connection endpoints.
 type nodeRequest struct {
 	Account string `json:"account"`
 	NodeID  string `json:"node_id"`
-	Delay   *int   `json:"delay"`
+	Delay   int    `json:"delay"`
 	Message string `json:"message"`
+	delay   bool   // delay is required (and, being required, not 0)
 }
 
-func decodeNode(r *http.Request) (nodeRequest, error) {
-	var req nodeRequest
-	if err := decodeBody(r, &req); err != nil {
-		return req, err
-	}
-	if req.NodeID == "" {
-		return req, apiError(http.StatusBadRequest, "node_id is required")
-	}
-	return req, nil
+func (n *nodeRequest) complete() bool {
+	return n.Account != "" && n.NodeID != "" && (!n.delay || n.Delay != 0)
 }
 
+// v1StatusResponse is the answer of v1's status endpoints.
 type v1StatusResponse struct {
 	Status         string          `json:"status"`
 	Dispatchers    json.RawMessage `json:"dispatchers,omitempty"`
@@ -209,18 +489,36 @@ type v1StatusResponse struct {
 	Tags           json.RawMessage `json:"tags,omitempty"`
 }
 
-func (s *Server) v1Status(r *http.Request) (int, any, error) {
-	req, err := decodeNode(r)
-	if err != nil {
-		return 0, nil, err
+// v1ConnectionStatus is POST /v1/connection_status, which checks the
+// account against the caller's.
+func (s *Server) v1ConnectionStatus(r *http.Request, p principal) ccAnswer {
+	return s.connectionStatus(r, &p)
+}
+
+// v1Status is POST /v1/connection/status, which does not.
+func (s *Server) v1Status(r *http.Request, _ principal) ccAnswer {
+	return s.connectionStatus(r, nil)
+}
+
+func (s *Server) connectionStatus(r *http.Request, caller *principal) ccAnswer {
+	var req nodeRequest
+	if a, ok := decodeCC(r, &req); !ok {
+		return a
 	}
-	h, ok := s.Host(req.NodeID)
-	if !ok || !h.Online() {
-		return http.StatusOK, v1StatusResponse{Status: StatusDisconnected}, nil
+	if caller != nil && caller.account != req.Account {
+		return ccError(http.StatusForbidden, ccAccountMismatch, ccAccountMismatch)
 	}
-	c := s.connection(h)
-	return http.StatusOK, v1StatusResponse{Status: StatusConnected, Dispatchers: c.Dispatchers,
-		CanonicalFacts: c.CanonicalFacts, Tags: c.Tags}, nil
+	org, ok := s.orgOf(req.Account)
+	if !ok {
+		return ccError(http.StatusBadRequest, ccTranslateFailed, fmt.Sprintf(ccTenantNotFound, req.Account))
+	}
+	h, ok := s.lookup(org, req.NodeID)
+	if !ok {
+		return ccAnswer{http.StatusOK, v1StatusResponse{Status: StatusDisconnected}}
+	}
+	c := s.connectionOf(h)
+	return ccAnswer{http.StatusOK, v1StatusResponse{Status: StatusConnected, Dispatchers: c.Dispatchers,
+		CanonicalFacts: c.CanonicalFacts, Tags: c.Tags}}
 }
 
 type v1PingResponse struct {
@@ -228,51 +526,58 @@ type v1PingResponse struct {
 	Payload any    `json:"payload"`
 }
 
-// v1Ping sends a ping and, unlike cloud-connector, waits (?timeout,
-// default 10s) for the pong, which it returns as the payload.
-func (s *Server) v1Ping(r *http.Request) (int, any, error) {
-	req, err := decodeNode(r)
-	if err != nil {
-		return 0, nil, err
+// v1Ping publishes a ping command and answers at once, as cloud-connector
+// does; the sim's own ping endpoint waits for the pong.
+func (s *Server) v1Ping(r *http.Request, _ principal) ccAnswer {
+	var req nodeRequest
+	if a, ok := decodeCC(r, &req); !ok {
+		return a
 	}
-	if _, err := s.connected(req.NodeID); err != nil {
-		return http.StatusOK, v1PingResponse{Status: StatusDisconnected, Payload: map[string]any{}}, nil
+	if _, ok := s.lookupByAccount(req.Account, req.NodeID); !ok {
+		return ccAnswer{http.StatusOK, v1PingResponse{Status: StatusDisconnected}}
 	}
-	res, err := s.ping(r, req.NodeID)
-	if err != nil {
-		return 0, nil, err
+	if _, err := s.SendCommand(r.Context(), req.NodeID, yggdrasil.CommandPing, nil); err != nil {
+		return ccError(http.StatusBadRequest, ccPingFailed, err.Error())
 	}
-	return http.StatusOK, v1PingResponse{Status: StatusConnected, Payload: res}, nil
+	return ccAnswer{http.StatusOK, v1PingResponse{Status: StatusConnected}}
 }
 
-func (s *Server) v1Reconnect(r *http.Request) (int, any, error) {
-	req, err := decodeNode(r)
-	if err != nil {
-		return 0, nil, err
+// v1Reconnect publishes a reconnect command; like cloud-connector it
+// answers 200 with no body, and ignores a failure to publish.
+func (s *Server) v1Reconnect(r *http.Request, _ principal) ccAnswer {
+	req := nodeRequest{delay: true}
+	if a, ok := decodeCC(r, &req); !ok {
+		return a
 	}
-	if req.Delay == nil || *req.Delay < 0 {
-		return 0, nil, apiError(http.StatusBadRequest, "delay is required and must be at least 0")
+	if req.Delay < 0 {
+		return ccError(http.StatusBadRequest, ccNegativeDelay, ccNegativeDelay)
 	}
-	return s.command(r, req.NodeID, yggdrasil.CommandReconnect, map[string]string{"delay": strconv.Itoa(*req.Delay)})
+	if _, ok := s.lookupByAccount(req.Account, req.NodeID); !ok {
+		msg := fmt.Sprintf(ccNoNodeConnection, req.Account, req.NodeID)
+		return ccError(http.StatusBadRequest, msg, msg)
+	}
+	if _, err := s.SendCommand(r.Context(), req.NodeID, yggdrasil.CommandReconnect,
+		map[string]string{"delay": strconv.Itoa(req.Delay)}); err != nil {
+		s.log.Info("cloud-connector reconnect", "host", req.NodeID, "error", err)
+	}
+	return ccAnswer{http.StatusOK, nil}
 }
 
-func (s *Server) v1Disconnect(r *http.Request) (int, any, error) {
-	req, err := decodeNode(r)
-	if err != nil {
-		return 0, nil, err
+// v1Disconnect publishes a disconnect command; it answers 200 {} and
+// ignores a failure to publish.
+func (s *Server) v1Disconnect(r *http.Request, _ principal) ccAnswer {
+	var req nodeRequest
+	if a, ok := decodeCC(r, &req); !ok {
+		return a
 	}
-	return s.command(r, req.NodeID, yggdrasil.CommandDisconnect, nil)
-}
-
-func (s *Server) command(r *http.Request, host, command string, args map[string]string) (int, any, error) {
-	if _, err := s.connected(host); err != nil {
-		return 0, nil, err
+	if _, ok := s.lookupByAccount(req.Account, req.NodeID); !ok {
+		msg := fmt.Sprintf(ccNoNodeConnection, req.Account, req.NodeID)
+		return ccError(http.StatusBadRequest, msg, msg)
 	}
-	id, err := s.SendCommand(r.Context(), host, command, args)
-	if err != nil {
-		return 0, nil, brokerError(err)
+	if _, err := s.SendCommand(r.Context(), req.NodeID, yggdrasil.CommandDisconnect, nil); err != nil {
+		s.log.Info("cloud-connector disconnect", "host", req.NodeID, "error", err)
 	}
-	return http.StatusOK, idResponse{id}, nil
+	return ccAnswer{http.StatusOK, struct{}{}}
 }
 
 type accountConnections struct {
@@ -280,32 +585,40 @@ type accountConnections struct {
 	Connections []string `json:"connections"`
 }
 
-func (s *Server) v1Connections(r *http.Request) (int, any, error) {
-	var all []accountConnections
-	if hosts := s.onlineHosts(); len(hosts) > 0 {
+// v1Connections lists every connection, grouped by account; the page
+// counts connections, not accounts.
+func (s *Server) v1Connections(r *http.Request, _ principal) ccAnswer {
+	offset, limit, err := pageParams(r)
+	if err != nil {
+		return ccError(http.StatusBadRequest, ccBadParams, err.Error())
+	}
+	hosts := s.onlineHosts()
+	from, to, count := window(offset, limit, len(hosts))
+	data := []accountConnections{}
+	if from < to {
 		ac := accountConnections{Account: s.Account}
-		for _, h := range hosts {
+		for _, h := range hosts[from:to] {
 			ac.Connections = append(ac.Connections, h.ID)
 		}
-		all = append(all, ac)
+		data = append(data, ac)
 	}
-	from, to, links, err := paginate(r, len(all))
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, page{Meta: pageMeta{Count: len(all)}, Links: links, Data: append([]accountConnections{}, all[from:to]...)}, nil
+	return ccAnswer{http.StatusOK, newPage(r.URL, offset, limit, count, data)}
 }
 
-func (s *Server) v1AccountConnections(r *http.Request) (int, any, error) {
-	ids := []string{}
-	if r.PathValue("account") == s.Account {
-		for _, h := range s.onlineHosts() {
-			ids = append(ids, h.ID)
-		}
-	}
-	from, to, links, err := paginate(r, len(ids))
+func (s *Server) v1AccountConnections(r *http.Request, _ principal) ccAnswer {
+	offset, limit, err := pageParams(r)
 	if err != nil {
-		return 0, nil, err
+		return ccError(http.StatusBadRequest, ccBadParams, err.Error())
 	}
-	return http.StatusOK, page{Meta: pageMeta{Count: len(ids)}, Links: links, Data: ids[from:to]}, nil
+	account := r.PathValue("account")
+	if _, ok := s.orgOf(account); !ok {
+		return ccError(http.StatusBadRequest, ccBadParams, fmt.Sprintf(ccTenantNotFound, account))
+	}
+	hosts := s.onlineHosts()
+	from, to, count := window(offset, limit, len(hosts))
+	ids := make([]string, 0, to-from)
+	for _, h := range hosts[from:to] {
+		ids = append(ids, h.ID)
+	}
+	return ccAnswer{http.StatusOK, newPage(r.URL, offset, limit, count, ids)}
 }

@@ -53,6 +53,12 @@ func (c apiClient) do(ctx context.Context, method, path string, body any, out an
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if psk := os.Getenv("YGGSIM_PSK"); psk != "" && strings.HasPrefix(path, sim.CloudConnectorPath) {
+		req.Header.Set("x-rh-cloud-connector-client-id", "yggsim")
+		req.Header.Set("x-rh-cloud-connector-psk", psk)
+		req.Header.Set("x-rh-cloud-connector-org-id", orDefault(os.Getenv("YGGSIM_ORG_ID"), "000001"))
+		req.Header.Set("x-rh-cloud-connector-account", orDefault(os.Getenv("YGGSIM_ACCOUNT"), "0000001"))
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -60,9 +66,14 @@ func (c apiClient) do(ctx context.Context, method, path string, body any, out an
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		var e sim.APIError
-		b, _ := io.ReadAll(resp.Body)
-		if json.Unmarshal(b, &e) == nil && e.Detail != "" {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		switch {
+		case json.Unmarshal(b, &e) == nil && e.Detail != "" && e.Title == e.Detail:
+			return fmt.Errorf("%d %s", e.Status, e.Detail) // cloud-connector repeats the title as the detail
+		case e.Detail != "":
 			return &e
+		case len(bytes.TrimSpace(b)) > 0:
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
@@ -70,6 +81,13 @@ func (c apiClient) do(ctx context.Context, method, path string, body any, out an
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 func printJSON(w io.Writer, v any) error {

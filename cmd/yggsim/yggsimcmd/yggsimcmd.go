@@ -76,6 +76,10 @@ Run "yggsim <command> --help" for a command's flags.
 Environment:
   YGGSIM_API    the API URL the client commands use (default ` + defaultAPI + `)
   YGGSIM_STATE  the state directory (the CA) of serve and cert
+  YGGSIM_PSK    the pre-shared key the client commands send to the
+                cloud-connector API (for "serve --psk"), with the org id
+                $YGGSIM_ORG_ID (default 000001) and the account
+                $YGGSIM_ACCOUNT (default 0000001)
 
 Exit status: 0 on success, 1 on failure, 2 on a usage error.
 `

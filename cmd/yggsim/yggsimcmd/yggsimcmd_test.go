@@ -180,7 +180,7 @@ func TestServeAndClients(t *testing.T) {
 	if code, _, errOut = run(t, "ping", "--api", a.API, "nobody"); code != 1 || !strings.Contains(errOut, "not connected") {
 		t.Errorf("ping nobody = %d %s", code, errOut)
 	}
-	if code, _, errOut = run(t, "send", "--api", a.API, "--directive", "echo", "nobody"); code != 1 || !strings.Contains(errOut, "not connected") {
+	if code, _, errOut = run(t, "send", "--api", a.API, "--directive", "echo", "nobody"); code != 1 || !strings.Contains(errOut, "404 No connection to the rhc client\n") {
 		t.Errorf("send nobody = %d %s", code, errOut)
 	}
 }

@@ -1,0 +1,120 @@
+package sim
+
+// This file authenticates callers of the cloud-connector emulation as
+// cloud-connector's middleware does: an x-rh-identity header when there is
+// one, the pre-shared-key headers otherwise.
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+)
+
+// Headers a cloud-connector caller identifies itself with.
+const (
+	headerIdentity = "x-rh-identity"
+	headerClientID = "x-rh-cloud-connector-client-id"
+	headerOrgID    = "x-rh-cloud-connector-org-id"
+	headerAccount  = "x-rh-cloud-connector-account"
+	headerPSK      = "x-rh-cloud-connector-psk"
+)
+
+// authFailed is the plain-text body of cloud-connector's 401.
+const authFailed = "Authentication failed"
+
+// tenantHeader says which PSK header must name the caller's tenant: the
+// account for v1 routes, the org id for v2 ones.
+type tenantHeader int
+
+const (
+	tenantAccount tenantHeader = iota
+	tenantOrg
+)
+
+// principal is the caller, as the handlers see it.
+type principal struct {
+	account, orgID string
+}
+
+// authenticate returns the caller of r, or writes the refusal and returns
+// false. An x-rh-identity header is checked whatever the mode. Without
+// one, the PSK headers are required when the sim has a PSK (any client id
+// with that key is accepted); without a PSK every caller is accepted, its
+// tenant taken from the PSK headers when given, else the sim's own.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rt ccRoute) (principal, bool) {
+	if raw := r.Header.Get(headerIdentity); raw != "" {
+		id, problem := decodeIdentity(raw)
+		if problem != "" {
+			http.Error(w, http.StatusText(http.StatusBadRequest)+": "+problem, http.StatusBadRequest)
+			return principal{}, false
+		}
+		if rt.associates && id.Type != "Associate" {
+			http.Error(w, authFailed, http.StatusUnauthorized)
+			return principal{}, false
+		}
+		if id.OrgID == "" {
+			// cloud-connector's handlers dereference a missing principal
+			// and panic: the caller gets no answer.
+			panic(http.ErrAbortHandler)
+		}
+		return principal{account: id.AccountNumber, orgID: id.OrgID}, true
+	}
+	h := r.Header
+	if s.PSK == "" {
+		return principal{account: orDefault(h.Get(headerAccount), s.Account), orgID: orDefault(h.Get(headerOrgID), s.OrgID)}, true
+	}
+	missing := h.Get(headerClientID) == "" || h.Get(headerPSK) == "" ||
+		rt.tenant == tenantOrg && h.Get(headerOrgID) == "" ||
+		rt.tenant == tenantAccount && h.Get(headerAccount) == ""
+	if missing || h.Get(headerPSK) != s.PSK {
+		http.Error(w, authFailed, http.StatusUnauthorized)
+		return principal{}, false
+	}
+	return principal{account: h.Get(headerAccount), orgID: h.Get(headerOrgID)}, true
+}
+
+// identity is the part of an x-rh-identity the sim reads; the other fields
+// are there so that values of the wrong type are refused as the platform's
+// identity middleware refuses them.
+type identity struct {
+	AccountNumber string `json:"account_number"`
+	OrgID         string `json:"org_id"`
+	Type          string `json:"type"`
+	Internal      struct {
+		OrgID    string  `json:"org_id"`
+		AuthTime float32 `json:"auth_time"`
+	} `json:"internal"`
+}
+
+type identityHeader struct {
+	Identity     identity `json:"identity"`
+	Entitlements map[string]struct {
+		IsEntitled bool `json:"is_entitled"`
+		IsTrial    bool `json:"is_trial"`
+	} `json:"entitlements"`
+}
+
+// decodeIdentity decodes and checks an x-rh-identity header, returning
+// what is wrong with it in the platform middleware's words.
+func decodeIdentity(raw string) (identity, string) {
+	b, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return identity{}, "unable to b64 decode x-rh-identity header"
+	}
+	var x identityHeader
+	if err := json.Unmarshal(b, &x); err != nil {
+		return identity{}, "x-rh-identity header does not contain valid JSON: " + err.Error()
+	}
+	id := x.Identity
+	if id.OrgID == "" {
+		id.OrgID = id.Internal.OrgID
+	}
+	switch {
+	case (id.Type == "Associate" || id.Type == "X509") && id.AccountNumber == "":
+	case id.OrgID == "":
+		return identity{}, "x-rh-identity header has an invalid or missing org_id"
+	case id.Type == "":
+		return identity{}, "x-rh-identity header is missing type"
+	}
+	return id, ""
+}
