@@ -9,8 +9,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -331,5 +334,60 @@ func command(name string, args map[string]string) func(t *testing.T, payload []b
 		if json.Unmarshal(p, &raw); string(raw["type"]) != `"command"` {
 			t.Errorf("type = %s, want command", raw["type"])
 		}
+	}
+}
+
+// BenchmarkV2Connections lists 1,000 connected hosts (one default page).
+func BenchmarkV2Connections(b *testing.B) {
+	s := &Server{TLSAddr: Off, Logger: slog.New(slog.DiscardHandler)}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := b.Context()
+	const hosts = 1000
+	for i := range hosts {
+		payload := `{"type":"connection-status","message_id":"` + yggdrasil.NewMessageID() + `","version":1,"sent":"` +
+			time.Now().Format(time.RFC3339Nano) + `","content":{"state":"online","canonical_facts":{"fqdn":"h.example","insights_id":"` +
+			validUUID + `","machine_id":"m"},"dispatchers":{"echo":{"v":"1"}}}}`
+		if err := s.Publish(ctx, fmt.Sprintf("yggdrasil/h%05d/control/out", i), []byte(payload), 1, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := s.Await(ctx, 0, func(Message) bool { return len(s.onlineHosts()) == hosts }); err != nil {
+		b.Fatal(err)
+	}
+	h := s.Handler()
+	b.ResetTimer()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", CloudConnectorPath+"/v2/connections", nil))
+		if rec.Code != 200 {
+			b.Fatal(rec.Code)
+		}
+	}
+}
+
+func TestCanonicalFacts(t *testing.T) {
+	tests := []struct{ name, raw, want string }{
+		{"absent", ``, `{}`},
+		{"null", `null`, `{}`},
+		{"not_object", `[1]`, `{}`},
+		{"kept", ` {"fqdn":"h","ip_addresses":["10.0.0.1"]}`, `{"fqdn":"h","ip_addresses":["10.0.0.1"]}`},
+		{"uuid", `{"insights_id":"` + validUUID + `"}`, `{"insights_id":"` + validUUID + `"}`},
+		{"uuid_upper_braces", `{"insights_id":"{3B7C8A4E-59A1-4F7E-9D52-1C0E6F2A8B90}"}`, `{"insights_id":"{3B7C8A4E-59A1-4F7E-9D52-1C0E6F2A8B90}"}`},
+		{"uuid_urn", `{"insights_id":"urn:uuid:` + validUUID + `"}`, `{"insights_id":"urn:uuid:` + validUUID + `"}`},
+		{"uuid_hex", `{"insights_id":"3b7c8a4e59a14f7e9d521c0e6f2a8b90"}`, `{"insights_id":"3b7c8a4e59a14f7e9d521c0e6f2a8b90"}`},
+		{"not_uuid", `{"fqdn":"h","insights_id":"abc"}`, `{"fqdn":"h"}`},
+		{"bad_dashes", `{"insights_id":"3b7c8a4e5-9a1-4f7e-9d52-1c0e6f2a8b90"}`, `{}`},
+		{"not_string", `{"insights_id":5}`, `{}`},
+		{"empty", `{"insights_id":""}`, `{}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(canonicalFacts(json.RawMessage(tt.raw))); got != tt.want {
+				t.Errorf("canonicalFacts(%s) = %s, want %s", tt.raw, got, tt.want)
+			}
+		})
 	}
 }
