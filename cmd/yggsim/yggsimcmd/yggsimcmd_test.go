@@ -281,6 +281,31 @@ func TestControlCommands(t *testing.T) {
 	}
 }
 
+// TestPSK calls a sim that requires a pre-shared key, without and with
+// $YGGSIM_PSK.
+func TestPSK(t *testing.T) {
+	a := startServe(t, "--psk", "k")
+	certDir := filepath.Join(t.TempDir(), "host1")
+	if code, _, errOut := run(t, "cert", "--state", filepath.Dir(a.CA), "--out", certDir, "host1"); code != 0 {
+		t.Fatalf("cert: %s", errOut)
+	}
+	fakeHost(t, a, certDir, "host1")
+	if code, _, errOut := run(t, "wait", "--api", a.API, "--timeout", "10s", "host1"); code != 0 {
+		t.Fatalf("wait: %s", errOut)
+	}
+	code, _, errOut := run(t, "send", "--api", a.API, "--directive", "echo", "host1")
+	if code != 1 || !strings.HasSuffix(errOut, "401 Unauthorized: Authentication failed\n") {
+		t.Errorf("send without a key = %d %s", code, errOut)
+	}
+	t.Setenv("YGGSIM_PSK", "k")
+	if code, out, errOut := run(t, "send", "--api", a.API, "--directive", "echo", "--wait", "host1"); code != 0 || out != "null\n" {
+		t.Errorf("send with the key = %d %q %s", code, out, errOut)
+	}
+	if code, out, errOut := run(t, "disconnect", "--api", a.API, "host1"); code != 0 || out != "sent disconnect to host1\n" {
+		t.Errorf("disconnect with the key = %d %q %s", code, out, errOut)
+	}
+}
+
 // TestBrokerCommand stops and starts a broker no client uses: mochi 2.7.9
 // races with itself when a client reconnects while the server closes.
 func TestBrokerCommand(t *testing.T) {
