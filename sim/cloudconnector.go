@@ -78,7 +78,7 @@ type ccRoute struct {
 	method, path string
 	tenant       tenantHeader // the PSK header that names the caller's tenant
 	associates   bool         // identity callers must be associates (Turnpike)
-	handle       func(r *http.Request, p principal) ccAnswer
+	handle       func(r *http.Request, p ccPrincipal) ccAnswer
 }
 
 // match reports whether path fits the route, setting its path values.
@@ -166,10 +166,10 @@ func (s *Server) cloudConnector() http.Handler {
 // there (cloud-connector's "required": a non-zero value).
 type ccRequest interface{ complete() bool }
 
-// decodeCC decodes a body (of at most maxBody bytes: cloudConnector
-// limits it) as cloud-connector does, or
-// returns the 400 it answers. A body of JSON null makes the real handler
-// panic, so the sim drops the connection without an answer too.
+// decodeCC decodes a body (of at most maxBody bytes: cloudConnector limits
+// it) as cloud-connector does, or returns the 400 it answers. A body of
+// JSON null makes the real handler panic, so the sim drops the connection
+// without an answer too.
 func decodeCC(r *http.Request, v ccRequest) (ccAnswer, bool) {
 	dec := json.NewDecoder(r.Body)
 	var raw json.RawMessage
@@ -191,17 +191,17 @@ func decodeCC(r *http.Request, v ccRequest) (ccAnswer, bool) {
 	return ccAnswer{}, true
 }
 
-// orgOf translates an account number to its org id, as cloud-connector's
+// ccOrgOf translates an account number to its org id, as cloud-connector's
 // tenant translator does; the sim knows one tenant, Account and OrgID.
-func (s *Server) orgOf(account string) (string, bool) {
+func (s *Server) ccOrgOf(account string) (string, bool) {
 	if account != s.Account {
 		return "", false
 	}
 	return s.OrgID, true
 }
 
-// lookup returns the host clientID when it is connected in org.
-func (s *Server) lookup(org, clientID string) (Host, bool) {
+// ccLookup returns the host clientID when it is connected in org.
+func (s *Server) ccLookup(org, clientID string) (Host, bool) {
 	if org != s.OrgID {
 		return Host{}, false
 	}
@@ -209,23 +209,23 @@ func (s *Server) lookup(org, clientID string) (Host, bool) {
 	return h, ok && h.Online()
 }
 
-// lookupByAccount translates account, then looks the host up.
-func (s *Server) lookupByAccount(account, clientID string) (Host, bool) {
-	org, ok := s.orgOf(account)
+// ccLookupByAccount translates account, then looks the host up.
+func (s *Server) ccLookupByAccount(account, clientID string) (Host, bool) {
+	org, ok := s.ccOrgOf(account)
 	if !ok {
 		return Host{}, false
 	}
-	return s.lookup(org, clientID)
+	return s.ccLookup(org, clientID)
 }
 
 // connectionOf shapes a host as cloud-connector stores it.
 func (s *Server) connectionOf(h Host) Connection {
 	return Connection{Account: s.Account, OrgID: s.OrgID, ClientID: h.ID,
-		CanonicalFacts: canonicalFacts(h.CanonicalFacts), Dispatchers: orNil(h.Dispatchers), Tags: orNil(h.Tags)}
+		CanonicalFacts: canonicalFacts(h.CanonicalFacts), Dispatchers: omitNull(h.Dispatchers), Tags: omitNull(h.Tags)}
 }
 
-// orNil drops an absent or null value, which cloud-connector leaves out.
-func orNil(raw json.RawMessage) json.RawMessage {
+// omitNull drops an absent or null value, which cloud-connector leaves out.
+func omitNull(raw json.RawMessage) json.RawMessage {
 	if t := bytes.TrimSpace(raw); len(t) == 0 || bytes.Equal(t, []byte("null")) {
 		return nil
 	}
@@ -321,8 +321,8 @@ type idResponse struct {
 	ID string `json:"id"`
 }
 
-// send publishes the data message to a connected host.
-func (s *Server) send(r *http.Request, h Host, req messageRequest) ccAnswer {
+// ccSend publishes the data message to a connected host.
+func (s *Server) ccSend(r *http.Request, h Host, req messageRequest) ccAnswer {
 	id, err := s.SendData(r.Context(), h.ID, req.Directive, req.Metadata, req.Payload)
 	if err != nil {
 		s.log.Info("cloud-connector message", "host", h.ID, "error", err)
@@ -331,7 +331,7 @@ func (s *Server) send(r *http.Request, h Host, req messageRequest) ccAnswer {
 	return ccAnswer{http.StatusCreated, idResponse{id}}
 }
 
-func (s *Server) v2Message(r *http.Request, p principal) ccAnswer {
+func (s *Server) v2Message(r *http.Request, p ccPrincipal) ccAnswer {
 	var req messageRequest
 	if a, ok := decodeCC(r, &req); !ok {
 		return a
@@ -339,43 +339,44 @@ func (s *Server) v2Message(r *http.Request, p principal) ccAnswer {
 	if strings.TrimSpace(req.Directive) == "" {
 		return ccError(http.StatusBadRequest, ccEmptyDirective, ccEmptyDirective)
 	}
-	h, ok := s.lookup(p.orgID, r.PathValue("client_id"))
+	h, ok := s.ccLookup(p.orgID, r.PathValue("client_id"))
 	if !ok {
 		return ccError(http.StatusNotFound, ccNoConnection, ccNoConnection)
 	}
-	return s.send(r, h, req)
+	return s.ccSend(r, h, req)
 }
 
-func (s *Server) v2Status(r *http.Request, p principal) ccAnswer {
-	h, ok := s.lookup(p.orgID, r.PathValue("client_id"))
+func (s *Server) v2Status(r *http.Request, p ccPrincipal) ccAnswer {
+	h, ok := s.ccLookup(p.orgID, r.PathValue("client_id"))
 	if !ok {
 		return ccAnswer{http.StatusOK, ConnectionStatus{Status: StatusDisconnected}}
 	}
 	return ccAnswer{http.StatusOK, ConnectionStatus{StatusConnected, s.connectionOf(h)}}
 }
 
-// pageLinks are a page's navigation links; all are left out of an empty
+// ccPageLinks are a page's navigation links; all are left out of an empty
 // listing.
-type pageLinks struct {
+type ccPageLinks struct {
 	First string `json:"first,omitempty"`
 	Last  string `json:"last,omitempty"`
 	Next  string `json:"next,omitempty"`
 	Prev  string `json:"prev,omitempty"`
 }
 
-type page struct {
-	Meta  pageMeta  `json:"meta"`
-	Links pageLinks `json:"links"`
-	Data  any       `json:"data"`
+// ccPage is a paginated answer.
+type ccPage struct {
+	Meta  ccPageMeta  `json:"meta"`
+	Links ccPageLinks `json:"links"`
+	Data  any         `json:"data"`
 }
 
-type pageMeta struct {
+type ccPageMeta struct {
 	Count int `json:"count"`
 }
 
-// pageParams reads limit (default 1000) and offset (default 0); a bad one
+// ccPageParams reads limit (default 1000) and offset (default 0); a bad one
 // is reported as "limit: …" or "offset: …".
-func pageParams(r *http.Request) (offset, limit int, err error) {
+func ccPageParams(r *http.Request) (offset, limit int, err error) {
 	read := func(name string, def int, negative string) (int, error) {
 		v := r.URL.Query().Get(name)
 		if v == "" {
@@ -399,10 +400,10 @@ func pageParams(r *http.Request) (offset, limit int, err error) {
 	return offset, limit, nil
 }
 
-// window returns the bounds of a page of n items, and the count the real
+// ccWindow returns the bounds of a page of n items, and the count the real
 // service reports: n, or 0 when the page is empty (it counts the rows its
 // query returned).
-func window(offset, limit, n int) (from, to, count int) {
+func ccWindow(offset, limit, n int) (from, to, count int) {
 	from, to = min(offset, n), min(offset+limit, n)
 	if from < to {
 		count = n
@@ -410,10 +411,10 @@ func window(offset, limit, n int) (from, to, count int) {
 	return from, to, count
 }
 
-// newPage builds a paginated answer; its links repeat the request's URL
+// newCCPage builds a paginated answer; its links repeat the request's URL
 // with offset and limit set.
-func newPage(u *url.URL, offset, limit, count int, data any) page {
-	p := page{Meta: pageMeta{Count: count}, Data: data}
+func newCCPage(u *url.URL, offset, limit, count int, data any) ccPage {
+	p := ccPage{Meta: ccPageMeta{Count: count}, Data: data}
 	if count == 0 {
 		return p
 	}
@@ -429,7 +430,7 @@ func newPage(u *url.URL, offset, limit, count int, data any) page {
 	if limit > 0 {
 		last = (count - 1) / limit * limit
 	}
-	p.Links = pageLinks{First: link(0), Last: link(last)}
+	p.Links = ccPageLinks{First: link(0), Last: link(last)}
 	if offset+limit < count {
 		p.Links.Next = link(offset + limit)
 	}
@@ -449,8 +450,8 @@ func (s *Server) onlineHosts() []Host {
 	return out
 }
 
-func (s *Server) v2Connections(r *http.Request, p principal) ccAnswer {
-	offset, limit, err := pageParams(r)
+func (s *Server) v2Connections(r *http.Request, p ccPrincipal) ccAnswer {
+	offset, limit, err := ccPageParams(r)
 	if err != nil {
 		return ccError(http.StatusBadRequest, ccInvalidRequest, err.Error())
 	}
@@ -458,15 +459,15 @@ func (s *Server) v2Connections(r *http.Request, p principal) ccAnswer {
 	if p.orgID == s.OrgID {
 		hosts = s.onlineHosts()
 	}
-	from, to, count := window(offset, limit, len(hosts))
+	from, to, count := ccWindow(offset, limit, len(hosts))
 	data := make([]Connection, 0, to-from)
 	for _, h := range hosts[from:to] {
 		data = append(data, s.connectionOf(h))
 	}
-	return ccAnswer{http.StatusOK, newPage(r.URL, offset, limit, count, data)}
+	return ccAnswer{http.StatusOK, newCCPage(r.URL, offset, limit, count, data)}
 }
 
-func (s *Server) v1Message(r *http.Request, p principal) ccAnswer {
+func (s *Server) v1Message(r *http.Request, p ccPrincipal) ccAnswer {
 	req := messageRequest{v1: true}
 	if a, ok := decodeCC(r, &req); !ok {
 		return a
@@ -477,11 +478,11 @@ func (s *Server) v1Message(r *http.Request, p principal) ccAnswer {
 	if strings.TrimSpace(req.Directive) == "" {
 		return ccError(http.StatusBadRequest, ccEmptyDirective, ccEmptyDirective)
 	}
-	h, ok := s.lookupByAccount(req.Account, req.Recipient)
+	h, ok := s.ccLookupByAccount(req.Account, req.Recipient)
 	if !ok {
 		return ccError(http.StatusNotFound, ccNoConnection, ccNoConnection)
 	}
-	return s.send(r, h, req)
+	return s.ccSend(r, h, req)
 }
 
 // nodeRequest is the body of v1's connection endpoints.
@@ -507,16 +508,16 @@ type v1StatusResponse struct {
 
 // v1ConnectionStatus is POST /v1/connection_status, which checks the
 // account against the caller's.
-func (s *Server) v1ConnectionStatus(r *http.Request, p principal) ccAnswer {
+func (s *Server) v1ConnectionStatus(r *http.Request, p ccPrincipal) ccAnswer {
 	return s.connectionStatus(r, &p)
 }
 
 // v1Status is POST /v1/connection/status, which does not.
-func (s *Server) v1Status(r *http.Request, _ principal) ccAnswer {
+func (s *Server) v1Status(r *http.Request, _ ccPrincipal) ccAnswer {
 	return s.connectionStatus(r, nil)
 }
 
-func (s *Server) connectionStatus(r *http.Request, caller *principal) ccAnswer {
+func (s *Server) connectionStatus(r *http.Request, caller *ccPrincipal) ccAnswer {
 	var req nodeRequest
 	if a, ok := decodeCC(r, &req); !ok {
 		return a
@@ -524,11 +525,11 @@ func (s *Server) connectionStatus(r *http.Request, caller *principal) ccAnswer {
 	if caller != nil && caller.account != req.Account {
 		return ccError(http.StatusForbidden, ccAccountMismatch, ccAccountMismatch)
 	}
-	org, ok := s.orgOf(req.Account)
+	org, ok := s.ccOrgOf(req.Account)
 	if !ok {
 		return ccError(http.StatusBadRequest, ccTranslateFailed, fmt.Sprintf(ccTenantNotFound, req.Account))
 	}
-	h, ok := s.lookup(org, req.NodeID)
+	h, ok := s.ccLookup(org, req.NodeID)
 	if !ok {
 		return ccAnswer{http.StatusOK, v1StatusResponse{Status: StatusDisconnected}}
 	}
@@ -544,12 +545,12 @@ type v1PingResponse struct {
 
 // v1Ping publishes a ping command and answers at once, as cloud-connector
 // does; the sim's own ping endpoint waits for the pong.
-func (s *Server) v1Ping(r *http.Request, _ principal) ccAnswer {
+func (s *Server) v1Ping(r *http.Request, _ ccPrincipal) ccAnswer {
 	var req nodeRequest
 	if a, ok := decodeCC(r, &req); !ok {
 		return a
 	}
-	if _, ok := s.lookupByAccount(req.Account, req.NodeID); !ok {
+	if _, ok := s.ccLookupByAccount(req.Account, req.NodeID); !ok {
 		return ccAnswer{http.StatusOK, v1PingResponse{Status: StatusDisconnected}}
 	}
 	if _, err := s.SendCommand(r.Context(), req.NodeID, yggdrasil.CommandPing, nil); err != nil {
@@ -560,7 +561,7 @@ func (s *Server) v1Ping(r *http.Request, _ principal) ccAnswer {
 
 // v1Reconnect publishes a reconnect command; like cloud-connector it
 // answers 200 with no body, and ignores a failure to publish.
-func (s *Server) v1Reconnect(r *http.Request, _ principal) ccAnswer {
+func (s *Server) v1Reconnect(r *http.Request, _ ccPrincipal) ccAnswer {
 	req := nodeRequest{delay: true}
 	if a, ok := decodeCC(r, &req); !ok {
 		return a
@@ -568,7 +569,7 @@ func (s *Server) v1Reconnect(r *http.Request, _ principal) ccAnswer {
 	if req.Delay < 0 {
 		return ccError(http.StatusBadRequest, ccNegativeDelay, ccNegativeDelay)
 	}
-	if _, ok := s.lookupByAccount(req.Account, req.NodeID); !ok {
+	if _, ok := s.ccLookupByAccount(req.Account, req.NodeID); !ok {
 		msg := fmt.Sprintf(ccNoNodeConnection, req.Account, req.NodeID)
 		return ccError(http.StatusBadRequest, msg, msg)
 	}
@@ -581,12 +582,12 @@ func (s *Server) v1Reconnect(r *http.Request, _ principal) ccAnswer {
 
 // v1Disconnect publishes a disconnect command; it answers 200 {} and
 // ignores a failure to publish.
-func (s *Server) v1Disconnect(r *http.Request, _ principal) ccAnswer {
+func (s *Server) v1Disconnect(r *http.Request, _ ccPrincipal) ccAnswer {
 	var req nodeRequest
 	if a, ok := decodeCC(r, &req); !ok {
 		return a
 	}
-	if _, ok := s.lookupByAccount(req.Account, req.NodeID); !ok {
+	if _, ok := s.ccLookupByAccount(req.Account, req.NodeID); !ok {
 		msg := fmt.Sprintf(ccNoNodeConnection, req.Account, req.NodeID)
 		return ccError(http.StatusBadRequest, msg, msg)
 	}
@@ -603,13 +604,13 @@ type accountConnections struct {
 
 // v1Connections lists every connection, grouped by account; the page
 // counts connections, not accounts.
-func (s *Server) v1Connections(r *http.Request, _ principal) ccAnswer {
-	offset, limit, err := pageParams(r)
+func (s *Server) v1Connections(r *http.Request, _ ccPrincipal) ccAnswer {
+	offset, limit, err := ccPageParams(r)
 	if err != nil {
 		return ccError(http.StatusBadRequest, ccBadParams, err.Error())
 	}
 	hosts := s.onlineHosts()
-	from, to, count := window(offset, limit, len(hosts))
+	from, to, count := ccWindow(offset, limit, len(hosts))
 	data := []accountConnections{}
 	if from < to {
 		ac := accountConnections{Account: s.Account}
@@ -618,23 +619,23 @@ func (s *Server) v1Connections(r *http.Request, _ principal) ccAnswer {
 		}
 		data = append(data, ac)
 	}
-	return ccAnswer{http.StatusOK, newPage(r.URL, offset, limit, count, data)}
+	return ccAnswer{http.StatusOK, newCCPage(r.URL, offset, limit, count, data)}
 }
 
-func (s *Server) v1AccountConnections(r *http.Request, _ principal) ccAnswer {
-	offset, limit, err := pageParams(r)
+func (s *Server) v1AccountConnections(r *http.Request, _ ccPrincipal) ccAnswer {
+	offset, limit, err := ccPageParams(r)
 	if err != nil {
 		return ccError(http.StatusBadRequest, ccBadParams, err.Error())
 	}
 	account := r.PathValue("account")
-	if _, ok := s.orgOf(account); !ok {
+	if _, ok := s.ccOrgOf(account); !ok {
 		return ccError(http.StatusBadRequest, ccBadParams, fmt.Sprintf(ccTenantNotFound, account))
 	}
 	hosts := s.onlineHosts()
-	from, to, count := window(offset, limit, len(hosts))
+	from, to, count := ccWindow(offset, limit, len(hosts))
 	ids := make([]string, 0, to-from)
 	for _, h := range hosts[from:to] {
 		ids = append(ids, h.ID)
 	}
-	return ccAnswer{http.StatusOK, newPage(r.URL, offset, limit, count, ids)}
+	return ccAnswer{http.StatusOK, newCCPage(r.URL, offset, limit, count, ids)}
 }

@@ -31,8 +31,8 @@ const (
 	tenantOrg
 )
 
-// principal is the caller, as the handlers see it.
-type principal struct {
+// ccPrincipal is the caller, as the handlers see it.
+type ccPrincipal struct {
 	account, orgID string
 }
 
@@ -41,42 +41,42 @@ type principal struct {
 // one, the PSK headers are required when the sim has a PSK (any client id
 // with that key is accepted); without a PSK every caller is accepted, its
 // tenant taken from the PSK headers when given, else the sim's own.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rt ccRoute) (principal, bool) {
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rt ccRoute) (ccPrincipal, bool) {
 	if raw := r.Header.Get(headerIdentity); raw != "" {
-		id, problem := decodeIdentity(raw)
+		id, problem := decodeCCIdentity(raw)
 		if problem != "" {
 			http.Error(w, http.StatusText(http.StatusBadRequest)+": "+problem, http.StatusBadRequest)
-			return principal{}, false
+			return ccPrincipal{}, false
 		}
 		if rt.associates && id.Type != "Associate" {
 			http.Error(w, authFailed, http.StatusUnauthorized)
-			return principal{}, false
+			return ccPrincipal{}, false
 		}
 		if id.OrgID == "" {
 			// cloud-connector's handlers dereference a missing principal
 			// and panic: the caller gets no answer.
 			panic(http.ErrAbortHandler)
 		}
-		return principal{account: id.AccountNumber, orgID: id.OrgID}, true
+		return ccPrincipal{account: id.AccountNumber, orgID: id.OrgID}, true
 	}
 	h := r.Header
 	if s.PSK == "" {
-		return principal{account: orDefault(h.Get(headerAccount), s.Account), orgID: orDefault(h.Get(headerOrgID), s.OrgID)}, true
+		return ccPrincipal{account: orDefault(h.Get(headerAccount), s.Account), orgID: orDefault(h.Get(headerOrgID), s.OrgID)}, true
 	}
 	missing := h.Get(headerClientID) == "" || h.Get(headerPSK) == "" ||
 		rt.tenant == tenantOrg && h.Get(headerOrgID) == "" ||
 		rt.tenant == tenantAccount && h.Get(headerAccount) == ""
 	if missing || h.Get(headerPSK) != s.PSK {
 		http.Error(w, authFailed, http.StatusUnauthorized)
-		return principal{}, false
+		return ccPrincipal{}, false
 	}
-	return principal{account: h.Get(headerAccount), orgID: h.Get(headerOrgID)}, true
+	return ccPrincipal{account: h.Get(headerAccount), orgID: h.Get(headerOrgID)}, true
 }
 
-// identity is the part of an x-rh-identity the sim reads; the other fields
+// ccIdentity is the part of an x-rh-identity the sim reads; the other fields
 // are there so that values of the wrong type are refused as the platform's
 // identity middleware refuses them.
-type identity struct {
+type ccIdentity struct {
 	AccountNumber string `json:"account_number"`
 	OrgID         string `json:"org_id"`
 	Type          string `json:"type"`
@@ -86,24 +86,24 @@ type identity struct {
 	} `json:"internal"`
 }
 
-type identityHeader struct {
-	Identity     identity `json:"identity"`
+type ccIdentityHeader struct {
+	Identity     ccIdentity `json:"identity"`
 	Entitlements map[string]struct {
 		IsEntitled bool `json:"is_entitled"`
 		IsTrial    bool `json:"is_trial"`
 	} `json:"entitlements"`
 }
 
-// decodeIdentity decodes and checks an x-rh-identity header, returning
+// decodeCCIdentity decodes and checks an x-rh-identity header, returning
 // what is wrong with it in the platform middleware's words.
-func decodeIdentity(raw string) (identity, string) {
+func decodeCCIdentity(raw string) (ccIdentity, string) {
 	b, err := base64.StdEncoding.DecodeString(raw)
 	if err != nil {
-		return identity{}, "unable to b64 decode x-rh-identity header"
+		return ccIdentity{}, "unable to b64 decode x-rh-identity header"
 	}
-	var x identityHeader
+	var x ccIdentityHeader
 	if err := json.Unmarshal(b, &x); err != nil {
-		return identity{}, "x-rh-identity header does not contain valid JSON: " + err.Error()
+		return ccIdentity{}, "x-rh-identity header does not contain valid JSON: " + err.Error()
 	}
 	id := x.Identity
 	if id.OrgID == "" {
@@ -112,9 +112,9 @@ func decodeIdentity(raw string) (identity, string) {
 	switch {
 	case (id.Type == "Associate" || id.Type == "X509") && id.AccountNumber == "":
 	case id.OrgID == "":
-		return identity{}, "x-rh-identity header has an invalid or missing org_id"
+		return ccIdentity{}, "x-rh-identity header has an invalid or missing org_id"
 	case id.Type == "":
-		return identity{}, "x-rh-identity header is missing type"
+		return ccIdentity{}, "x-rh-identity header is missing type"
 	}
 	return id, ""
 }
