@@ -48,16 +48,16 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rt ccRoute
 			http.Error(w, http.StatusText(http.StatusBadRequest)+": "+problem, http.StatusBadRequest)
 			return ccPrincipal{}, false
 		}
-		if rt.associates && id.Type != "Associate" {
+		if rt.associates && id.typ != "Associate" {
 			http.Error(w, authFailed, http.StatusUnauthorized)
 			return ccPrincipal{}, false
 		}
-		if id.OrgID == "" {
+		if id.orgID == "" {
 			// cloud-connector's handlers dereference a missing principal
 			// and panic: the caller gets no answer.
 			panic(http.ErrAbortHandler)
 		}
-		return ccPrincipal{account: id.AccountNumber, orgID: id.OrgID}, true
+		return ccPrincipal{account: id.account, orgID: id.orgID}, true
 	}
 	h := r.Header
 	if s.PSK == "" {
@@ -73,47 +73,54 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rt ccRoute
 	return ccPrincipal{account: h.Get(headerAccount), orgID: h.Get(headerOrgID)}, true
 }
 
-// ccIdentity is the part of an x-rh-identity the sim reads; the other fields
-// are there so that values of the wrong type are refused as the platform's
-// identity middleware refuses them.
+// ccIdentity is what the sim reads of an x-rh-identity.
 type ccIdentity struct {
-	AccountNumber string `json:"account_number"`
-	OrgID         string `json:"org_id"`
-	Type          string `json:"type"`
-	Internal      struct {
-		OrgID    string  `json:"org_id"`
-		AuthTime float32 `json:"auth_time"`
-	} `json:"internal"`
-}
-
-type ccIdentityHeader struct {
-	Identity     ccIdentity `json:"identity"`
-	Entitlements map[string]struct {
-		IsEntitled bool `json:"is_entitled"`
-		IsTrial    bool `json:"is_trial"`
-	} `json:"entitlements"`
+	account, orgID, typ string
 }
 
 // decodeCCIdentity decodes and checks an x-rh-identity header, returning
 // what is wrong with it in the platform middleware's words.
 func decodeCCIdentity(raw string) (ccIdentity, string) {
+	// The types bear the platform's names, and its fields that are not
+	// strings, so that a value of the wrong type is refused in the same
+	// words ("… into Go struct field Identity.identity.org_id …").
+	type Internal struct {
+		OrgID       string  `json:"org_id"`
+		AuthTime    float32 `json:"auth_time"`
+		CrossAccess bool    `json:"cross_access"`
+	}
+	type Identity struct {
+		AccountNumber string   `json:"account_number"`
+		OrgID         string   `json:"org_id"`
+		Internal      Internal `json:"internal"`
+		Type          string   `json:"type"`
+		AuthType      string   `json:"auth_type"`
+	}
+	type ServiceDetails struct {
+		IsEntitled bool `json:"is_entitled"`
+		IsTrial    bool `json:"is_trial"`
+	}
+	type XRHID struct {
+		Identity     Identity                  `json:"identity"`
+		Entitlements map[string]ServiceDetails `json:"entitlements"`
+	}
 	b, err := base64.StdEncoding.DecodeString(raw)
 	if err != nil {
 		return ccIdentity{}, "unable to b64 decode x-rh-identity header"
 	}
-	var x ccIdentityHeader
+	var x XRHID
 	if err := json.Unmarshal(b, &x); err != nil {
 		return ccIdentity{}, "x-rh-identity header does not contain valid JSON: " + err.Error()
 	}
-	id := x.Identity
-	if id.OrgID == "" {
-		id.OrgID = id.Internal.OrgID
+	id := ccIdentity{account: x.Identity.AccountNumber, orgID: x.Identity.OrgID, typ: x.Identity.Type}
+	if id.orgID == "" {
+		id.orgID = x.Identity.Internal.OrgID
 	}
 	switch {
-	case (id.Type == "Associate" || id.Type == "X509") && id.AccountNumber == "":
-	case id.OrgID == "":
+	case (id.typ == "Associate" || id.typ == "X509") && id.account == "":
+	case id.orgID == "":
 		return ccIdentity{}, "x-rh-identity header has an invalid or missing org_id"
-	case id.Type == "":
+	case id.typ == "":
 		return ccIdentity{}, "x-rh-identity header is missing type"
 	}
 	return id, ""

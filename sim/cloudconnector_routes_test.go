@@ -161,6 +161,7 @@ func TestCloudConnectorRoutes(t *testing.T) {
 		{"psk_identity_user", true, "GET", v2 + "/h4/status", user, "", 200, jsonType, `{"status":"connected",` + h4 + "}\n"},
 		{"identity_not_base64", true, "GET", v2, map[string]string{headerIdentity: "%%%"}, "", 400, plainType, "Bad Request: unable to b64 decode x-rh-identity header\n"},
 		{"identity_not_json", false, "GET", v2, map[string]string{headerIdentity: identityHeaderOf("nope")}, "", 400, plainType, "Bad Request: x-rh-identity header does not contain valid JSON: invalid character 'o' in literal null (expecting 'u')\n"},
+		{"identity_wrong_type", false, "GET", v2, map[string]string{headerIdentity: identityHeaderOf(`{"identity":{"org_id":1,"type":"User"}}`)}, "", 400, plainType, "Bad Request: x-rh-identity header does not contain valid JSON: json: cannot unmarshal number into Go struct field Identity.identity.org_id of type string\n"},
 		{"identity_no_org", true, "GET", v2, map[string]string{headerIdentity: "e30="}, "", 400, plainType, "Bad Request: x-rh-identity header has an invalid or missing org_id\n"},
 		{"identity_no_type", false, "GET", v2, map[string]string{headerIdentity: identityHeaderOf(`{"identity":{"org_id":"000001"}}`)}, "", 400, plainType, "Bad Request: x-rh-identity header is missing type\n"},
 		{"identity_internal_org", false, "GET", v2 + "/h4/status", map[string]string{headerIdentity: identityHeaderOf(`{"identity":{"internal":{"org_id":"000001"},"type":"System"}}`)}, "", 200, jsonType, `{"status":"connected",` + h4 + "}\n"},
