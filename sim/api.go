@@ -48,9 +48,7 @@ func (s *Server) newAPI() http.Handler {
 		method, path, _ := cutPattern(pattern)
 		mux.Handle(method+" "+SimPath+path, s.serveJSON(h))
 	}
-	cc := s.cloudConnector()
-	mux.Handle(CloudConnectorPath, cc)
-	mux.Handle(CloudConnectorPath+"/", cc)
+	s.mountCloudConnector(mux)
 
 	own("GET /info", s.simInfo)
 	own("GET /hosts", func(*http.Request) (int, any, error) { return http.StatusOK, s.Hosts(), nil })

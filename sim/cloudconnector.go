@@ -125,6 +125,17 @@ func (s *Server) ccRoutes() []ccRoute {
 	}
 }
 
+// mountCloudConnector routes every request under CloudConnectorPath to
+// cloudConnector. Each method is registered on its own: a pattern without
+// a method would conflict with a "GET /" in the same mux.
+func (s *Server) mountCloudConnector(mux *http.ServeMux) {
+	cc := s.cloudConnector()
+	for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+		mux.Handle(m+" "+CloudConnectorPath, cc)
+		mux.Handle(m+" "+CloudConnectorPath+"/", cc)
+	}
+}
+
 // cloudConnector serves everything under CloudConnectorPath the way
 // cloud-connector's router does: an unknown path is a plain-text 404, a
 // known path with another method an empty 405, both before authentication.

@@ -392,3 +392,19 @@ func TestCanonicalFacts(t *testing.T) {
 		})
 	}
 }
+
+// TestMountCloudConnectorBesideRoot: the emulation shares a mux with a
+// page served on "GET /" without a pattern conflict, and keeps its paths.
+func TestMountCloudConnectorBesideRoot(t *testing.T) {
+	s := &Server{}
+	mux := http.NewServeMux()
+	s.mountCloudConnector(mux)
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "page") })
+	for _, m := range []string{"GET", "DELETE"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(m, CloudConnectorPath+"/v2/nothing", nil))
+		if rec.Code != http.StatusNotFound || rec.Body.String() != "404 page not found\n" {
+			t.Errorf("%s: %d %q, want the emulation's 404", m, rec.Code, rec.Body.String())
+		}
+	}
+}
