@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ygglab/yggdrasil/sim"
+	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
 // apiClient calls the sim's API.
@@ -53,6 +54,12 @@ func (c apiClient) do(ctx context.Context, method, path string, body any, out an
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if psk := os.Getenv("YGGSIM_PSK"); psk != "" && strings.HasPrefix(path, sim.CloudConnectorPath) {
+		req.Header.Set("x-rh-cloud-connector-client-id", "yggsim")
+		req.Header.Set("x-rh-cloud-connector-psk", psk)
+		req.Header.Set("x-rh-cloud-connector-org-id", orDefault(os.Getenv("YGGSIM_ORG_ID"), "000001"))
+		req.Header.Set("x-rh-cloud-connector-account", orDefault(os.Getenv("YGGSIM_ACCOUNT"), "0000001"))
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
@@ -60,9 +67,14 @@ func (c apiClient) do(ctx context.Context, method, path string, body any, out an
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		var e sim.APIError
-		b, _ := io.ReadAll(resp.Body)
-		if json.Unmarshal(b, &e) == nil && e.Detail != "" {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		switch {
+		case json.Unmarshal(b, &e) == nil && e.Detail != "" && e.Title == e.Detail:
+			return fmt.Errorf("%d %s", e.Status, e.Detail) // cloud-connector repeats the title as the detail
+		case e.Detail != "":
 			return &e
+		case len(bytes.TrimSpace(b)) > 0:
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
@@ -70,6 +82,13 @@ func (c apiClient) do(ctx context.Context, method, path string, body any, out an
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -206,7 +225,7 @@ func runPing(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 const sendUsage = `
-Usage: yggsim send [flags] HOST --directive D [--content C] [--metadata k=v]... [--wait]
+Usage: yggsim send [flags] HOST --directive D [--content C] [--metadata k=v]... [--wait [--all [--count N]]]
 
 Send a data message to HOST through the cloud-connector API (POST
 /api/cloud-connector/v2/connections/HOST/message) and print its message
@@ -214,11 +233,18 @@ id. The content C is "@file" (the file's contents), "-" (standard input) or
 a literal; if it is valid JSON it is sent as is, otherwise as a JSON
 string. With --wait, wait for the answer on HOST's data/out topic (the
 data message whose response_to is the id) and print its content (the whole
-message with --json).
+message with --json). With --all (which implies --wait), print every answer
+as it arrives until --timeout passes, or until N answers came with
+--count N.
+
+An answer that is a negative acknowledgement (metadata "yggdrasil-error":
+the host could not deliver the message) is printed, and send exits 1 with
+its code and text; so does --all when any answer was one, or none came.
 
 Examples:
   yggsim send host1 --directive echo --content '"hello"' --wait
   yggsim send host1 --directive playbook --content @play.yml --metadata return_url=http://127.0.0.1:8481/r
+  yggsim send host1 --directive stream --all --count 3 --timeout 1m
 `
 
 // metadataFlag collects repeated k=v values.
@@ -270,7 +296,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	metadata := metadataFlag{}
 	fs.Var(metadata, "metadata", "a `key=value` of metadata (repeatable)")
 	wait := fs.Bool("wait", false, "wait for the answer and print it")
-	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
+	all := fs.Bool("all", false, "wait for every answer until the timeout (or --count) and print each")
+	count := fs.Int("count", 0, "with --all, stop after `N` answers")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait and --all wait")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args, stdout)
 	if err != nil {
@@ -279,6 +307,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if len(pos) != 1 || *directive == "" {
 		return fmt.Errorf("%w: send takes one HOST and --directive", ErrUsage)
 	}
+	if *count < 0 || *count > 0 && !*all {
+		return fmt.Errorf("%w: send --count N needs --all and N > 0", ErrUsage)
+	}
 	var payload json.RawMessage
 	if *contentArg != "" {
 		if payload, err = readContent(*contentArg, stdin); err != nil {
@@ -286,6 +317,14 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	c := apiClient{*api, http.DefaultClient}
+	var since int64
+	if *all {
+		var info sim.Info
+		if err := c.do(ctx, "GET", sim.SimPath+"/info", nil, &info); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		since = info.LastSeq
+	}
 	var id struct {
 		ID string `json:"id"`
 	}
@@ -293,7 +332,10 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := c.do(ctx, "POST", sim.CloudConnectorPath+"/v2/connections/"+url.PathEscape(pos[0])+"/message", body, &id); err != nil {
 		return fmt.Errorf("send to %s: %w", pos[0], err)
 	}
-	if !*wait {
+	switch {
+	case *all:
+		return awaitAnswers(ctx, *api, pos[0], id.ID, since, *count, *timeout, *asJSON, stdout)
+	case !*wait:
 		if *asJSON {
 			return printJSON(stdout, id)
 		}
@@ -304,19 +346,104 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := c.do(ctx, "GET", sim.SimPath+"/answers/"+url.PathEscape(id.ID)+"?timeout="+timeout.String(), nil, &answer); err != nil {
 		return fmt.Errorf("send to %s: wait for the answer to %s: %w", pos[0], id.ID, err)
 	}
-	if *asJSON {
-		return printJSON(stdout, answer)
+	if nack := printAnswer(stdout, answer, *asJSON); nack != "" {
+		return fmt.Errorf("send to %s: %s refused %s: %s", pos[0], pos[0], id.ID, nack)
 	}
-	var d struct {
-		Content json.RawMessage `json:"content"`
-	}
-	if err := json.Unmarshal(answer.Payload, &d); err != nil {
-		stdout.Write(answer.Payload)
-		fmt.Fprintln(stdout)
-		return nil
-	}
-	fmt.Fprintf(stdout, "%s\n", d.Content)
 	return nil
+}
+
+// printAnswer prints an answer's content (the whole message with asJSON)
+// and returns "code: text" when it is a negative acknowledgement.
+func printAnswer(stdout io.Writer, m sim.Message, asJSON bool) (nack string) {
+	var d struct {
+		Metadata map[string]string `json:"metadata"`
+		Content  json.RawMessage   `json:"content"`
+	}
+	err := json.Unmarshal(m.Payload, &d)
+	switch {
+	case asJSON:
+		printJSON(stdout, m)
+	case err != nil:
+		stdout.Write(m.Payload)
+		fmt.Fprintln(stdout)
+	default:
+		fmt.Fprintf(stdout, "%s\n", d.Content)
+	}
+	code := d.Metadata[yggdrasil.MetadataError]
+	if code == "" {
+		return ""
+	}
+	var c struct {
+		Message string `json:"message"`
+	}
+	json.Unmarshal(d.Content, &c)
+	return "negative acknowledgement " + code + ": " + c.Message
+}
+
+// awaitAnswers prints every answer to id recorded after since, as it
+// arrives, until count answers came (0: until the timeout). It fails when
+// none came or any was a negative acknowledgement.
+func awaitAnswers(ctx context.Context, api, host, id string, since int64, count int, timeout time.Duration, asJSON bool, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var n int
+	var nacks []string
+	err := streamEvents(ctx, api, since, func(m sim.Message) bool {
+		if m.Kind != yggdrasil.KindData || m.Dir != yggdrasil.DirOut || m.ResponseTo != id {
+			return true
+		}
+		n++
+		if nack := printAnswer(stdout, m, asJSON); nack != "" {
+			nacks = append(nacks, nack)
+		}
+		return count == 0 || n < count
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("send to %s: wait for the answers to %s: %w", host, id, err)
+	}
+	switch {
+	case len(nacks) > 0:
+		return fmt.Errorf("send to %s: %s refused %s: %s", host, host, id, strings.Join(nacks, "; "))
+	case n == 0:
+		return fmt.Errorf("send to %s: no answer to %s within %v", host, id, timeout)
+	case count > 0 && n < count:
+		return fmt.Errorf("send to %s: %d answers to %s within %v, want %d", host, n, id, timeout, count)
+	}
+	return nil
+}
+
+// streamEvents calls visit with every message the sim records after since
+// (GET /api/sim/events), until visit returns false, the stream ends or
+// ctx ends.
+func streamEvents(ctx context.Context, api string, since int64, visit func(sim.Message) bool) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s/events?since=%d", strings.TrimRight(api, "/"), sim.SimPath, since), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("events: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64*1024), 4<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var m sim.Message
+		if err := json.Unmarshal([]byte(data), &m); err != nil {
+			return fmt.Errorf("decode event: %w", err)
+		}
+		if !visit(m) {
+			return nil
+		}
+	}
+	return sc.Err()
 }
 
 const watchUsage = `
@@ -348,37 +475,54 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		*since = info.LastSeq
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s/events?since=%d", strings.TrimRight(*api, "/"), sim.SimPath, *since), nil)
+	err = streamEvents(ctx, *api, *since, func(m sim.Message) bool {
+		printMessage(stdout, m, *asJSON)
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	return nil
+}
+
+// printMessage prints a recorded message: a line ("#seq topic qos=…
+// from=… N bytes") and its payload, or one JSON object a line.
+func printMessage(w io.Writer, m sim.Message, asJSON bool) {
+	if asJSON {
+		b, _ := json.Marshal(m)
+		fmt.Fprintf(w, "%s\n", b)
+		return
+	}
+	fmt.Fprintf(w, "%s\n  %s\n", m, m.Payload)
+}
+
+const historyUsage = `
+Usage: yggsim history [--api URL] [--json] HOST
+
+Print the messages the sim recorded to and from HOST, oldest first (GET
+/api/sim/hosts/HOST/messages; the sim keeps the latest ones, 200 by
+default): one line per message ("#seq topic qos=… from=… N bytes")
+followed by its payload, or one JSON object per line with --json. Fails if
+the sim has never seen HOST.
+`
+
+func runHistory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("history", historyUsage, stdout, stderr)
+	api := apiFlag(fs)
+	asJSON := fs.Bool("json", false, "print one JSON object per message")
+	pos, err := parse(fs, args, stdout)
 	if err != nil {
-		return fmt.Errorf("watch: %w", err)
+		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("watch: %w", err)
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: history takes one HOST", ErrUsage)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("watch: %s", resp.Status)
+	var msgs []sim.Message
+	if err := (apiClient{*api, http.DefaultClient}).do(ctx, "GET", sim.SimPath+"/hosts/"+url.PathEscape(pos[0])+"/messages", nil, &msgs); err != nil {
+		return fmt.Errorf("history %s: %w", pos[0], err)
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 4<<20)
-	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
-			continue
-		}
-		if *asJSON {
-			fmt.Fprintln(stdout, data)
-			continue
-		}
-		var m sim.Message
-		if err := json.Unmarshal([]byte(data), &m); err != nil {
-			return fmt.Errorf("watch: decode event: %w", err)
-		}
-		fmt.Fprintf(stdout, "%s\n  %s\n", m, m.Payload)
-	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("watch: %w", err)
+	for _, m := range msgs {
+		printMessage(stdout, m, *asJSON)
 	}
 	return nil
 }

@@ -19,6 +19,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/ygglab/yggdrasil/yggdrasil/build"
 )
 
 // ErrUsage marks a command line mistake (exit code 2).
@@ -61,21 +63,31 @@ Run "yggsim serve" in one terminal, then yggd against it, and drive it with
 the other commands.
 
 Commands:
-  serve   run the broker, the API and the content server
-  hosts   list the hosts the sim has seen
-  wait    wait until a host is online (with a given worker)
-  ping    ping a host and print the round-trip time
-  send    send a data message to a host, and optionally wait for the answer
-  watch   print all MQTT traffic as it happens
-  cert    issue a host certificate signed by the sim's CA
-  bench   load a host with data messages and measure it
-  demo    run the sim, yggd and the echo worker, and show round trips
+  serve       run the broker, the API and the content server
+  hosts       list the hosts the sim has seen
+  wait        wait until a host is online (with a given worker)
+  ping        ping a host and print the round-trip time
+  send        send a data message to a host, and optionally wait for the answer
+  disconnect  tell a host to disconnect
+  reconnect   tell a host to reconnect after a delay
+  history     print the messages to and from a host
+  watch       print all MQTT traffic as it happens
+  fault       cut, blackhole or delay the network between hosts and broker
+  broker      stop or start the broker
+  cert        issue a host certificate signed by the sim's CA
+  bench       load a host with data messages and measure it
+  demo        run the sim, yggd and the echo worker, and show round trips
 
-Run "yggsim <command> --help" for a command's flags.
+Run "yggsim <command> --help" for a command's flags, "yggsim --version" for
+the version.
 
 Environment:
   YGGSIM_API    the API URL the client commands use (default ` + defaultAPI + `)
   YGGSIM_STATE  the state directory (the CA) of serve and cert
+  YGGSIM_PSK    the pre-shared key the client commands send to the
+                cloud-connector API (for "serve --psk"), with the org id
+                $YGGSIM_ORG_ID (default 000001) and the account
+                $YGGSIM_ACCOUNT (default 0000001)
 
 Exit status: 0 on success, 1 on failure, 2 on a usage error.
 `
@@ -91,6 +103,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, mainUsage)
 		return nil
+	case "-v", "-version", "--version", "version":
+		fmt.Fprintf(stdout, "yggsim version %s\n", build.Version)
+		return nil
 	case "serve":
 		return runServe(ctx, rest, stdout, stderr)
 	case "hosts":
@@ -103,6 +118,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSend(ctx, rest, stdout, stderr)
 	case "watch":
 		return runWatch(ctx, rest, stdout, stderr)
+	case "history":
+		return runHistory(ctx, rest, stdout, stderr)
+	case "disconnect":
+		return runDisconnect(ctx, rest, stdout, stderr)
+	case "reconnect":
+		return runReconnect(ctx, rest, stdout, stderr)
+	case "fault":
+		return runFault(ctx, rest, stdout, stderr)
+	case "broker":
+		return runBroker(ctx, rest, stdout, stderr)
 	case "cert":
 		return runCert(ctx, rest, stdout, stderr)
 	case "demo":

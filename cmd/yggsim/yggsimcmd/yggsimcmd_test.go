@@ -15,6 +15,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/ygglab/yggdrasil/sim"
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
@@ -180,7 +181,7 @@ func TestServeAndClients(t *testing.T) {
 	if code, _, errOut = run(t, "ping", "--api", a.API, "nobody"); code != 1 || !strings.Contains(errOut, "not connected") {
 		t.Errorf("ping nobody = %d %s", code, errOut)
 	}
-	if code, _, errOut = run(t, "send", "--api", a.API, "--directive", "echo", "nobody"); code != 1 || !strings.Contains(errOut, "not connected") {
+	if code, _, errOut = run(t, "send", "--api", a.API, "--directive", "echo", "nobody"); code != 1 || !strings.Contains(errOut, "404 No connection to the rhc client\n") {
 		t.Errorf("send nobody = %d %s", code, errOut)
 	}
 }
@@ -206,12 +207,141 @@ func TestUsage(t *testing.T) {
 		{"hosts_args", []string{"hosts", "extra"}, 2, "no arguments"},
 		{"demo", []string{"demo", "--yggd", "/nonexistent/yggd", "--echo-worker", "/nonexistent/echo-worker", "--mqtt", "127.0.0.1:0", "--mqtts", "127.0.0.1:0", "--api", "127.0.0.1:0", "--content", "127.0.0.1:0"}, 1, "nonexistent"},
 		{"api_down", []string{"hosts", "--api", "http://127.0.0.1:1"}, 1, "hosts:"},
+		{"version", []string{"--version"}, 0, "yggsim version "},
+		{"send_count_without_all", []string{"send", "h1", "--directive", "d", "--count", "2"}, 2, "--count N needs --all"},
+		{"disconnect_no_host", []string{"disconnect"}, 2, "one HOST"},
+		{"disconnect_help", []string{"disconnect", "--help"}, 0, "Usage: yggsim disconnect"},
+		{"reconnect_zero_delay", []string{"reconnect", "--delay", "0s", "h1"}, 2, "at least 1s"},
+		{"reconnect_fraction", []string{"reconnect", "--delay", "1500ms", "h1"}, 2, "whole seconds"},
+		{"reconnect_help", []string{"reconnect", "--help"}, 0, "--delay"},
+		{"fault_no_action", []string{"fault"}, 2, "fault takes an action"},
+		{"fault_unknown", []string{"fault", "flood"}, 2, "cut, blackhole"},
+		{"fault_delay_no_duration", []string{"fault", "delay"}, 2, "cut, blackhole"},
+		{"fault_delay_bad", []string{"fault", "delay", "soon"}, 2, "a duration like 200ms"},
+		{"fault_help", []string{"fault", "--help"}, 0, "blackhole  keep connections open"},
+		{"broker_no_action", []string{"broker"}, 2, "stop [--lose-sessions] or start"},
+		{"broker_start_lose", []string{"broker", "start", "--lose-sessions"}, 2, "stop [--lose-sessions] or start"},
+		{"broker_help", []string{"broker", "--help"}, 0, "--lose-sessions"},
+		{"history_no_host", []string{"history"}, 2, "one HOST"},
+		{"history_help", []string{"history", "--help"}, 0, "Usage: yggsim history"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := run(t, tt.args...)
 			if code != tt.code || !strings.Contains(out+errOut, tt.out) {
 				t.Errorf("yggsim %v = %d\nstdout: %s\nstderr: %s\nwant %d with %q", tt.args, code, out, errOut, tt.code, tt.out)
+			}
+		})
+	}
+}
+
+func TestControlCommands(t *testing.T) {
+	a := startServe(t, "--proxy")
+	certDir := filepath.Join(t.TempDir(), "host1")
+	if code, _, errOut := run(t, "cert", "--state", filepath.Dir(a.CA), "--out", certDir, "host1"); code != 0 {
+		t.Fatalf("cert: %s", errOut)
+	}
+	fakeHost(t, a, certDir, "host1")
+	if code, _, errOut := run(t, "wait", "--api", a.API, "--timeout", "10s", "host1"); code != 0 {
+		t.Fatalf("wait: %s", errOut)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  string // stdout, or stderr on failure
+	}{
+		{"disconnect", []string{"disconnect", "host1"}, 0, "sent disconnect to host1\n"},
+		{"disconnect_unknown", []string{"disconnect", "nobody"}, 1, "yggsim: disconnect nobody: 400 No connection found for node (0000001:nobody)\n"},
+		{"reconnect", []string{"reconnect", "--delay", "3s", "host1"}, 0, "sent reconnect to host1 (delay 3s)\n"},
+		{"reconnect_unknown", []string{"reconnect", "nobody"}, 1, "yggsim: reconnect nobody: 400 No connection found for node (0000001:nobody)\n"},
+		{"fault_status", []string{"fault", "status"}, 0, "network healthy delay 0s\n"},
+		{"fault_delay", []string{"fault", "delay", "5ms"}, 0, "network healthy delay 5ms\n"},
+		{"fault_blackhole", []string{"fault", "blackhole"}, 0, "network blackhole delay 5ms\n"},
+		{"fault_heal", []string{"fault", "heal"}, 0, "network healthy delay 0s\n"},
+		{"history_unknown", []string{"history", "nobody"}, 1, "yggsim: history nobody: 404 Not Found: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, append(tt.args, "--api", a.API)...)
+			got := out
+			if tt.code != 0 {
+				got = errOut
+			}
+			if code != tt.code || !strings.HasPrefix(got, tt.out) {
+				t.Errorf("yggsim %v = %d\nstdout: %s\nstderr: %s\nwant %d with %q", tt.args, code, out, errOut, tt.code, tt.out)
+			}
+		})
+	}
+	// history lists what the host was sent: both commands, in order.
+	code, out, errOut := run(t, "history", "--api", a.API, "host1")
+	i, j := strings.Index(out, `"command":"disconnect"`), strings.Index(out, `"command":"reconnect"`)
+	if code != 0 || i < 0 || j < i || !strings.Contains(out, " yggdrasil/host1/control/in qos=1") {
+		t.Errorf("history = %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestPSK calls a sim that requires a pre-shared key, without and with
+// $YGGSIM_PSK.
+func TestPSK(t *testing.T) {
+	a := startServe(t, "--psk", "k")
+	certDir := filepath.Join(t.TempDir(), "host1")
+	if code, _, errOut := run(t, "cert", "--state", filepath.Dir(a.CA), "--out", certDir, "host1"); code != 0 {
+		t.Fatalf("cert: %s", errOut)
+	}
+	fakeHost(t, a, certDir, "host1")
+	if code, _, errOut := run(t, "wait", "--api", a.API, "--timeout", "10s", "host1"); code != 0 {
+		t.Fatalf("wait: %s", errOut)
+	}
+	code, _, errOut := run(t, "send", "--api", a.API, "--directive", "echo", "host1")
+	if code != 1 || !strings.HasSuffix(errOut, "401 Unauthorized: Authentication failed\n") {
+		t.Errorf("send without a key = %d %s", code, errOut)
+	}
+	t.Setenv("YGGSIM_PSK", "k")
+	if code, out, errOut := run(t, "send", "--api", a.API, "--directive", "echo", "--wait", "host1"); code != 0 || out != "null\n" {
+		t.Errorf("send with the key = %d %q %s", code, out, errOut)
+	}
+	if code, out, errOut := run(t, "disconnect", "--api", a.API, "host1"); code != 0 || out != "sent disconnect to host1\n" {
+		t.Errorf("disconnect with the key = %d %q %s", code, out, errOut)
+	}
+}
+
+// TestBrokerCommand stops and starts a broker no client uses: mochi 2.7.9
+// races with itself when a client reconnects while the server closes.
+func TestBrokerCommand(t *testing.T) {
+	a := startServe(t)
+	for _, tt := range []struct {
+		args []string
+		out  string
+	}{
+		{[]string{"broker", "stop", "--lose-sessions"}, "broker stopped\n"},
+		{[]string{"broker", "stop"}, "broker stopped\n"},
+		{[]string{"broker", "start"}, "broker running on " + a.MQTT + "\n"},
+	} {
+		if code, out, errOut := run(t, append(tt.args, "--api", a.API)...); code != 0 || out != tt.out {
+			t.Errorf("yggsim %v = %d %q %s, want %q", tt.args, code, out, errOut, tt.out)
+		}
+	}
+}
+
+func TestPrintAnswer(t *testing.T) {
+	tests := []struct {
+		name, payload string
+		asJSON        bool
+		out, nack     string
+	}{
+		{"answer", `{"type":"data","metadata":{"k":"v"},"content":{"n":1}}`, false, "{\"n\":1}\n", ""},
+		{"nack", `{"type":"data","metadata":{"yggdrasil-error":"unknown-directive"},"content":{"error":"unknown-directive","message":"no worker handles \"x\""}}`, false,
+			`{"error":"unknown-directive","message":"no worker handles \"x\""}` + "\n", `negative acknowledgement unknown-directive: no worker handles "x"`},
+		{"not_json", `plain`, false, "plain\n", ""},
+		{"json", `{"content":1}`, true, "{\n  \"seq\": 0,", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			nack := printAnswer(&b, sim.Message{Payload: []byte(tt.payload)}, tt.asJSON)
+			if !strings.HasPrefix(b.String(), tt.out) || nack != tt.nack {
+				t.Errorf("printAnswer(%s) printed %q, returned %q; want %q and %q", tt.payload, b.String(), nack, tt.out, tt.nack)
 			}
 		})
 	}
