@@ -308,7 +308,7 @@ async function onControl(ev) {
       const account = await accountOf(host);
       const body = { node_id: host };
       if (account) body.account = account;
-      if (action === 'reconnect') body.delay = Math.max(0, parseInt($('control-delay').value, 10) || 0);
+      if (action === 'reconnect') body.delay = Math.max(1, parseInt($('control-delay').value, 10) || 1); // cloud-connector refuses 0
       else if ($('control-message').value !== '') body.message = $('control-message').value;
       const r = await api('POST', `${CC}/v1/connection/${action}`, body);
       line = resultLine('sent', `${action} sent to ${host}`, r && r.id ? el('code', 'message-id', ` ${r.id}`) : null);
