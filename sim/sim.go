@@ -51,8 +51,9 @@ type Server struct {
 	Account,
 	OrgID string // identity given to hosts in the cloud-connector API; "" means "0000001" and "000001"
 
-	HistoryLimit int // messages kept per host; 0 means 200
-	JournalLimit int // messages kept in all; 0 means 100000
+	HistoryLimit    int   // messages kept per host (while the journal holds them); 0 means 200
+	JournalLimit    int   // messages kept in all; 0 means DefaultJournalLimit (100,000)
+	JournalMaxBytes int64 // bytes kept in all (payloads, encodings, overhead); 0 means DefaultJournalMaxBytes (64 MiB)
 
 	Logger *slog.Logger // nil means slog.Default()
 
@@ -113,10 +114,8 @@ func (s *Server) Start() (err error) {
 	if s.HistoryLimit <= 0 {
 		s.HistoryLimit = 200
 	}
-	if s.JournalLimit <= 0 {
-		s.JournalLimit = 100000
-	}
-	s.journal = newJournal(s.JournalLimit)
+	s.journal = newJournal(s.JournalLimit, s.JournalMaxBytes)
+	s.JournalLimit, s.JournalMaxBytes = s.journal.limit, s.journal.maxBytes
 	s.registry = newRegistry(s.Prefix, s.HistoryLimit, s.log)
 
 	s.ca = s.CA
@@ -396,11 +395,15 @@ func (s *Server) SendCommand(ctx context.Context, host, command string, args map
 	return c.MessageID, nil
 }
 
-// Messages returns the recorded messages whose Seq is greater than since.
+// Messages returns the recorded messages whose Seq is greater than since
+// that the journal still holds.
 func (s *Server) Messages(since int64) []Message {
 	msgs, _ := s.journal.since(since)
 	return msgs
 }
+
+// Journal returns what the journal holds and has dropped.
+func (s *Server) Journal() JournalStats { return s.journal.stats() }
 
 // LastSeq returns the Seq of the latest recorded message (0 if none), a
 // cursor for Messages and Await.
@@ -556,5 +559,12 @@ func (s *Server) NetworkState() (NetState, error) {
 }
 
 // HostMessages returns the latest messages to and from host id (at most
-// HistoryLimit), oldest first, and whether the sim has seen the host.
-func (s *Server) HostMessages(id string) ([]Message, bool) { return s.registry.history(id) }
+// HistoryLimit, and only those the journal still holds), oldest first, and
+// whether the sim has seen the host.
+func (s *Server) HostMessages(id string) ([]Message, bool) {
+	seqs, ok := s.registry.history(id)
+	if !ok {
+		return nil, false
+	}
+	return messagesOf(s.journal.lookup(seqs)), true
+}

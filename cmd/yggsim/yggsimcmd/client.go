@@ -348,6 +348,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		*since = info.LastSeq
 	}
+more: // the stream ends with "event: more" after a page of the history
 	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s/events?since=%d", strings.TrimRight(*api, "/"), sim.SimPath, *since), nil)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
@@ -363,8 +364,15 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64*1024), 4<<20)
 	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			*since, _ = strconv.ParseInt(id, 10, 64)
+		}
+		if sc.Text() == "event: more" {
+			resp.Body.Close()
+			goto more
+		}
 		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
+		if !ok || !strings.HasPrefix(data, `{"seq"`) {
 			continue
 		}
 		if *asJSON {

@@ -34,6 +34,8 @@ type ServeConfig struct {
 	PSK                                     string
 	Proxy                                   bool // fault proxies in front of the broker
 	OpenACL                                 bool
+	JournalLimit                            int   // messages the journal keeps; 0: sim.DefaultJournalLimit
+	JournalMaxBytes                         int64 // bytes the journal keeps; 0: sim.DefaultJournalMaxBytes
 	Logger                                  *slog.Logger
 }
 
@@ -58,7 +60,8 @@ type Stack struct {
 func StartServe(cfg ServeConfig) (*Stack, error) {
 	s := &sim.Server{MQTTAddr: cfg.MQTTAddr, TLSAddr: cfg.TLSAddr, APIAddr: cfg.APIAddr,
 		ExternalBroker: cfg.ExternalBroker, StateDir: cfg.StateDir, Prefix: cfg.Prefix, PSK: cfg.PSK,
-		Proxy: cfg.Proxy, OpenACL: cfg.OpenACL, Logger: cfg.Logger}
+		Proxy: cfg.Proxy, OpenACL: cfg.OpenACL, JournalLimit: cfg.JournalLimit, JournalMaxBytes: cfg.JournalMaxBytes,
+		Logger: cfg.Logger}
 	if err := s.Start(); err != nil {
 		return nil, err
 	}
@@ -111,6 +114,11 @@ CA (see "yggsim cert"). With --state the CA is kept in that directory
 (ca.pem is the certificate to give clients as their CA); without it the CA
 lives in memory and is lost at exit.
 
+The sim keeps a journal of the traffic it sees (for /api/sim/messages,
+/api/sim/events and each host's history), bounded by
+--journal-max-messages and --journal-max-bytes: the oldest messages go
+first, and a reader that fell behind is told how many it missed.
+
 Any address may use port 0 to let the system choose; "off" disables the
 TLS listener, the API or the content server. The addresses are printed on
 standard output, one "name url" per line, or as one JSON object with
@@ -137,6 +145,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.PSK, "psk", "", "require this pre-shared `key` on the cloud-connector API")
 	fs.BoolVar(&cfg.Proxy, "proxy", false, "put fault-injection proxies in front of the broker (see /api/sim/network)")
 	fs.BoolVar(&cfg.OpenACL, "open-acl", false, "let any client use any topic")
+	fs.IntVar(&cfg.JournalLimit, "journal-max-messages", sim.DefaultJournalLimit, "messages the journal of traffic keeps (the oldest go first)")
+	fs.Int64Var(&cfg.JournalMaxBytes, "journal-max-bytes", sim.DefaultJournalMaxBytes, "`bytes` the journal of traffic keeps (payloads, their JSON and per-message overhead)")
 	asJSON := fs.Bool("json", false, "print the addresses as one JSON object")
 	addrFile := fs.String("addr-file", "", "also write the addresses as JSON to this `file`")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
