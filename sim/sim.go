@@ -30,7 +30,7 @@ var ErrNoProxy = errors.New("no proxy in front of the broker (start the sim with
 // read once by Start; the zero value listens on loopback ports chosen by
 // the kernel, with an in-memory CA.
 type Server struct {
-	MQTTAddr string // plain MQTT listener; "" means 127.0.0.1:0
+	MQTTAddr string // plain MQTT listener (no authentication); "" means 127.0.0.1:0, Off disables it
 	TLSAddr  string // MQTT over TLS with client certificates; "" means 127.0.0.1:0, Off disables it
 	APIAddr  string // HTTP API; "" means 127.0.0.1:0, Off serves no listener (Handler still works)
 
@@ -141,17 +141,22 @@ func (s *Server) Start() (err error) {
 			}
 		}
 	} else {
+		if s.MQTTAddr == Off && s.TLSAddr == Off {
+			return errors.New("start sim: both MQTT listeners are off")
+		}
 		b := &broker{
-			tcpAddr: orDefault(s.MQTTAddr, "127.0.0.1:0"),
-			store:   newSessionStore(),
-			log:     s.log,
-			record:  s.recordEmbedded,
+			store:  newSessionStore(),
+			log:    s.log,
+			record: s.recordEmbedded,
 			acl: &acl{prefix: s.Prefix, open: s.OpenACL, tlsListener: listenerTLS,
-				log: s.log, refused: s.addRefusal},
+				tlsHosts: newTLSHosts(s.ca.dir), log: s.log, refused: s.addRefusal},
 			unguarded: s.unguarded,
 			ungated:   s.ungated,
 			testHooks: s.testHooks,
 			onPark:    s.onPark,
+		}
+		if s.MQTTAddr != Off {
+			b.tcpAddr = orDefault(s.MQTTAddr, "127.0.0.1:0")
 		}
 		if s.TLSAddr != Off {
 			b.tlsAddr = orDefault(s.TLSAddr, "127.0.0.1:0")
@@ -166,9 +171,11 @@ func (s *Server) Start() (err error) {
 		s.broker = b
 		s.mu.Unlock()
 		if s.Proxy {
-			s.tcpProxy = &Proxy{Target: b.tcpAddr, Logger: s.log.With("proxy", "mqtt")}
-			if err := s.tcpProxy.Start(); err != nil {
-				return fmt.Errorf("start sim: %w", err)
+			if b.tcpAddr != "" {
+				s.tcpProxy = &Proxy{Target: b.tcpAddr, Logger: s.log.With("proxy", "mqtt")}
+				if err := s.tcpProxy.Start(); err != nil {
+					return fmt.Errorf("start sim: %w", err)
+				}
 			}
 			if b.tlsAddr != "" {
 				s.tlsProxy = &Proxy{Target: b.tlsAddr, Logger: s.log.With("proxy", "mqtts")}
@@ -255,14 +262,15 @@ func (s *Server) Close() error {
 }
 
 // BrokerURL returns tcp://host:port of the plain MQTT listener (of its
-// proxy with Proxy; of the external broker, or its proxy, with one).
+// proxy with Proxy; of the external broker, or its proxy, with one); ""
+// when it is off.
 func (s *Server) BrokerURL() string {
 	switch {
 	case s.tcpProxy != nil:
 		return "tcp://" + s.tcpProxy.Addr()
 	case s.ext != nil:
 		return s.ExternalBroker
-	case s.broker != nil:
+	case s.broker != nil && s.broker.tcpAddr != "":
 		return "tcp://" + s.broker.tcpAddr
 	}
 	return ""

@@ -24,7 +24,8 @@ const (
 )
 
 // ServeConfig is what serve runs. Addresses may use port 0; sim.Off
-// disables the TLS listener, the API listener or the content server.
+// disables the plain or the TLS listener, the API listener or the content
+// server.
 type ServeConfig struct {
 	MQTTAddr, TLSAddr, APIAddr, ContentAddr string
 	ContentDir                              string // served by the content server
@@ -110,7 +111,10 @@ and a detached-content server.
 The broker lets a client subscribe only to <prefix>/<its id>/+/in and
 publish only to <prefix>/<its id>/+/out; on the TLS listener the client id
 must be the CN of the client certificate, which must be signed by the sim's
-CA (see "yggsim cert"). With --state the CA is kept in that directory
+CA (see "yggsim cert"). The plain listener authenticates nobody: it is for
+hosts without certificates (yggd --client-id, yggdrasil 0.1.x, load tests)
+and refuses the client id of any host that authenticates with a
+certificate (seen on the TLS listener, or issued one by the CA in --state). With --state the CA is kept in that directory
 (ca.pem is the certificate to give clients as their CA); without it the CA
 lives in memory and is lost at exit.
 
@@ -120,7 +124,7 @@ The sim keeps a journal of the traffic it sees (for /api/sim/messages,
 first, and a reader that fell behind is told how many it missed.
 
 Any address may use port 0 to let the system choose; "off" disables the
-TLS listener, the API or the content server. The addresses are printed on
+plain or the TLS listener, the API or the content server. The addresses are printed on
 standard output, one "name url" per line, or as one JSON object with
 --json; --addr-file also writes that JSON object to a file, so that
 scripts can find the ports.
@@ -134,7 +138,7 @@ Examples:
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", serveUsage, stdout, stderr)
 	cfg := ServeConfig{}
-	fs.StringVar(&cfg.MQTTAddr, "mqtt", defaultMQTT, "plain MQTT `address`")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt", defaultMQTT, "plain MQTT `address` (no authentication), or off")
 	fs.StringVar(&cfg.TLSAddr, "mqtts", defaultMQTTS, "MQTT over TLS `address`, or off")
 	fs.StringVar(&cfg.APIAddr, "api", defaultAPIAddr, "HTTP API `address`, or off")
 	fs.StringVar(&cfg.ContentAddr, "content", defaultContent, "content server `address`, or off")
