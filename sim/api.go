@@ -470,20 +470,21 @@ func (s *Server) v1AccountConnections(r *http.Request) (int, any, error) {
 
 // Info describes a running sim.
 type Info struct {
-	MQTT          string   `json:"mqtt"`
-	MQTTS         string   `json:"mqtts,omitempty"`
-	API           string   `json:"api,omitempty"`
-	Prefix        string   `json:"prefix"`
-	BrokerRunning bool     `json:"broker_running"`
-	External      bool     `json:"external_broker,omitempty"`
-	Network       NetState `json:"network,omitzero"`
-	LastSeq       int64    `json:"last_seq"`
+	MQTT          string       `json:"mqtt"`
+	MQTTS         string       `json:"mqtts,omitempty"`
+	API           string       `json:"api,omitempty"`
+	Prefix        string       `json:"prefix"`
+	BrokerRunning bool         `json:"broker_running"`
+	External      bool         `json:"external_broker,omitempty"`
+	Network       NetState     `json:"network,omitzero"`
+	LastSeq       int64        `json:"last_seq"`
+	Journal       JournalStats `json:"journal"`
 }
 
 // Info returns the sim's addresses and state.
 func (s *Server) Info() Info {
 	i := Info{MQTT: s.BrokerURL(), MQTTS: s.TLSBrokerURL(), API: s.APIURL(), Prefix: s.Prefix,
-		BrokerRunning: s.BrokerRunning(), External: s.ext != nil, LastSeq: s.LastSeq()}
+		BrokerRunning: s.BrokerRunning(), External: s.ext != nil, LastSeq: s.LastSeq(), Journal: s.Journal()}
 	if st, err := s.NetworkState(); err == nil {
 		i.Network = st
 	}
