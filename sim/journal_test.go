@@ -337,3 +337,41 @@ func TestAPIEventsPages(t *testing.T) {
 		t.Errorf("last page = %v, want 22..26, the last one live", evs)
 	}
 }
+
+// BenchmarkJournalAdd appends to a full journal: the cost must not depend
+// on how much it holds (it copied every message once full: 64% of the
+// sim's CPU under sustained load).
+func BenchmarkJournalAdd(b *testing.B) {
+	for _, held := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("held_%d", held), func(b *testing.B) {
+			j := newJournal(held, DefaultJournalMaxBytes)
+			payload := bytes.Repeat([]byte("x"), 100)
+			for range held {
+				j.add(Message{Topic: "yggdrasil/h1/data/out", Payload: payload}, nil)
+			}
+			for b.Loop() {
+				j.add(Message{Topic: "yggdrasil/h1/data/out", Payload: payload}, nil)
+			}
+		})
+	}
+}
+
+// TestJournalEncodesOnce: every reader of a message gets the same
+// encoding, made once and counted once.
+func TestJournalEncodesOnce(t *testing.T) {
+	j := newJournal(10, 1<<20)
+	j.add(Message{Topic: "yggdrasil/h1/data/out", Payload: []byte(`{"type":"data"}`)}, nil)
+	before := j.stats().Bytes
+	first := j.encoded(j.read(0, 0).entries[0])
+	second := j.encoded(j.read(0, 0).entries[0])
+	if &first[0] != &second[0] {
+		t.Error("the second reader got a new encoding")
+	}
+	if got, want := j.stats().Bytes, before+int64(len(first)); got != want {
+		t.Errorf("journal bytes = %d, want %d (the encoding counted once)", got, want)
+	}
+	var m Message
+	if err := json.Unmarshal(first, &m); err != nil || m.Seq != 1 || string(m.Payload) != `{"type":"data"}` {
+		t.Errorf("encoding %s decodes to %v (%v)", first, m, err)
+	}
+}
