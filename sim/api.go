@@ -811,28 +811,20 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, ": yggsim traffic\nretry: 1000\n\n")
 	flusher.Flush()
 	replayEnd, replayed := s.journal.last(), 0
-	for {
-		win := s.journal.read(since, awaitBatch)
-		if win.missed > 0 {
-			if _, err := fmt.Fprintf(w, "event: behind\ndata: {\"since\":%d,\"oldest_seq\":%d,\"missed\":%d}\n\n", since, win.oldest, win.missed); err != nil {
-				return
-			}
-		}
-		for _, e := range win.entries {
-			if e.msg.Seq <= replayEnd {
-				if replayed == limit {
-					fmt.Fprintf(w, "id: %d\nevent: more\ndata: {\"next\":%d}\n\n", since, since)
-					flusher.Flush()
-					return
-				}
-				replayed++
-			}
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: message\ndata: %s\n\n", e.msg.Seq, s.journal.encoded(e)); err != nil {
-				return
-			}
-			since = e.msg.Seq
+	bw := bufio.NewWriterSize(w, 32<<10)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
 		}
 		flusher.Flush()
+		return nil
+	}
+	for {
+		win := s.journal.read(since, awaitBatch)
+		more := s.writeEvents(bw, win, &since, replayEnd, &replayed, limit)
+		if err := flush(); err != nil || !more {
+			return
+		}
 		if len(win.entries) == awaitBatch {
 			continue
 		}
@@ -842,4 +834,29 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 		case <-win.changed:
 		}
 	}
+}
+
+// writeEvents writes the events of win after *since, moving *since on;
+// it returns false when the stream must end: a page of replay is done
+// (after "event: more"), or the client left.
+func (s *Server) writeEvents(bw *bufio.Writer, win window, since *int64, replayEnd int64, replayed *int, limit int) bool {
+	if win.missed > 0 {
+		if _, err := fmt.Fprintf(bw, "event: behind\ndata: {\"since\":%d,\"oldest_seq\":%d,\"missed\":%d}\n\n", *since, win.oldest, win.missed); err != nil {
+			return false
+		}
+	}
+	for _, e := range win.entries {
+		if e.msg.Seq <= replayEnd {
+			if *replayed == limit {
+				fmt.Fprintf(bw, "id: %d\nevent: more\ndata: {\"next\":%d}\n\n", *since, *since)
+				return false
+			}
+			*replayed++
+		}
+		if _, err := fmt.Fprintf(bw, "id: %d\nevent: message\ndata: %s\n\n", e.msg.Seq, s.journal.encoded(e)); err != nil {
+			return false
+		}
+		*since = e.msg.Seq
+	}
+	return true
 }

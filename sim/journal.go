@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -175,10 +176,11 @@ type entry struct {
 	once sync.Once
 	enc  []byte
 
+	counted atomic.Bool // enc is in size; set under the journal's lock
+
 	// Guarded by the journal's lock.
-	size    int64 // bytes counted against the journal's bound
-	held    bool  // still in the ring
-	counted bool  // enc is in size
+	size int64 // bytes counted against the journal's bound
+	held bool  // still in the ring
 }
 
 func (e *entry) json() []byte {
@@ -307,10 +309,13 @@ func (j *journal) at(seq int64) *entry {
 // time while e is held.
 func (j *journal) encoded(e *entry) []byte {
 	b := e.json()
+	if e.counted.Load() {
+		return b // the common case, without the lock: every reader after the first
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if e.held && !e.counted {
-		e.counted = true
+	if e.held && !e.counted.Load() {
+		e.counted.Store(true)
 		e.size += int64(len(b))
 		j.bytes += int64(len(b))
 		j.trim()
