@@ -142,12 +142,14 @@ func (a *acl) onTLS(cl *mqtt.Client) bool {
 }
 
 // tlsHostOnPlain says why cl, not on the TLS listener, may not act for
-// the host it names; "" when it may.
-func (a *acl) tlsHostOnPlain(cl *mqtt.Client) string {
+// the host it names; "" when it may. At CONNECT (fresh) the state
+// directory's list is read again if it grew; for each publish and
+// delivery at most once a second.
+func (a *acl) tlsHostOnPlain(cl *mqtt.Client, fresh bool) string {
 	if cl.Net.Inline || a.onTLS(cl) || a.tlsHosts == nil {
 		return ""
 	}
-	if host := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix); a.tlsHosts.has(host) {
+	if host := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix); a.tlsHosts.has(host, fresh) {
 		return fmt.Sprintf("host %q authenticates with a certificate: use the TLS listener", host)
 	}
 	return ""
@@ -155,7 +157,7 @@ func (a *acl) tlsHostOnPlain(cl *mqtt.Client) string {
 
 // connect says why a CONNECT may not be accepted; "" when it may.
 func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
-	if why := a.tlsHostOnPlain(cl); why != "" {
+	if why := a.tlsHostOnPlain(cl, true); why != "" {
 		return why
 	}
 	if a.onTLS(cl) {
@@ -225,7 +227,7 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	} else if !strings.ContainsAny(topic, "+#") {
 		action = "read" // subscribe to an exact topic, or receive on it
 	}
-	why := h.acl.tlsHostOnPlain(cl)
+	why := h.acl.tlsHostOnPlain(cl, false)
 	if why == "" {
 		why = h.acl.checkTopic(h.acl.host(cl), topic, dir)
 	}
@@ -247,9 +249,10 @@ const tlsHostsFile = "tls-hosts"
 type tlsHosts struct {
 	file string // "" keeps the set in memory only
 
-	mu   sync.Mutex
-	ids  map[string]bool
-	read int64 // bytes of file read so far
+	mu     sync.Mutex
+	ids    map[string]bool
+	read   int64     // bytes of file read so far
+	looked time.Time // when the file was last looked at
 }
 
 func newTLSHosts(dir string) *tlsHosts {
@@ -261,13 +264,14 @@ func newTLSHosts(dir string) *tlsHosts {
 }
 
 // has reports whether id is a TLS host, reading what the file gained
-// since the last look.
-func (t *tlsHosts) has(id string) bool {
+// since the last look if fresh or if that was a second ago or more.
+func (t *tlsHosts) has(id string, fresh bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.ids[id] || t.file == "" {
+	if t.ids[id] || t.file == "" || (!fresh && time.Since(t.looked) < time.Second) {
 		return t.ids[id]
 	}
+	t.looked = time.Now()
 	if st, err := os.Stat(t.file); err != nil || st.Size() == t.read {
 		return false
 	}
