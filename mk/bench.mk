@@ -23,3 +23,8 @@ bench-soak: bench-build ## run the long benchmarks: 1M messages at 100 B and 50k
 .PHONY: bench-go
 bench-go: ## run the Go micro-benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./yggdrasil/
+
+SUSTAINED_COUNT ?= 1000000
+.PHONY: bench-sustained
+bench-sustained: bench-build ## yggd behind a real "yggsim serve" for SUSTAINED_COUNT round trips (default 1,000,000): rate per tenth, the sim's RSS
+	$(BENCHBIN)/yggsim bench-sustained --bin $(BENCHBIN) --count $(SUSTAINED_COUNT) --json $(BENCHBIN)/bench-sustained.json $(SUSTAINEDARGS)

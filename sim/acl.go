@@ -1,10 +1,16 @@
 package sim
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,12 +51,19 @@ func (r Refusal) String() string {
 // certificate gives no more topics than before; on the plain listener,
 // which authenticates nobody, any client could claim the host's id anyway.
 //
+// The plain listener authenticates nobody, so it must not let a client
+// stand in for a host that authenticates with a certificate: a client id
+// (or its <id>/check form) that is a TLS host's (see tlsHosts) is refused
+// there at CONNECT, and a client already connected there with such an id
+// may no longer publish or subscribe. Other ids are taken on trust.
+//
 // DenyHost is a fault: it refuses every topic to a host, its own included,
 // as a broker with a wrong ACL would.
 type acl struct {
 	prefix      string
 	open        bool   // allow every topic (the ACL is off)
 	tlsListener string // the listener id on which the CN rule applies
+	tlsHosts    *tlsHosts
 	log         *slog.Logger
 	refused     func(Refusal)
 
@@ -123,9 +136,31 @@ func (a *acl) checkTopic(client, topic, dir string) string {
 	return ""
 }
 
+// onTLS reports whether cl came through the TLS listener.
+func (a *acl) onTLS(cl *mqtt.Client) bool {
+	return cl.Net.Listener == a.tlsListener && a.tlsListener != ""
+}
+
+// tlsHostOnPlain says why cl, not on the TLS listener, may not act for
+// the host it names; "" when it may. At CONNECT (fresh) the state
+// directory's list is read again if it grew; for each publish and
+// delivery at most once a second.
+func (a *acl) tlsHostOnPlain(cl *mqtt.Client, fresh bool) string {
+	if cl.Net.Inline || a.onTLS(cl) || a.tlsHosts == nil {
+		return ""
+	}
+	if host := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix); a.tlsHosts.has(host, fresh) {
+		return fmt.Sprintf("host %q authenticates with a certificate: use the TLS listener", host)
+	}
+	return ""
+}
+
 // connect says why a CONNECT may not be accepted; "" when it may.
 func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
-	if cl.Net.Listener == a.tlsListener && a.tlsListener != "" {
+	if why := a.tlsHostOnPlain(cl, true); why != "" {
+		return why
+	}
+	if a.onTLS(cl) {
 		tc, ok := cl.Net.Conn.(*tls.Conn)
 		if !ok {
 			return "not a TLS connection"
@@ -134,8 +169,14 @@ func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
 		if len(certs) == 0 {
 			return "no client certificate"
 		}
-		if cn := certs[0].Subject.CommonName; cl.ID != cn && cl.ID != cn+yggdrasil.CheckClientSuffix {
+		cn := certs[0].Subject.CommonName
+		if cl.ID != cn && cl.ID != cn+yggdrasil.CheckClientSuffix {
 			return fmt.Sprintf("client id %q differs from certificate CN %q", cl.ID, cn)
+		}
+		if a.tlsHosts != nil {
+			if err := a.tlsHosts.add(cn); err != nil {
+				a.log.Warn("remember a TLS host", "host", cn, "error", err)
+			}
 		}
 	}
 	if pk.Connect.WillFlag {
@@ -186,9 +227,99 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	} else if !strings.ContainsAny(topic, "+#") {
 		action = "read" // subscribe to an exact topic, or receive on it
 	}
-	if why := h.acl.checkTopic(h.acl.host(cl), topic, dir); why != "" {
+	why := h.acl.tlsHostOnPlain(cl, false)
+	if why == "" {
+		why = h.acl.checkTopic(h.acl.host(cl), topic, dir)
+	}
+	if why != "" {
 		h.acl.refuse(Refusal{ClientID: cl.ID, Action: action, Topic: topic, Reason: why})
 		return false
 	}
 	return true
+}
+
+// tlsHostsFile, in a CA's state directory, lists the TLS hosts, one
+// quoted id a line, appended to by every process using the directory.
+const tlsHostsFile = "tls-hosts"
+
+// tlsHosts is the set of hosts that authenticate with a certificate: the
+// CNs seen on the TLS listener and, with a state directory, every CN its
+// CA issued a certificate for (yggsim cert, in another process, included).
+// The set only grows.
+type tlsHosts struct {
+	file string // "" keeps the set in memory only
+
+	mu     sync.Mutex
+	ids    map[string]bool
+	read   int64     // bytes of file read so far
+	looked time.Time // when the file was last looked at
+}
+
+func newTLSHosts(dir string) *tlsHosts {
+	t := &tlsHosts{ids: map[string]bool{}}
+	if dir != "" {
+		t.file = filepath.Join(dir, tlsHostsFile)
+	}
+	return t
+}
+
+// has reports whether id is a TLS host, reading what the file gained
+// since the last look if fresh or if that was a second ago or more.
+func (t *tlsHosts) has(id string, fresh bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ids[id] || t.file == "" || (!fresh && time.Since(t.looked) < time.Second) {
+		return t.ids[id]
+	}
+	t.looked = time.Now()
+	if st, err := os.Stat(t.file); err != nil || st.Size() == t.read {
+		return false
+	}
+	f, err := os.Open(t.file)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := f.Seek(t.read, io.SeekStart); err != nil {
+		return false
+	}
+	r := bufio.NewReader(f)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			break // a line being written is read next time
+		}
+		t.read += int64(len(line))
+		if v, err := strconv.Unquote(strings.TrimSpace(line)); err == nil {
+			t.ids[v] = true
+		}
+	}
+	return t.ids[id]
+}
+
+// add makes id a TLS host.
+func (t *tlsHosts) add(id string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ids[id] {
+		return nil
+	}
+	t.ids[id] = true
+	if t.file == "" {
+		return nil
+	}
+	return appendTLSHost(filepath.Dir(t.file), id)
+}
+
+// appendTLSHost records id as a TLS host in a state directory.
+func appendTLSHost(dir, id string) error {
+	f, err := os.OpenFile(filepath.Join(dir, tlsHostsFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("record tls host %q: %w", id, err)
+	}
+	_, werr := f.WriteString(strconv.Quote(id) + "\n")
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return fmt.Errorf("record tls host %q: %w", id, err)
+	}
+	return nil
 }

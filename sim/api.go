@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,10 +54,10 @@ func (s *Server) newAPI() http.Handler {
 	own("GET /info", s.simInfo)
 	own("GET /hosts", func(*http.Request) (int, any, error) { return http.StatusOK, s.Hosts(), nil })
 	own("GET /hosts/{id}", s.simHost)
-	own("GET /hosts/{id}/messages", s.simHostMessages)
+	mux.HandleFunc("GET "+SimPath+"/hosts/{id}/messages", s.simHostMessages)
 	own("POST /hosts/{id}/ping", s.simPing)
 	own("GET /answers/{id}", s.simAnswer)
-	own("GET /messages", s.simMessages)
+	mux.HandleFunc("GET "+SimPath+"/messages", s.simMessages)
 	own("POST /publish", s.simPublish)
 	own("GET /refusals", func(*http.Request) (int, any, error) { return http.StatusOK, s.Refusals(), nil })
 	own("POST /broker/stop", s.simBrokerStop)
@@ -155,20 +156,21 @@ func brokerError(err error) error {
 
 // Info describes a running sim.
 type Info struct {
-	MQTT          string   `json:"mqtt"`
-	MQTTS         string   `json:"mqtts,omitempty"`
-	API           string   `json:"api,omitempty"`
-	Prefix        string   `json:"prefix"`
-	BrokerRunning bool     `json:"broker_running"`
-	External      bool     `json:"external_broker,omitempty"`
-	Network       NetState `json:"network,omitzero"`
-	LastSeq       int64    `json:"last_seq"`
+	MQTT          string       `json:"mqtt"`
+	MQTTS         string       `json:"mqtts,omitempty"`
+	API           string       `json:"api,omitempty"`
+	Prefix        string       `json:"prefix"`
+	BrokerRunning bool         `json:"broker_running"`
+	External      bool         `json:"external_broker,omitempty"`
+	Network       NetState     `json:"network,omitzero"`
+	LastSeq       int64        `json:"last_seq"`
+	Journal       JournalStats `json:"journal"`
 }
 
 // Info returns the sim's addresses and state.
 func (s *Server) Info() Info {
 	i := Info{MQTT: s.BrokerURL(), MQTTS: s.TLSBrokerURL(), API: s.APIURL(), Prefix: s.Prefix,
-		BrokerRunning: s.BrokerRunning(), External: s.ext != nil, LastSeq: s.LastSeq()}
+		BrokerRunning: s.BrokerRunning(), External: s.ext != nil, LastSeq: s.LastSeq(), Journal: s.Journal()}
 	if st, err := s.NetworkState(); err == nil {
 		i.Network = st
 	}
@@ -185,12 +187,25 @@ func (s *Server) simHost(r *http.Request) (int, any, error) {
 	return http.StatusOK, h, nil
 }
 
-func (s *Server) simHostMessages(r *http.Request) (int, any, error) {
-	msgs, ok := s.HostMessages(r.PathValue("id"))
-	if !ok {
-		return 0, nil, apiError(http.StatusNotFound, "host %q is unknown", r.PathValue("id"))
+// simHostMessages answers a page of the host's history after ?since, at
+// most ?limit messages, in the shape of MessagePage.
+func (s *Server) simHostMessages(w http.ResponseWriter, r *http.Request) {
+	since, limit, err := pageParams(r)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
-	return http.StatusOK, msgs, nil
+	seqs, ok := s.registry.history(r.PathValue("id"))
+	if !ok {
+		writeError(w, apiError(http.StatusNotFound, "host %q is unknown", r.PathValue("id")))
+		return
+	}
+	for len(seqs) > 0 && seqs[0] <= since {
+		seqs = seqs[1:]
+	}
+	held := s.journal.lookup(seqs)
+	st := s.journal.stats()
+	s.writeMessagePage(w, held, limit, since, st.Oldest, st.Last, int64(len(seqs)-len(held)))
 }
 
 // waitTimeout reads ?timeout (a Go duration), default defaultWait.
@@ -261,7 +276,7 @@ func (s *Server) simAnswer(r *http.Request) (int, any, error) {
 }
 
 // sinceParam reads ?since, a message Seq (default 0).
-func sinceParam(r *http.Request) (int64, error) {
+func sinceParam(r *http.Request) (int64, *APIError) {
 	v := r.URL.Query().Get("since")
 	if v == "" {
 		return 0, nil
@@ -273,16 +288,93 @@ func sinceParam(r *http.Request) (int64, error) {
 	return n, nil
 }
 
-func (s *Server) simMessages(r *http.Request) (int, any, error) {
-	since, err := sinceParam(r)
+// defaultPageLimit is the messages in a page without ?limit.
+const defaultPageLimit = 1000
+
+// pageMaxBytes ends a page of messages early, after the message that
+// takes its encoding beyond it: a page holds at least one message.
+const pageMaxBytes = 4 << 20
+
+// limitParam reads ?limit, the messages in a page (default 1000).
+func limitParam(r *http.Request) (int, *APIError) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return defaultPageLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, apiError(http.StatusBadRequest, "limit %q is not a positive integer", v)
+	}
+	return n, nil
+}
+
+// pageParams reads ?since and ?limit.
+func pageParams(r *http.Request) (since int64, limit int, err *APIError) {
+	if since, err = sinceParam(r); err != nil {
+		return 0, 0, err
+	}
+	limit, err = limitParam(r)
+	return since, limit, err
+}
+
+// MessagePage is one page of recorded messages: the answer of
+// /api/sim/messages and /api/sim/hosts/{id}/messages.
+type MessagePage struct {
+	Messages []Message `json:"messages"`
+	// Next is the ?since of the next page: the Seq of the page's last
+	// message, or the since asked for when the page is empty.
+	Next int64 `json:"next"`
+	// More is true when messages after this page are already recorded.
+	More bool `json:"more"`
+	// OldestSeq is the oldest message the journal still holds; LastSeq
+	// the latest recorded.
+	OldestSeq int64 `json:"oldest_seq"`
+	LastSeq   int64 `json:"last_seq"`
+	// Missed counts messages after the since asked for that were dropped
+	// (to keep the journal's bounds) before this read: the reader fell
+	// behind, and the page starts at the oldest message still held.
+	Missed int64 `json:"missed,omitempty"`
+}
+
+// simMessages answers a page of the journal after ?since, at most ?limit
+// messages, in the shape of MessagePage.
+func (s *Server) simMessages(w http.ResponseWriter, r *http.Request) {
+	since, limit, err := pageParams(r)
 	if err != nil {
-		return 0, nil, err
+		writeError(w, err)
+		return
 	}
-	msgs := s.Messages(since)
-	if msgs == nil {
-		msgs = []Message{}
+	win := s.journal.read(since, limit+1) // one more tells whether there are more
+	s.writeMessagePage(w, win.entries, limit, since, win.oldest, win.last, win.missed)
+}
+
+// writeMessagePage writes a MessagePage of the first entries (at most
+// limit, and at most pageMaxBytes of them but one) from their shared
+// encodings.
+func (s *Server) writeMessagePage(w http.ResponseWriter, entries []*entry, limit int, since, oldest, last, missed int64) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	bw.WriteString(`{"messages":[`)
+	next, n, size := since, 0, 0
+	for _, e := range entries {
+		if n == limit || (n > 0 && size >= pageMaxBytes) {
+			break
+		}
+		b := s.journal.encoded(e)
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(b)
+		next, size = e.msg.Seq, size+len(b)
+		n++
 	}
-	return http.StatusOK, msgs, nil
+	fmt.Fprintf(bw, `],"next":%d,"more":%t,"oldest_seq":%d,"last_seq":%d`, next, n < len(entries), oldest, last)
+	if missed > 0 {
+		fmt.Fprintf(bw, `,"missed":%d`, missed)
+	}
+	bw.WriteString("}\n")
+	bw.Flush()
 }
 
 // PublishRequest is the body of the sim's publish endpoint: Payload is sent
@@ -371,12 +463,22 @@ func (s *Server) simNetworkAction(r *http.Request) (int, any, error) {
 	return s.simNetwork(r)
 }
 
-// simEvents streams every message after ?since as server-sent events:
-// "id: <seq>", "event: message", "data: <message JSON>".
+// simEvents streams the messages after ?since (or Last-Event-ID) as
+// server-sent events: "id: <seq>", "event: message", "data: <message
+// JSON>". At most ?limit (default 1000) of the messages already recorded
+// when the stream starts are replayed: when there were more, the stream
+// ends with "event: more" (its id the last seq sent, data {"next": seq}),
+// and the client reconnects with Last-Event-ID for the next page, as an
+// EventSource does by itself. Once replayed, the stream follows new
+// messages until the client leaves. A reader that fell behind (messages
+// after its position were dropped to keep the journal's bounds) gets
+// "event: behind", data {"since","oldest_seq","missed"}, and goes on from
+// the oldest message held. Each message is encoded once, whatever the
+// number of readers.
 func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
-	since, err := sinceParam(r)
-	if err != nil {
-		writeError(w, err.(*APIError))
+	since, limit, perr := pageParams(r)
+	if perr != nil {
+		writeError(w, perr)
 		return
 	}
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
@@ -392,17 +494,55 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	io.WriteString(w, ": yggsim traffic\n\n")
+	io.WriteString(w, ": yggsim traffic\nretry: 1000\n\n")
 	flusher.Flush()
-	s.Watch(r.Context(), since, func(m Message) bool {
-		b, err := json.Marshal(m)
-		if err != nil {
-			return false
-		}
-		if _, err := fmt.Fprintf(w, "id: %d\nevent: message\ndata: %s\n\n", m.Seq, b); err != nil {
-			return false
+	replayEnd, replayed := s.journal.last(), 0
+	bw := bufio.NewWriterSize(w, 32<<10)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
 		}
 		flusher.Flush()
-		return true
-	})
+		return nil
+	}
+	for {
+		win := s.journal.read(since, awaitBatch)
+		more := s.writeEvents(bw, win, &since, replayEnd, &replayed, limit)
+		if err := flush(); err != nil || !more {
+			return
+		}
+		if len(win.entries) == awaitBatch {
+			continue
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-win.changed:
+		}
+	}
+}
+
+// writeEvents writes the events of win after *since, moving *since on;
+// it returns false when the stream must end: a page of replay is done
+// (after "event: more"), or the client left.
+func (s *Server) writeEvents(bw *bufio.Writer, win window, since *int64, replayEnd int64, replayed *int, limit int) bool {
+	if win.missed > 0 {
+		if _, err := fmt.Fprintf(bw, "event: behind\ndata: {\"since\":%d,\"oldest_seq\":%d,\"missed\":%d}\n\n", *since, win.oldest, win.missed); err != nil {
+			return false
+		}
+	}
+	for _, e := range win.entries {
+		if e.msg.Seq <= replayEnd {
+			if *replayed == limit {
+				fmt.Fprintf(bw, "id: %d\nevent: more\ndata: {\"next\":%d}\n\n", *since, *since)
+				return false
+			}
+			*replayed++
+		}
+		if _, err := fmt.Fprintf(bw, "id: %d\nevent: message\ndata: %s\n\n", e.msg.Seq, s.journal.encoded(e)); err != nil {
+			return false
+		}
+		*since = e.msg.Seq
+	}
+	return true
 }

@@ -34,7 +34,7 @@ const (
 // on the same ports; its sessions live in store, which outlives each mochi
 // server, unless they are deliberately lost.
 type broker struct {
-	tcpAddr   string      // bound address, fixed after the first start
+	tcpAddr   string      // "" for no plain listener; the bound address, fixed after the first start
 	tlsAddr   string      // "" for no TLS listener; fixed after the first start
 	tlsConfig *tls.Config // for the TLS listener
 	acl       *acl
@@ -78,9 +78,12 @@ func (b *broker) start() error {
 			return fmt.Errorf("add hook %s: %w", h.ID(), err)
 		}
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: listenerTCP, Address: b.tcpAddr})
-	if err := b.addListener(srv, tcp); err != nil {
-		return fmt.Errorf("listen mqtt on %s: %w", b.tcpAddr, err)
+	var tcp *listeners.TCP
+	if b.tcpAddr != "" {
+		tcp = listeners.NewTCP(listeners.Config{ID: listenerTCP, Address: b.tcpAddr})
+		if err := b.addListener(srv, tcp); err != nil {
+			return fmt.Errorf("listen mqtt on %s: %w", b.tcpAddr, err)
+		}
 	}
 	var tlsL *listeners.TCP
 	if b.tlsAddr != "" {
@@ -94,7 +97,9 @@ func (b *broker) start() error {
 		closeServer(srv)
 		return fmt.Errorf("start broker: %w", err)
 	}
-	b.tcpAddr = tcp.Address()
+	if tcp != nil {
+		b.tcpAddr = tcp.Address()
+	}
 	if tlsL != nil {
 		b.tlsAddr = tlsL.Address()
 	}

@@ -135,6 +135,9 @@ func (ca *CA) IssueClient(cn string) (certPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue client certificate for %q: %w", cn, err)
 	}
+	if err := ca.recordIssued(cn); err != nil {
+		return nil, nil, fmt.Errorf("issue client certificate for %q: %w", cn, err)
+	}
 	return certPEM, keyPEM, nil
 }
 
@@ -199,7 +202,19 @@ func (ca *CA) IssueClientValid(cn string, notBefore, notAfter time.Time) (certPE
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue client certificate for %q: %w", cn, err)
 	}
+	if err := ca.recordIssued(cn); err != nil {
+		return nil, nil, fmt.Errorf("issue client certificate for %q: %w", cn, err)
+	}
 	return certPEM, keyPEM, nil
+}
+
+// recordIssued makes cn a TLS host in the CA's state directory, so that a
+// sim using the directory refuses it on the plain listener (see acl).
+func (ca *CA) recordIssued(cn string) error {
+	if ca.dir == "" {
+		return nil
+	}
+	return appendTLSHost(ca.dir, cn)
 }
 
 // issue signs tmpl with a new key, valid from an hour ago for ten years.

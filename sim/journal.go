@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -32,6 +33,11 @@ type Message struct {
 	Type, MessageID, ResponseTo string
 
 	Payload []byte
+
+	// Truncated is the size of a payload too large for the journal's
+	// byte bound on its own, which the journal did not keep (Payload is
+	// then empty).
+	Truncated int
 }
 
 // messageJSON is the wire form of a Message in the API. The payload is
@@ -55,13 +61,14 @@ type messageJSON struct {
 	Payload       json.RawMessage `json:"payload,omitempty"`
 	PayloadText   *string         `json:"payload_text,omitempty"`
 	PayloadBase64 string          `json:"payload_base64,omitempty"`
+	Truncated     int             `json:"truncated,omitempty"`
 }
 
 // MarshalJSON writes the API form of m.
 func (m Message) MarshalJSON() ([]byte, error) {
 	j := messageJSON{Seq: m.Seq, Time: m.Time, Topic: m.Topic, From: m.From, QoS: m.QoS,
 		Retain: m.Retain, Will: m.Will, Dup: m.Dup, Host: m.Host, Kind: m.Kind, Dir: m.Dir,
-		Type: m.Type, MessageID: m.MessageID, ResponseTo: m.ResponseTo}
+		Type: m.Type, MessageID: m.MessageID, ResponseTo: m.ResponseTo, Truncated: m.Truncated}
 	switch {
 	case len(m.Payload) > 0 && json.Valid(m.Payload):
 		j.Payload = m.Payload
@@ -82,7 +89,7 @@ func (m *Message) UnmarshalJSON(b []byte) error {
 	}
 	*m = Message{Seq: j.Seq, Time: j.Time, Topic: j.Topic, From: j.From, QoS: j.QoS,
 		Retain: j.Retain, Will: j.Will, Dup: j.Dup, Host: j.Host, Kind: j.Kind, Dir: j.Dir,
-		Type: j.Type, MessageID: j.MessageID, ResponseTo: j.ResponseTo}
+		Type: j.Type, MessageID: j.MessageID, ResponseTo: j.ResponseTo, Truncated: j.Truncated}
 	switch {
 	case j.Payload != nil:
 		m.Payload = []byte(j.Payload)
@@ -115,6 +122,9 @@ func (m Message) String() string {
 		fmt.Fprintf(&b, " from=%s", m.From)
 	}
 	fmt.Fprintf(&b, " %d bytes", len(m.Payload))
+	if m.Truncated > 0 {
+		fmt.Fprintf(&b, " (payload of %d bytes not kept)", m.Truncated)
+	}
 	return b.String()
 }
 
@@ -147,51 +157,232 @@ func SplitTopic(prefix, topic string) (host, kind, dir string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
-// journal is the bounded, ordered record of every publish. Waiters block on
-// a channel that is closed (and replaced) at each append.
-type journal struct {
-	mu     sync.Mutex
-	msgs   []Message
-	next   int64 // seq of the next message
-	limit  int
-	notify chan struct{}
+// Journal bounds, the defaults of Server.JournalLimit and
+// Server.JournalMaxBytes.
+const (
+	DefaultJournalLimit    = 100_000
+	DefaultJournalMaxBytes = 64 << 20
+)
+
+// entryOverhead is what an entry costs beside its payload, its strings and
+// its encoding: the entry and the ring slot (measured: about 300 bytes on
+// amd64, rounded up).
+const entryOverhead = 320
+
+// entry is one message held by the journal, with its API encoding, made
+// once by the first reader and shared by every later one.
+type entry struct {
+	msg  Message
+	once sync.Once
+	enc  []byte
+
+	counted atomic.Bool // enc is in size; set under the journal's lock
+
+	// Guarded by the journal's lock.
+	size int64 // bytes counted against the journal's bound
+	held bool  // still in the ring
 }
 
-func newJournal(limit int) *journal {
-	return &journal{next: 1, limit: limit, notify: make(chan struct{})}
+func (e *entry) json() []byte {
+	e.once.Do(func() {
+		b, err := json.Marshal(e.msg)
+		if err != nil { // cannot happen: every field encodes
+			b = fmt.Appendf(nil, `{"seq":%d,"topic":%q}`, e.msg.Seq, e.msg.Topic)
+		}
+		e.enc = b
+	})
+	return e.enc
+}
+
+func (m *Message) footprint() int64 {
+	return int64(entryOverhead + len(m.Payload) + len(m.Topic) + len(m.From) + len(m.Host) + len(m.Kind) +
+		len(m.Dir) + len(m.Type) + len(m.MessageID) + len(m.ResponseTo))
+}
+
+// journal is the bounded, ordered record of every publish: a ring of
+// entries that drops the oldest when it holds more than limit messages or
+// more than maxBytes (payloads, encodings and overhead). Appends cost O(1);
+// sequence numbers are contiguous, so a message is found by its sequence
+// in O(1) too. Waiters block on a channel that is closed (and replaced) at
+// each append.
+type journal struct {
+	limit    int
+	maxBytes int64
+
+	mu      sync.Mutex
+	ring    []*entry // grows by doubling up to limit
+	head    int      // index of the oldest entry
+	n       int      // entries held
+	bytes   int64    // their footprint
+	next    int64    // seq of the next message
+	dropped int64    // messages dropped to keep the bound
+	notify  chan struct{}
+}
+
+func newJournal(limit int, maxBytes int64) *journal {
+	if limit <= 0 {
+		limit = DefaultJournalLimit
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultJournalMaxBytes
+	}
+	return &journal{next: 1, limit: limit, maxBytes: maxBytes, notify: make(chan struct{})}
 }
 
 // add stamps m with the next sequence number, stores it, lets observe see
 // it, and then wakes waiters: a waiter woken by m sees what observe did
 // with it. Lock order: the journal's lock, then observe's.
 func (j *journal) add(m Message, observe func(Message)) Message {
+	e := &entry{msg: m, held: true}
+	e.size = e.msg.footprint()
+	if e.size > j.maxBytes {
+		// Alone beyond the bound: keep the message, not its payload.
+		e.msg.Truncated = len(e.msg.Payload)
+		e.msg.Payload = nil
+		e.size = e.msg.footprint()
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	m.Seq = j.next
+	m.Seq, e.msg.Seq = j.next, j.next
 	if observe != nil {
-		observe(m)
+		observe(m) // with its payload, even one not kept
 	}
 	j.next++
-	j.msgs = append(j.msgs, m)
-	if j.limit > 0 && len(j.msgs) > j.limit {
-		drop := len(j.msgs) - j.limit
-		j.msgs = append(j.msgs[:0:0], j.msgs[drop:]...)
+	if j.n == len(j.ring) {
+		if len(j.ring) < j.limit {
+			j.grow()
+		} else {
+			j.drop()
+		}
 	}
+	j.ring[(j.head+j.n)%len(j.ring)] = e
+	j.n++
+	j.bytes += e.size
+	j.trim()
 	close(j.notify)
 	j.notify = make(chan struct{})
-	return m
+	return e.msg
+}
+
+// grow doubles the ring (up to limit), keeping the order.
+func (j *journal) grow() {
+	size := min(max(2*len(j.ring), 64), j.limit)
+	ring := make([]*entry, size)
+	for i := range j.n {
+		ring[i] = j.ring[(j.head+i)%len(j.ring)]
+	}
+	j.ring, j.head = ring, 0
+}
+
+// drop removes the oldest entry.
+func (j *journal) drop() {
+	e := j.ring[j.head]
+	j.ring[j.head] = nil
+	e.held = false
+	j.bytes -= e.size
+	j.head = (j.head + 1) % len(j.ring)
+	j.n--
+	j.dropped++
+}
+
+// trim drops the oldest entries while the journal holds too many bytes,
+// keeping at least the newest.
+func (j *journal) trim() {
+	for j.bytes > j.maxBytes && j.n > 1 {
+		j.drop()
+	}
+}
+
+// oldest returns the seq of the oldest message held; next when none is.
+func (j *journal) oldest() int64 { return j.next - int64(j.n) }
+
+// at returns the entry of seq, nil when it is not held.
+func (j *journal) at(seq int64) *entry {
+	i := seq - j.oldest()
+	if i < 0 || i >= int64(j.n) {
+		return nil
+	}
+	return j.ring[(j.head+int(i))%len(j.ring)]
+}
+
+// encoded returns e's encoding, counting it against the bound the first
+// time while e is held.
+func (j *journal) encoded(e *entry) []byte {
+	b := e.json()
+	if e.counted.Load() {
+		return b // the common case, without the lock: every reader after the first
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if e.held && !e.counted.Load() {
+		e.counted.Store(true)
+		e.size += int64(len(b))
+		j.bytes += int64(len(b))
+		j.trim()
+	}
+	return b
+}
+
+// window is a read of the journal: the entries after a sequence number.
+type window struct {
+	entries []*entry
+	oldest  int64 // the oldest seq held
+	last    int64 // the latest seq recorded, 0 if none
+	missed  int64 // messages after the requested seq that were dropped before this read
+	changed <-chan struct{}
+}
+
+// read returns at most limit entries (all when limit <= 0) whose Seq is
+// greater than seq, and a channel closed at the next append.
+func (j *journal) read(seq int64, limit int) window {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	w := window{oldest: j.oldest(), last: j.next - 1, changed: j.notify}
+	from := seq + 1
+	if from < w.oldest {
+		w.missed = w.oldest - from
+		from = w.oldest
+	}
+	count := j.next - from
+	if count < 0 {
+		count = 0
+	}
+	if limit > 0 && count > int64(limit) {
+		count = int64(limit)
+	}
+	w.entries = make([]*entry, count)
+	for i := range w.entries {
+		w.entries[i] = j.at(from + int64(i))
+	}
+	return w
+}
+
+// lookup returns the entries of seqs still held, in the order given.
+func (j *journal) lookup(seqs []int64) []*entry {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]*entry, 0, len(seqs))
+	for _, seq := range seqs {
+		if e := j.at(seq); e != nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // since returns the messages whose Seq is greater than seq, and a channel
 // closed at the next append.
 func (j *journal) since(seq int64) ([]Message, <-chan struct{}) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	i := len(j.msgs)
-	for i > 0 && j.msgs[i-1].Seq > seq {
-		i--
+	w := j.read(seq, 0)
+	return messagesOf(w.entries), w.changed
+}
+
+func messagesOf(es []*entry) []Message {
+	out := make([]Message, len(es))
+	for i, e := range es {
+		out[i] = e.msg
 	}
-	return append([]Message(nil), j.msgs[i:]...), j.notify
+	return out
 }
 
 // last returns the Seq of the latest message, 0 if none.
@@ -201,21 +392,46 @@ func (j *journal) last() int64 {
 	return j.next - 1
 }
 
+// JournalStats is what the journal holds.
+type JournalStats struct {
+	Messages int   `json:"messages"`
+	Bytes    int64 `json:"bytes"` // payloads, encodings and per-message overhead
+	Oldest   int64 `json:"oldest_seq"`
+	Last     int64 `json:"last_seq"`
+	Dropped  int64 `json:"dropped"` // messages dropped to keep the bounds
+	Limit    int   `json:"limit"`
+	MaxBytes int64 `json:"max_bytes"`
+}
+
+func (j *journal) stats() JournalStats {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return JournalStats{Messages: j.n, Bytes: j.bytes, Oldest: j.oldest(), Last: j.next - 1,
+		Dropped: j.dropped, Limit: j.limit, MaxBytes: j.maxBytes}
+}
+
+// awaitBatch is how many entries await takes from the journal at a time.
+const awaitBatch = 1000
+
 // await calls visit on every message after seq, in order, as they arrive,
-// until visit returns true or ctx ends.
+// until visit returns true or ctx ends. Messages dropped before visit could
+// see them are skipped.
 func (j *journal) await(ctx context.Context, seq int64, visit func(Message) bool) error {
 	for {
-		msgs, changed := j.since(seq)
-		for _, m := range msgs {
-			if visit(m) {
+		w := j.read(seq, awaitBatch)
+		for _, e := range w.entries {
+			if visit(e.msg) {
 				return nil
 			}
-			seq = m.Seq
+			seq = e.msg.Seq
+		}
+		if len(w.entries) == awaitBatch {
+			continue
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-changed:
+		case <-w.changed:
 		}
 	}
 }

@@ -32,7 +32,7 @@ type Host struct {
 
 	Nacks []Nack `json:"nacks,omitempty"` // negative acknowledgements the host sent, oldest first
 
-	history []Message
+	history []int64 // seqs of the messages to and from the host, in the journal; the latest limit of them are its history
 }
 
 // Online reports whether the latest connection-status says online.
@@ -96,9 +96,9 @@ func (r *registry) observe(m Message) {
 		h = &Host{ID: m.Host, FirstSeen: m.Time}
 		r.hosts[m.Host] = h
 	}
-	h.history = append(h.history, m)
-	if len(h.history) > r.limit {
-		h.history = append(h.history[:0:0], h.history[len(h.history)-r.limit:]...)
+	h.history = append(h.history, m.Seq)
+	if len(h.history) >= 2*r.limit { // amortised O(1)
+		h.history = append(h.history[:0], h.history[len(h.history)-r.limit:]...)
 	}
 	if m.Dir != yggdrasil.DirOut {
 		return
@@ -223,15 +223,18 @@ func (r *registry) list() []Host {
 	return out
 }
 
-// history returns the messages to and from host id, oldest first.
-func (r *registry) history(id string) ([]Message, bool) {
+// history returns the sequence numbers of the latest messages (at most the
+// limit) to and from host id, oldest first. The messages themselves are in
+// the journal, as long as it holds them: the history shares its storage
+// and its bounds.
+func (r *registry) history(id string) ([]int64, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h, ok := r.hosts[id]
 	if !ok {
 		return nil, false
 	}
-	return append([]Message(nil), h.history...), true
+	return append([]int64(nil), h.history[max(0, len(h.history)-r.limit):]...), true
 }
 
 func (h *Host) copy() Host {

@@ -30,7 +30,7 @@ var ErrNoProxy = errors.New("no proxy in front of the broker (start the sim with
 // read once by Start; the zero value listens on loopback ports chosen by
 // the kernel, with an in-memory CA.
 type Server struct {
-	MQTTAddr string // plain MQTT listener; "" means 127.0.0.1:0
+	MQTTAddr string // plain MQTT listener (no authentication); "" means 127.0.0.1:0, Off disables it
 	TLSAddr  string // MQTT over TLS with client certificates; "" means 127.0.0.1:0, Off disables it
 	APIAddr  string // HTTP API; "" means 127.0.0.1:0, Off serves no listener (Handler still works)
 
@@ -51,8 +51,9 @@ type Server struct {
 	Account,
 	OrgID string // identity given to hosts in the cloud-connector API; "" means "0000001" and "000001"
 
-	HistoryLimit int // messages kept per host; 0 means 200
-	JournalLimit int // messages kept in all; 0 means 100000
+	HistoryLimit    int   // messages kept per host (while the journal holds them); 0 means 200
+	JournalLimit    int   // messages kept in all; 0 means DefaultJournalLimit (100,000)
+	JournalMaxBytes int64 // bytes kept in all (payloads, encodings, overhead); 0 means DefaultJournalMaxBytes (64 MiB)
 
 	Logger *slog.Logger // nil means slog.Default()
 
@@ -113,10 +114,8 @@ func (s *Server) Start() (err error) {
 	if s.HistoryLimit <= 0 {
 		s.HistoryLimit = 200
 	}
-	if s.JournalLimit <= 0 {
-		s.JournalLimit = 100000
-	}
-	s.journal = newJournal(s.JournalLimit)
+	s.journal = newJournal(s.JournalLimit, s.JournalMaxBytes)
+	s.JournalLimit, s.JournalMaxBytes = s.journal.limit, s.journal.maxBytes
 	s.registry = newRegistry(s.Prefix, s.HistoryLimit, s.log)
 
 	s.ca = s.CA
@@ -142,17 +141,22 @@ func (s *Server) Start() (err error) {
 			}
 		}
 	} else {
+		if s.MQTTAddr == Off && s.TLSAddr == Off {
+			return errors.New("start sim: both MQTT listeners are off")
+		}
 		b := &broker{
-			tcpAddr: orDefault(s.MQTTAddr, "127.0.0.1:0"),
-			store:   newSessionStore(),
-			log:     s.log,
-			record:  s.recordEmbedded,
+			store:  newSessionStore(),
+			log:    s.log,
+			record: s.recordEmbedded,
 			acl: &acl{prefix: s.Prefix, open: s.OpenACL, tlsListener: listenerTLS,
-				log: s.log, refused: s.addRefusal},
+				tlsHosts: newTLSHosts(s.ca.dir), log: s.log, refused: s.addRefusal},
 			unguarded: s.unguarded,
 			ungated:   s.ungated,
 			testHooks: s.testHooks,
 			onPark:    s.onPark,
+		}
+		if s.MQTTAddr != Off {
+			b.tcpAddr = orDefault(s.MQTTAddr, "127.0.0.1:0")
 		}
 		if s.TLSAddr != Off {
 			b.tlsAddr = orDefault(s.TLSAddr, "127.0.0.1:0")
@@ -167,9 +171,11 @@ func (s *Server) Start() (err error) {
 		s.broker = b
 		s.mu.Unlock()
 		if s.Proxy {
-			s.tcpProxy = &Proxy{Target: b.tcpAddr, Logger: s.log.With("proxy", "mqtt")}
-			if err := s.tcpProxy.Start(); err != nil {
-				return fmt.Errorf("start sim: %w", err)
+			if b.tcpAddr != "" {
+				s.tcpProxy = &Proxy{Target: b.tcpAddr, Logger: s.log.With("proxy", "mqtt")}
+				if err := s.tcpProxy.Start(); err != nil {
+					return fmt.Errorf("start sim: %w", err)
+				}
 			}
 			if b.tlsAddr != "" {
 				s.tlsProxy = &Proxy{Target: b.tlsAddr, Logger: s.log.With("proxy", "mqtts")}
@@ -256,14 +262,15 @@ func (s *Server) Close() error {
 }
 
 // BrokerURL returns tcp://host:port of the plain MQTT listener (of its
-// proxy with Proxy; of the external broker, or its proxy, with one).
+// proxy with Proxy; of the external broker, or its proxy, with one); ""
+// when it is off.
 func (s *Server) BrokerURL() string {
 	switch {
 	case s.tcpProxy != nil:
 		return "tcp://" + s.tcpProxy.Addr()
 	case s.ext != nil:
 		return s.ExternalBroker
-	case s.broker != nil:
+	case s.broker != nil && s.broker.tcpAddr != "":
 		return "tcp://" + s.broker.tcpAddr
 	}
 	return ""
@@ -396,11 +403,15 @@ func (s *Server) SendCommand(ctx context.Context, host, command string, args map
 	return c.MessageID, nil
 }
 
-// Messages returns the recorded messages whose Seq is greater than since.
+// Messages returns the recorded messages whose Seq is greater than since
+// that the journal still holds.
 func (s *Server) Messages(since int64) []Message {
 	msgs, _ := s.journal.since(since)
 	return msgs
 }
+
+// Journal returns what the journal holds and has dropped.
+func (s *Server) Journal() JournalStats { return s.journal.stats() }
 
 // LastSeq returns the Seq of the latest recorded message (0 if none), a
 // cursor for Messages and Await.
@@ -556,5 +567,12 @@ func (s *Server) NetworkState() (NetState, error) {
 }
 
 // HostMessages returns the latest messages to and from host id (at most
-// HistoryLimit), oldest first, and whether the sim has seen the host.
-func (s *Server) HostMessages(id string) ([]Message, bool) { return s.registry.history(id) }
+// HistoryLimit, and only those the journal still holds), oldest first, and
+// whether the sim has seen the host.
+func (s *Server) HostMessages(id string) ([]Message, bool) {
+	seqs, ok := s.registry.history(id)
+	if !ok {
+		return nil, false
+	}
+	return messagesOf(s.journal.lookup(seqs)), true
+}

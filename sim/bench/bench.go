@@ -65,7 +65,7 @@ type Config struct {
 	Detached *DetachedConfig
 
 	// Progress, when set, is called about once a second with the number
-	// of answers so far.
+	// of answers so far, and once more when every message is answered.
 	Progress func(answered, total int)
 }
 
@@ -604,6 +604,7 @@ func (r *run) progress(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.done:
+			r.cfg.Progress(r.total, r.total)
 			return
 		case <-t.C:
 			r.mu.Lock()

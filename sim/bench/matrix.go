@@ -42,6 +42,8 @@ type Case struct {
 	Workers  int // 0: one echo-worker; n: n bench-workers, handlers echo1..echoN round-robin
 	Detached bool
 	Systems  []System // default a, b, yggd
+
+	Progress func(answered, total int) // see Config.Progress
 }
 
 // DefaultCases is the matrix of "make bench", sized to finish in about ten
@@ -273,7 +275,7 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	go func() { exited <- cmd.Wait() }()
 
 	cfg := Config{Broker: broker, Host: host, Directives: directives, Window: c.Window, Size: c.Size,
-		Count: c.Count, Warmup: c.Warmup, Pid: cmd.Process.Pid, LogFile: logFile}
+		Count: c.Count, Warmup: c.Warmup, Pid: cmd.Process.Pid, LogFile: logFile, Progress: c.Progress}
 	if c.Detached {
 		cfg.Detached = &DetachedConfig{}
 		cfg.PingEvery = -1

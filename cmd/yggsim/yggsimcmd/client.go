@@ -416,34 +416,62 @@ func awaitAnswers(ctx context.Context, api, host, id string, since int64, count 
 // (GET /api/sim/events), until visit returns false, the stream ends or
 // ctx ends.
 func streamEvents(ctx context.Context, api string, since int64, visit func(sim.Message) bool) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s/events?since=%d", strings.TrimRight(api, "/"), sim.SimPath, since), nil)
+	for {
+		more, err := streamPage(ctx, api, &since, visit)
+		if err != nil || !more {
+			return err
+		}
+	}
+}
+
+// streamPage reads one stream of /events from since on, advancing since
+// past each message, until visit returns false (more false) or the sim
+// ends a page of history with "event: more" (more true: ask again from
+// since). Events that are not messages ("behind": messages dropped before
+// they could be read) are skipped.
+func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Message) bool) (more bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s/events?since=%d", strings.TrimRight(api, "/"), sim.SimPath, *since), nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("events: %s", resp.Status)
+		return false, fmt.Errorf("events: %s", resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64*1024), 4<<20)
+	event := ""
 	for sc.Scan() {
-		data, ok := strings.CutPrefix(sc.Text(), "data: ")
-		if !ok {
+		line := sc.Text()
+		if line == "" {
+			event = ""
+			continue
+		}
+		if e, ok := strings.CutPrefix(line, "event: "); ok {
+			event = e
+			if event == "more" {
+				return true, nil
+			}
+			continue
+		}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok || (event != "" && event != "message") {
 			continue
 		}
 		var m sim.Message
 		if err := json.Unmarshal([]byte(data), &m); err != nil {
-			return fmt.Errorf("decode event: %w", err)
+			return false, fmt.Errorf("decode event: %w", err)
 		}
+		*since = m.Seq
 		if !visit(m) {
-			return nil
+			return false, nil
 		}
 	}
-	return sc.Err()
+	return false, sc.Err()
 }
 
 const watchUsage = `
@@ -500,8 +528,8 @@ const historyUsage = `
 Usage: yggsim history [--api URL] [--json] HOST
 
 Print the messages the sim recorded to and from HOST, oldest first (GET
-/api/sim/hosts/HOST/messages; the sim keeps the latest ones, 200 by
-default): one line per message ("#seq topic qos=… from=… N bytes")
+/api/sim/hosts/HOST/messages, page by page; the sim keeps the latest
+200 by default, as long as its journal holds them): one line per message ("#seq topic qos=… from=… N bytes")
 followed by its payload, or one JSON object per line with --json. Fails if
 the sim has never seen HOST.
 `
@@ -517,14 +545,21 @@ func runHistory(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: history takes one HOST", ErrUsage)
 	}
-	var msgs []sim.Message
-	if err := (apiClient{*api, http.DefaultClient}).do(ctx, "GET", sim.SimPath+"/hosts/"+url.PathEscape(pos[0])+"/messages", nil, &msgs); err != nil {
-		return fmt.Errorf("history %s: %w", pos[0], err)
+	c := apiClient{*api, http.DefaultClient}
+	for since := int64(0); ; {
+		var page sim.MessagePage
+		path := fmt.Sprintf("%s/hosts/%s/messages?since=%d", sim.SimPath, url.PathEscape(pos[0]), since)
+		if err := c.do(ctx, "GET", path, nil, &page); err != nil {
+			return fmt.Errorf("history %s: %w", pos[0], err)
+		}
+		for _, m := range page.Messages {
+			printMessage(stdout, m, *asJSON)
+		}
+		if !page.More || page.Next <= since {
+			return nil
+		}
+		since = page.Next
 	}
-	for _, m := range msgs {
-		printMessage(stdout, m, *asJSON)
-	}
-	return nil
 }
 
 const certUsage = `

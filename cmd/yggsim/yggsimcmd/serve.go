@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/ygglab/yggdrasil/fakes/content"
 	"github.com/ygglab/yggdrasil/sim"
@@ -24,7 +25,8 @@ const (
 )
 
 // ServeConfig is what serve runs. Addresses may use port 0; sim.Off
-// disables the TLS listener, the API listener or the content server.
+// disables the plain or the TLS listener, the API listener or the content
+// server.
 type ServeConfig struct {
 	MQTTAddr, TLSAddr, APIAddr, ContentAddr string
 	ContentDir                              string // served by the content server
@@ -34,6 +36,8 @@ type ServeConfig struct {
 	PSK                                     string
 	Proxy                                   bool // fault proxies in front of the broker
 	OpenACL                                 bool
+	JournalLimit                            int   // messages the journal keeps; 0: sim.DefaultJournalLimit
+	JournalMaxBytes                         int64 // bytes the journal keeps; 0: sim.DefaultJournalMaxBytes
 	Logger                                  *slog.Logger
 }
 
@@ -58,7 +62,8 @@ type Stack struct {
 func StartServe(cfg ServeConfig) (*Stack, error) {
 	s := &sim.Server{MQTTAddr: cfg.MQTTAddr, TLSAddr: cfg.TLSAddr, APIAddr: cfg.APIAddr,
 		ExternalBroker: cfg.ExternalBroker, StateDir: cfg.StateDir, Prefix: cfg.Prefix, PSK: cfg.PSK,
-		Proxy: cfg.Proxy, OpenACL: cfg.OpenACL, Logger: cfg.Logger}
+		Proxy: cfg.Proxy, OpenACL: cfg.OpenACL, JournalLimit: cfg.JournalLimit, JournalMaxBytes: cfg.JournalMaxBytes,
+		Logger: cfg.Logger}
 	if err := s.Start(); err != nil {
 		return nil, err
 	}
@@ -107,12 +112,20 @@ and a detached-content server.
 The broker lets a client subscribe only to <prefix>/<its id>/+/in and
 publish only to <prefix>/<its id>/+/out; on the TLS listener the client id
 must be the CN of the client certificate, which must be signed by the sim's
-CA (see "yggsim cert"). With --state the CA is kept in that directory
+CA (see "yggsim cert"). The plain listener authenticates nobody: it is for
+hosts without certificates (yggd --client-id, yggdrasil 0.1.x, load tests)
+and refuses the client id of any host that authenticates with a
+certificate (seen on the TLS listener, or issued one by the CA in --state). With --state the CA is kept in that directory
 (ca.pem is the certificate to give clients as their CA); without it the CA
 lives in memory and is lost at exit.
 
+The sim keeps a journal of the traffic it sees (for /api/sim/messages,
+/api/sim/events and each host's history), bounded by
+--journal-max-messages and --journal-max-bytes: the oldest messages go
+first, and a reader that fell behind is told how many it missed.
+
 Any address may use port 0 to let the system choose; "off" disables the
-TLS listener, the API or the content server. The addresses are printed on
+plain or the TLS listener, the API or the content server. The addresses are printed on
 standard output, one "name url" per line, or as one JSON object with
 --json; --addr-file also writes that JSON object to a file, so that
 scripts can find the ports.
@@ -126,7 +139,7 @@ Examples:
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", serveUsage, stdout, stderr)
 	cfg := ServeConfig{}
-	fs.StringVar(&cfg.MQTTAddr, "mqtt", defaultMQTT, "plain MQTT `address`")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt", defaultMQTT, "plain MQTT `address` (no authentication), or off")
 	fs.StringVar(&cfg.TLSAddr, "mqtts", defaultMQTTS, "MQTT over TLS `address`, or off")
 	fs.StringVar(&cfg.APIAddr, "api", defaultAPIAddr, "HTTP API `address`, or off")
 	fs.StringVar(&cfg.ContentAddr, "content", defaultContent, "content server `address`, or off")
@@ -137,6 +150,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.PSK, "psk", "", "require this pre-shared `key` on the cloud-connector API")
 	fs.BoolVar(&cfg.Proxy, "proxy", false, "put fault-injection proxies in front of the broker (see /api/sim/network)")
 	fs.BoolVar(&cfg.OpenACL, "open-acl", false, "let any client use any topic")
+	fs.IntVar(&cfg.JournalLimit, "journal-max-messages", sim.DefaultJournalLimit, "messages the journal of traffic keeps (the oldest go first)")
+	fs.Int64Var(&cfg.JournalMaxBytes, "journal-max-bytes", sim.DefaultJournalMaxBytes, "`bytes` the journal of traffic keeps (payloads, their JSON and per-message overhead)")
 	asJSON := fs.Bool("json", false, "print the addresses as one JSON object")
 	addrFile := fs.String("addr-file", "", "also write the addresses as JSON to this `file`")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
@@ -155,6 +170,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.ExternalBroker != "" && fs.Lookup("mqtts").Value.String() == defaultMQTTS {
 		cfg.TLSAddr = sim.Off
 	}
+	setMemoryLimit(cfg)
 	st, err := StartServe(cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -182,4 +198,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// setMemoryLimit gives the process a soft memory limit of one and a half
+// times the journal's byte bound plus 64 MiB, unless GOMEMLIMIT sets one:
+// the journal is most of what the sim keeps, and without a limit the Go
+// heap grows to twice what is live before it collects (the sim reached
+// 197 MiB of RSS holding a full 64 MiB journal; see bench-sustained).
+func setMemoryLimit(cfg ServeConfig) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	journal := cfg.JournalMaxBytes
+	if journal <= 0 {
+		journal = sim.DefaultJournalMaxBytes
+	}
+	limit := journal*3/2 + 64<<20
+	debug.SetMemoryLimit(limit)
+	if cfg.Logger != nil {
+		cfg.Logger.Debug("soft memory limit", "bytes", limit)
+	}
 }
