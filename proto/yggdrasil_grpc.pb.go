@@ -181,7 +181,7 @@ type WorkerClient interface {
 	Send(ctx context.Context, in *Data, opts ...grpc.CallOption) (*Receipt, error)
 	// Cancel is optional: 0.1.x workers do not serve it, and gRPC answers
 	// Unimplemented for them. A worker answers NotFound when it holds no
-	// such message (never received, or already finished).
+	// such message (never received, finished, or already cancelled).
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*Receipt, error)
 }
 
@@ -222,7 +222,7 @@ type WorkerServer interface {
 	Send(context.Context, *Data) (*Receipt, error)
 	// Cancel is optional: 0.1.x workers do not serve it, and gRPC answers
 	// Unimplemented for them. A worker answers NotFound when it holds no
-	// such message (never received, or already finished).
+	// such message (never received, finished, or already cancelled).
 	Cancel(context.Context, *CancelRequest) (*Receipt, error)
 	mustEmbedUnimplementedWorkerServer()
 }

@@ -15,7 +15,7 @@ package yggdrasil
 // yggd answers the command on data/out, response_to the command's id, with
 // the negative acknowledgement that says why: cancel-unsupported (a 0.1.x
 // worker: no Cancel), cancel-unknown-message (neither waiting nor held by
-// the worker: never received, or already finished), unknown-directive,
+// the worker: never received, finished, or already cancelled), unknown-directive,
 // malformed (an argument missing).
 
 import (
@@ -45,7 +45,7 @@ var (
 	// ErrCancelUnsupported: the worker has no Cancel (a 0.1.x worker).
 	ErrCancelUnsupported = errors.New("the worker does not support cancel")
 	// ErrCancelUnknown: the worker holds no such message.
-	ErrCancelUnknown = errors.New("the worker holds no such message (never received, or already finished)")
+	ErrCancelUnknown = errors.New("the worker holds no such message (never received, finished, or already cancelled)")
 )
 
 // cancelTimeout bounds the worker's Cancel call.

@@ -172,8 +172,8 @@ const (
 	// command's id): the worker does not support cancel (0.1.x workers).
 	CodeCancelUnsupported ErrorCode = "cancel-unsupported"
 	// CodeCancelUnknown answers a cancel command: the message is neither
-	// waiting in yggd nor held by its worker (never received, or already
-	// finished).
+	// waiting in yggd nor held by its worker (never received, finished, or
+	// already cancelled).
 	CodeCancelUnknown ErrorCode = "cancel-unknown-message"
 	// CodeInvalidAnswer: the worker took the message but its answer was
 	// refused (content not JSON, over max-message-size, no message_id or

@@ -49,6 +49,11 @@ func TestCancel(t *testing.T) {
 			if err := d.Cancel(ctx, "slow"); err != nil {
 				t.Fatalf("Cancel: %v", err)
 			}
+			// A message is cancelled once: a second cancel, even while
+			// Receive is still answering, finds it gone.
+			if err := d.Cancel(ctx, "slow"); status.Code(errors.Unwrap(err)) != codes.NotFound {
+				t.Errorf("second Cancel = %v, want NotFound", err)
+			}
 			if cause := <-causes; !errors.Is(cause, worker.ErrCancelled) {
 				t.Errorf("cause of the Receive context = %v, want ErrCancelled", cause)
 			}

@@ -44,9 +44,9 @@
 // acknowledgement "cancelled" instead of "worker-failed"; if it returns
 // nil, nothing more is sent, so a Receive that has a better answer (what
 // it did before it stopped) may Reply it first. A cancel for a message the
-// worker does not hold (never received, or finished) is answered NotFound,
-// which yggd reports to the cloud as cancel-unknown-message. 0.1.x yggd
-// never calls Cancel.
+// worker does not hold (never received, finished, or already cancelled) is
+// answered NotFound, which yggd reports to the cloud as
+// cancel-unknown-message. 0.1.x yggd never calls Cancel.
 //
 // # Logging
 //
@@ -306,10 +306,13 @@ func (s server) Cancel(_ context.Context, r *pb.CancelRequest) (*pb.Receipt, err
 }
 
 // cancel cancels the Receive context of message id and reports whether a
-// Receive call for it was in flight.
+// Receive call for it was in flight and not yet cancelled: a message is
+// cancelled once, and a second cancel finds it gone, as it will be once
+// Receive has answered.
 func (w *Worker) cancel(id string) bool {
 	w.mu.Lock()
 	f := w.running[id]
+	delete(w.running, id)
 	w.mu.Unlock()
 	if f == nil {
 		return false
