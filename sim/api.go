@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -306,27 +307,21 @@ func paginate(r *http.Request, n int) (from, to int, links map[string]string, er
 	return from, to, links, nil
 }
 
-func (s *Server) onlineHosts() []Host {
-	var out []Host
-	for _, h := range s.Hosts() {
-		if h.Online() {
-			out = append(out, h)
-		}
-	}
-	return out
-}
+// onlineIDs returns the ids of every online host, sorted.
+func (s *Server) onlineIDs() []string { return s.registry.onlineIDs(0, math.MaxInt) }
 
 func (s *Server) v2Connections(r *http.Request) (int, any, error) {
-	hosts := s.onlineHosts()
-	from, to, links, err := paginate(r, len(hosts))
+	n := s.registry.onlineCount()
+	from, to, links, err := paginate(r, n)
 	if err != nil {
 		return 0, nil, err
 	}
-	data := make([]Connection, 0, to-from)
-	for _, h := range hosts[from:to] {
+	hosts := s.registry.onlinePage(from, to)
+	data := make([]Connection, 0, len(hosts))
+	for _, h := range hosts {
 		data = append(data, s.connection(h))
 	}
-	return http.StatusOK, page{Meta: pageMeta{Count: len(hosts)}, Links: links, Data: data}, nil
+	return http.StatusOK, page{Meta: pageMeta{Count: n}, Links: links, Data: data}, nil
 }
 
 func (s *Server) v1Message(r *http.Request) (int, any, error) {
@@ -439,12 +434,8 @@ type accountConnections struct {
 
 func (s *Server) v1Connections(r *http.Request) (int, any, error) {
 	var all []accountConnections
-	if hosts := s.onlineHosts(); len(hosts) > 0 {
-		ac := accountConnections{Account: s.Account}
-		for _, h := range hosts {
-			ac.Connections = append(ac.Connections, h.ID)
-		}
-		all = append(all, ac)
+	if ids := s.onlineIDs(); len(ids) > 0 {
+		all = append(all, accountConnections{Account: s.Account, Connections: ids})
 	}
 	from, to, links, err := paginate(r, len(all))
 	if err != nil {
@@ -454,17 +445,19 @@ func (s *Server) v1Connections(r *http.Request) (int, any, error) {
 }
 
 func (s *Server) v1AccountConnections(r *http.Request) (int, any, error) {
-	ids := []string{}
+	n := 0
 	if r.PathValue("account") == s.Account {
-		for _, h := range s.onlineHosts() {
-			ids = append(ids, h.ID)
-		}
+		n = s.registry.onlineCount()
 	}
-	from, to, links, err := paginate(r, len(ids))
+	from, to, links, err := paginate(r, n)
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, page{Meta: pageMeta{Count: len(ids)}, Links: links, Data: ids[from:to]}, nil
+	ids := []string{}
+	if n > 0 {
+		ids = s.registry.onlineIDs(from, to)
+	}
+	return http.StatusOK, page{Meta: pageMeta{Count: n}, Links: links, Data: ids}, nil
 }
 
 // Info describes a running sim.

@@ -53,6 +53,10 @@ type Server struct {
 
 	HistoryLimit int // messages kept per host; 0 means 200
 	JournalLimit int // messages kept in all; 0 means 100000
+	// ForgetAfter is how long a host that is not online is kept after the
+	// latest message it sent; 0 means DefaultForgetAfter, a negative
+	// value keeps every host.
+	ForgetAfter time.Duration
 
 	Logger *slog.Logger // nil means slog.Default()
 
@@ -118,6 +122,9 @@ func (s *Server) Start() (err error) {
 	}
 	s.journal = newJournal(s.JournalLimit)
 	s.registry = newRegistry(s.Prefix, s.HistoryLimit, s.log)
+	if s.ForgetAfter != 0 {
+		s.registry.forgetAfter = s.ForgetAfter
+	}
 
 	s.ca = s.CA
 	if s.ca == nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ygglab/yggdrasil/fakes/content"
 	"github.com/ygglab/yggdrasil/sim"
@@ -34,6 +35,7 @@ type ServeConfig struct {
 	PSK                                     string
 	Proxy                                   bool // fault proxies in front of the broker
 	OpenACL                                 bool
+	ForgetAfter                             time.Duration // hosts not online are dropped this long after their last message; < 0 never
 	Logger                                  *slog.Logger
 }
 
@@ -58,7 +60,7 @@ type Stack struct {
 func StartServe(cfg ServeConfig) (*Stack, error) {
 	s := &sim.Server{MQTTAddr: cfg.MQTTAddr, TLSAddr: cfg.TLSAddr, APIAddr: cfg.APIAddr,
 		ExternalBroker: cfg.ExternalBroker, StateDir: cfg.StateDir, Prefix: cfg.Prefix, PSK: cfg.PSK,
-		Proxy: cfg.Proxy, OpenACL: cfg.OpenACL, Logger: cfg.Logger}
+		Proxy: cfg.Proxy, OpenACL: cfg.OpenACL, ForgetAfter: cfg.ForgetAfter, Logger: cfg.Logger}
 	if err := s.Start(); err != nil {
 		return nil, err
 	}
@@ -137,6 +139,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.PSK, "psk", "", "require this pre-shared `key` on the cloud-connector API")
 	fs.BoolVar(&cfg.Proxy, "proxy", false, "put fault-injection proxies in front of the broker (see /api/sim/network)")
 	fs.BoolVar(&cfg.OpenACL, "open-acl", false, "let any client use any topic")
+	fs.DurationVar(&cfg.ForgetAfter, "forget-after", sim.DefaultForgetAfter, "drop hosts that have not been online for this `duration` since their last message (negative: never)")
 	asJSON := fs.Bool("json", false, "print the addresses as one JSON object")
 	addrFile := fs.String("addr-file", "", "also write the addresses as JSON to this `file`")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
