@@ -1,0 +1,169 @@
+package fleet_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ygglab/yggdrasil/sim"
+	"github.com/ygglab/yggdrasil/sim/fleet"
+	"github.com/ygglab/yggdrasil/yggdrasil"
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// AwaitHosts polls the sim until cond holds for every host of f, and
+// returns an error naming a host for which it does not when ctx ends.
+func AwaitHosts(ctx context.Context, s *sim.Server, f *fleet.Fleet, n int, cond func(sim.Host, bool) bool) error {
+	_, err := s.Await(ctx, 0, func(sim.Message) bool {
+		for i := range n {
+			if h, ok := s.Host(f.ClientID(i)); !cond(h, ok) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		for i := range n {
+			if h, ok := s.Host(f.ClientID(i)); !cond(h, ok) {
+				return fmt.Errorf("host %s is %q (known %v): %w", f.ClientID(i), h.State, ok, err)
+			}
+		}
+	}
+	return err
+}
+
+func TestFleet(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		stateDir bool
+	}{
+		{"journal_in_memory", false},
+		{"journal_on_disk", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &sim.Server{TLSAddr: sim.Off, APIAddr: sim.Off, Logger: testLogger(t)}
+			if err := s.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			const n = 5
+			cfg := fleet.Config{Hosts: n, Broker: s.BrokerURL(), ClientPrefix: "h", ConnectRate: -1, Log: testLogger(t)}
+			if tt.stateDir {
+				cfg.StateDir = t.TempDir()
+			}
+			f, err := fleet.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			fctx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- f.Run(fctx) }()
+			var stopped bool
+			stopFleet := func() error {
+				if stopped {
+					return nil
+				}
+				stopped = true
+				stop()
+				return <-done
+			}
+			defer stopFleet()
+
+			if err := AwaitHosts(ctx, s, f, n, func(h sim.Host, ok bool) bool { return ok && h.Online() }); err != nil {
+				t.Fatalf("hosts online: %v", err)
+			}
+			h, _ := s.Host("h3")
+			if got := string(h.Dispatchers); got != `{"echo":{"worker":"fleet-echo"}}` {
+				t.Errorf("dispatchers = %s, want the echo worker", got)
+			}
+			if st := f.Stats(); st.Connected != n || st.Started != n {
+				t.Errorf("stats = %+v, want %d started and connected", st, n)
+			}
+
+			t.Run("ping", func(t *testing.T) {
+				if _, _, err := s.Ping(ctx, "h2"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			t.Run("echo", func(t *testing.T) {
+				id, err := s.SendData(ctx, "h4", "echo", map[string]string{"k": "v"}, json.RawMessage(`{"hello":[1,2]}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := s.AwaitAnswer(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var d yggdrasil.Data
+				if err := json.Unmarshal(m.Payload, &d); err != nil {
+					t.Fatal(err)
+				}
+				if m.Host != "h4" || string(d.Content) != `{"hello":[1,2]}` || d.Metadata["k"] != "v" || d.Directive != "echo" {
+					t.Errorf("answer = %s from %s, want the content and metadata back from h4", m.Payload, m.Host)
+				}
+			})
+			t.Run("unknown_directive_refused", func(t *testing.T) {
+				id, err := s.SendData(ctx, "h1", "nope", nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := s.AwaitAnswer(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var d yggdrasil.Data
+				json.Unmarshal(m.Payload, &d)
+				if d.Metadata[yggdrasil.MetadataError] == "" {
+					t.Errorf("answer = %s, want a negative acknowledgement", m.Payload)
+				}
+			})
+
+			// Stopping publishes each host's offline status.
+			if err := stopFleet(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if err := AwaitHosts(ctx, s, f, n, func(h sim.Host, ok bool) bool { return ok && h.State == yggdrasil.StateOffline }); err != nil {
+				t.Fatalf("hosts offline: %v", err)
+			}
+			if st := f.Stats(); st.Connected != 0 {
+				t.Errorf("connected after stop = %d, want 0", st.Connected)
+			}
+		})
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  fleet.Config
+	}{
+		{"no_hosts", fleet.Config{Broker: "tcp://127.0.0.1:1"}},
+		{"no_broker", fleet.Config{Hosts: 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := fleet.New(tt.cfg); err == nil {
+				t.Errorf("New(%+v) = nil error, want one", tt.cfg)
+			}
+		})
+	}
+}
+
+func TestClientIDsSortInOrder(t *testing.T) {
+	f, err := fleet.New(fleet.Config{Hosts: 101, Broker: "tcp://127.0.0.1:1", ClientPrefix: "x-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range map[int]string{0: "x-000", 7: "x-007", 100: "x-100"} {
+		if got := f.ClientID(i); got != want {
+			t.Errorf("ClientID(%d) = %q, want %q", i, got, want)
+		}
+	}
+}
