@@ -66,6 +66,9 @@ type Stats struct {
 	Hosts     int   // configured
 	Started   int64 // hosts started so far
 	Connected int64 // hosts connected to the broker now
+	// Online counts the hosts whose latest connection status that the
+	// broker acknowledged says online.
+	Online int64
 }
 
 // Fleet is a set of simulated hosts.
@@ -74,7 +77,7 @@ type Fleet struct {
 	log   *slog.Logger
 	hosts []*host
 
-	started, connected atomic.Int64
+	started, connected, online atomic.Int64
 }
 
 // New checks cfg and builds the hosts; Run starts them.
@@ -115,7 +118,7 @@ func (f *Fleet) ClientID(i int) string { return f.hosts[i].id }
 
 // Stats returns what the fleet does now.
 func (f *Fleet) Stats() Stats {
-	return Stats{Hosts: len(f.hosts), Started: f.started.Load(), Connected: f.connected.Load()}
+	return Stats{Hosts: len(f.hosts), Started: f.started.Load(), Connected: f.connected.Load(), Online: f.online.Load()}
 }
 
 // Run starts the hosts at the configured rate and runs them until ctx
@@ -159,6 +162,7 @@ type host struct {
 	transport *mqtt.Transport
 	router    *yggdrasil.Router
 	connected atomic.Bool
+	online    atomic.Bool
 }
 
 // open builds the host's pieces.
@@ -188,7 +192,8 @@ func (h *host) open() error {
 		Journal:     j,
 		Facts:       func() yggdrasil.CanonicalFacts { return facts },
 		Log:         log,
-	}, h.transport)
+	}, &statusTransport{Transport: h.transport, status: h.onStatus,
+		topic: yggdrasil.Topic(cfg.TopicPrefix, h.id, yggdrasil.KindControl, yggdrasil.DirOut)})
 	for _, d := range cfg.Directives {
 		w := &yggdrasil.Worker{Handler: d, Features: map[string]string{"worker": "fleet-echo"}, Conn: echoConn{h.router}}
 		if err := h.router.Registry().Add(w); err != nil {
@@ -200,7 +205,7 @@ func (h *host) open() error {
 }
 
 // onState counts the host in the fleet's connected hosts while it is
-// connected.
+// connected, and no longer online once it is not.
 func (h *host) onState(s mqtt.State) {
 	up := s.Broker != ""
 	if h.connected.Swap(up) != up {
@@ -208,6 +213,21 @@ func (h *host) onState(s mqtt.State) {
 			h.fleet.connected.Add(1)
 		} else {
 			h.fleet.connected.Add(-1)
+		}
+	}
+	if !up {
+		h.onStatus(false) // online again once the next connection's status is acknowledged
+	}
+}
+
+// onStatus counts the host in the fleet's online hosts while its latest
+// acknowledged status says online.
+func (h *host) onStatus(up bool) {
+	if h.online.Swap(up) != up {
+		if up {
+			h.fleet.online.Add(1)
+		} else {
+			h.fleet.online.Add(-1)
 		}
 	}
 }
@@ -232,6 +252,7 @@ func (h *host) run(ctx context.Context) {
 	tcancel()
 	transport.Wait()
 	h.onState(mqtt.State{})
+	h.onStatus(false)
 }
 
 // machineID makes a stable machine id (a UUID's shape) from a client id.

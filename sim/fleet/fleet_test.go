@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,8 +15,34 @@ import (
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
+// testLogger writes warnings to the test's output until the test ends:
+// mochi's connection goroutines, which its Close does not wait for, may
+// log after that.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w := &untilDone{w: t.Output()}
+	t.Cleanup(w.done)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type untilDone struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (u *untilDone) Write(p []byte) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return len(p), nil
+	}
+	return u.w.Write(p)
+}
+
+func (u *untilDone) done() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
 }
 
 // AwaitHosts polls the sim until cond holds for every host of f, and
@@ -36,6 +64,24 @@ func AwaitHosts(ctx context.Context, s *sim.Server, f *fleet.Fleet, n int, cond 
 		}
 	}
 	return err
+}
+
+// awaitStats polls the fleet's stats until cond holds, and returns an
+// error with the last stats when ctx ends first.
+func awaitStats(ctx context.Context, f *fleet.Fleet, cond func(fleet.Stats) bool) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		st := f.Stats()
+		if cond(st) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fleet stats %+v: %w", st, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 func TestFleet(t *testing.T) {
@@ -87,6 +133,9 @@ func TestFleet(t *testing.T) {
 			if st := f.Stats(); st.Connected != n || st.Started != n {
 				t.Errorf("stats = %+v, want %d started and connected", st, n)
 			}
+			if err := awaitStats(ctx, f, func(st fleet.Stats) bool { return st.Online == n }); err != nil {
+				t.Error(err)
+			}
 
 			t.Run("ping", func(t *testing.T) {
 				if _, _, err := s.Ping(ctx, "h2"); err != nil {
@@ -133,8 +182,8 @@ func TestFleet(t *testing.T) {
 			if err := AwaitHosts(ctx, s, f, n, func(h sim.Host, ok bool) bool { return ok && h.State == yggdrasil.StateOffline }); err != nil {
 				t.Fatalf("hosts offline: %v", err)
 			}
-			if st := f.Stats(); st.Connected != 0 {
-				t.Errorf("connected after stop = %d, want 0", st.Connected)
+			if st := f.Stats(); st.Connected != 0 || st.Online != 0 {
+				t.Errorf("stats after stop = %+v, want none connected or online", st)
 			}
 		})
 	}

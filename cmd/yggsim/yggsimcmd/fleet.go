@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -23,9 +24,12 @@ answers each data message with its content and metadata. Hosts start
 connecting at --connect-rate a second. The journals are in memory unless
 --state-dir is given.
 
-Progress, the number of hosts connected, is printed every --progress and
-when every host is connected. On interrupt each host stops as yggd does
-(an offline status, then a clean disconnect) and the command exits 0.
+Progress is printed every --progress: the hosts connected, and the hosts
+online (whose online status the broker has acknowledged, so the cloud side
+has it). Once every host is online a line says how long it took, and
+--ready-file, if given, is written (a line "online N"), so that scripts
+can wait for it. On interrupt each host stops as yggd does (an offline
+status, then a clean disconnect) and the command exits 0.
 
 Examples:
   yggsim fleet --hosts 100
@@ -44,7 +48,8 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	directives := fs.String("directive", fleet.DefaultDirective, "comma-separated `handlers` of the echo worker")
 	fs.StringVar(&cfg.StateDir, "state-dir", "", "keep each host's journal on disk in this `directory` (without fsync); in memory if empty")
 	fs.DurationVar(&cfg.KeepAlive, "keepalive", 0, "MQTT keep-alive `interval` (default yggd's)")
-	every := fs.Duration("progress", 2*time.Second, "print progress at this `interval` (0: only when all are connected)")
+	every := fs.Duration("progress", 2*time.Second, "print progress at this `interval` (0: only when all are online)")
+	readyFile := fs.String("ready-file", "", "write this `file` once every host is online")
 	level := fs.String("log-level", "warn", "log `level`: debug, info, warn or error")
 	pos, err := parse(fs, args, stdout)
 	if err != nil {
@@ -64,8 +69,10 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	fmt.Fprintf(stdout, "fleet: %d hosts %s..%s on %s\n", cfg.Hosts, f.ClientID(0), f.ClientID(cfg.Hosts-1), cfg.Broker)
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
 	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
+	go func() { done <- f.Run(runCtx) }()
 	start := time.Now()
 	var tick <-chan time.Time
 	if *every > 0 {
@@ -73,7 +80,7 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer t.Stop()
 		tick = t.C
 	}
-	// Checked often enough to time "all connected" well, printed at --progress.
+	// Checked often enough to time "all online" well, printed at --progress.
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
 	all := false
@@ -86,14 +93,32 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fleetStopped(stdout, f, <-done)
 		case <-tick:
 			st := f.Stats()
-			fmt.Fprintf(stdout, "fleet: %d/%d connected (%d started) at %s\n", st.Connected, st.Hosts, st.Started, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(stdout, "fleet: %d/%d online, %d connected, %d started at %s\n",
+				st.Online, st.Hosts, st.Connected, st.Started, time.Since(start).Round(time.Millisecond))
 		case <-poll.C:
-			if st := f.Stats(); !all && st.Connected == int64(st.Hosts) {
+			if st := f.Stats(); !all && st.Online == int64(st.Hosts) {
 				all = true
-				fmt.Fprintf(stdout, "fleet: all %d hosts connected in %s\n", st.Hosts, time.Since(start).Round(time.Millisecond))
+				fmt.Fprintf(stdout, "fleet: all %d hosts online in %s\n", st.Hosts, time.Since(start).Round(time.Millisecond))
+				if *readyFile != "" {
+					if err := writeFileAtomic(*readyFile, fmt.Appendf(nil, "online %d\n", st.Hosts)); err != nil {
+						stopRun()
+						<-done
+						return fmt.Errorf("fleet: ready file: %w", err)
+					}
+				}
 			}
 		}
 	}
+}
+
+// writeFileAtomic writes b to name through a temporary file and a rename,
+// so that a reader never sees it half written.
+func writeFileAtomic(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
 }
 
 func fleetStopped(stdout io.Writer, f *fleet.Fleet, err error) error {
