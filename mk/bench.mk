@@ -23,3 +23,10 @@ bench-soak: bench-build ## run the long benchmarks: 1M messages at 100 B and 50k
 .PHONY: bench-go
 bench-go: ## run the Go micro-benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./yggdrasil/
+
+FLEETHOSTS ?= 10000
+FLEETARGS  ?=
+
+.PHONY: bench-fleet
+bench-fleet: bench-build ## run FLEETHOSTS (10000) simulated hosts against yggsim serve: time to all online, the sim's RSS a host, GET /v2/connections p50/p99, a ping of every host
+	$(BENCHBIN)/yggsim bench-fleet --bin $(BENCHBIN) --hosts $(FLEETHOSTS) $(FLEETARGS)

@@ -93,7 +93,7 @@ func TestFleet(t *testing.T) {
 		{"journal_on_disk", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &sim.Server{TLSAddr: sim.Off, APIAddr: sim.Off, Logger: testLogger(t)}
+			s := &sim.Server{TLSAddr: sim.Off, Logger: testLogger(t)}
 			if err := s.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -157,6 +157,19 @@ func TestFleet(t *testing.T) {
 				}
 				if m.Host != "h4" || string(d.Content) != `{"hello":[1,2]}` || d.Metadata["k"] != "v" || d.Directive != "echo" {
 					t.Errorf("answer = %s from %s, want the content and metadata back from h4", m.Payload, m.Host)
+				}
+			})
+			t.Run("measure", func(t *testing.T) {
+				m := &fleet.Measure{API: s.APIURL(), ListCalls: 3}
+				for i := range n {
+					m.Hosts = append(m.Hosts, f.ClientID(i))
+				}
+				got, err := m.Run(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Online != n || got.ListCalls != 3 || got.Pinged != n || got.Answered != n || len(got.Failures) > 0 {
+					t.Errorf("figures = %+v, want %d online, 3 listings, %d pings answered", got, n, n)
 				}
 			})
 			t.Run("unknown_directive_refused", func(t *testing.T) {
