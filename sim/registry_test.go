@@ -1,8 +1,12 @@
 package sim
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -192,5 +196,44 @@ func TestRegistryForgetsOnlyDue(t *testing.T) {
 	tr.advance(2 * time.Hour)
 	if diff := cmp.Diff([]string{"h1"}, ids(tr.list())); diff != "" {
 		t.Errorf("list two hours later (-want +got):\n%s", diff)
+	}
+}
+
+// BenchmarkV2Connections lists the first page of connections with 10,000
+// hosts online: the index makes it cost the page, not the hosts.
+func BenchmarkV2Connections(b *testing.B) {
+	s := &Server{TLSAddr: Off, APIAddr: Off, Logger: slog.New(slog.DiscardHandler)}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sent := time.Now()
+	for i := range 10_000 {
+		host := fmt.Sprintf("host-%05d", i)
+		cs := yggdrasil.ConnectionStatus{Type: yggdrasil.TypeConnectionStatus, MessageID: yggdrasil.NewMessageID(),
+			Version: 1, Sent: sent, Content: yggdrasil.StatusContent{State: yggdrasil.StateOnline,
+				Dispatchers:    map[string]map[string]string{"echo": nil},
+				CanonicalFacts: yggdrasil.CanonicalFacts{FQDN: host + ".example"}}}
+		p, err := json.Marshal(cs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := newMessage(s.Prefix, yggdrasil.Topic(s.Prefix, host, yggdrasil.KindControl, yggdrasil.DirOut), p)
+		m.Seq = int64(i + 1)
+		s.registry.observe(m)
+	}
+	if n := s.registry.onlineCount(); n != 10_000 {
+		b.Fatalf("%d hosts online, want 10000", n)
+	}
+	for _, q := range []string{"", "?limit=100&offset=5000"} {
+		b.Run("query="+q, func(b *testing.B) {
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, CloudConnectorPath+"/v2/connections"+q, nil))
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+			}
+		})
 	}
 }
