@@ -139,7 +139,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.PSK, "psk", "", "require this pre-shared `key` on the cloud-connector API")
 	fs.BoolVar(&cfg.Proxy, "proxy", false, "put fault-injection proxies in front of the broker (see /api/sim/network)")
 	fs.BoolVar(&cfg.OpenACL, "open-acl", false, "let any client use any topic")
-	fs.DurationVar(&cfg.ForgetAfter, "forget-after", sim.DefaultForgetAfter, "drop hosts that have not been online for this `duration` since their last message (negative: never)")
+	fs.DurationVar(&cfg.ForgetAfter, "forget-after", sim.DefaultForgetAfter, "drop hosts that are not online this `long` after their last message (negative: never; 0: the default)")
 	asJSON := fs.Bool("json", false, "print the addresses as one JSON object")
 	addrFile := fs.String("addr-file", "", "also write the addresses as JSON to this `file`")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
