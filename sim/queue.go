@@ -2,10 +2,10 @@ package sim
 
 import (
 	"bytes"
+	"log/slog"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
-	"log/slog"
 )
 
 // clientWritesPending is the room in each client's outbound queue in the

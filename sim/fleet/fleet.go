@@ -125,10 +125,12 @@ func (f *Fleet) Stats() Stats {
 // ends, then stops every host as yggd stops (its answers sent, a retained
 // offline status published, the connection closed cleanly) and returns
 // once all have stopped. It returns an error only when a host could not
-// be built.
+// be built, after stopping those started.
 func (f *Fleet) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the wait: on an error, stops the hosts started so far
 	var tick <-chan time.Time
 	if f.cfg.ConnectRate > 0 {
 		t := time.NewTicker(time.Duration(float64(time.Second) / f.cfg.ConnectRate))

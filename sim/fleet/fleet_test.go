@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,6 +202,37 @@ func TestFleet(t *testing.T) {
 				t.Errorf("stats after stop = %+v, want none connected or online", st)
 			}
 		})
+	}
+}
+
+// TestRunStopsStartedHostsOnError makes the fourth host's journal
+// directory impossible: Run returns its error at once, having stopped the
+// three hosts it had started.
+func TestRunStopsStartedHostsOnError(t *testing.T) {
+	s := &sim.Server{TLSAddr: sim.Off, APIAddr: sim.Off, Logger: testLogger(t)}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "h3"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fleet.New(fleet.Config{Hosts: 5, Broker: s.BrokerURL(), ClientPrefix: "h", ConnectRate: -1, StateDir: dir, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err = f.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "host h3") {
+		t.Fatalf("Run = %v, want an error about host h3", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Run returned only when its context ended")
+	}
+	if st := f.Stats(); st.Started != 3 || st.Connected != 0 || st.Online != 0 {
+		t.Errorf("stats = %+v, want 3 started, none left connected or online", st)
 	}
 }
 
