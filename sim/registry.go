@@ -242,8 +242,18 @@ func (r *registry) indexed(h *Host, wasOnline bool) {
 	}
 	if !h.Online() && !h.queued {
 		h.queued = true
-		r.idle = append(r.idle, idleEntry{h.ID, h.idleSince()})
+		r.queueIdle(h.ID, h.idleSince())
 	}
+}
+
+// queueIdle adds id to the idle queue, in the order of the times (at the
+// end, but for messages recorded out of order). r.mu is held.
+func (r *registry) queueIdle(id string, at time.Time) {
+	i, _ := slices.BinarySearchFunc(r.idle, at, func(e idleEntry, t time.Time) int { return e.at.Compare(t) })
+	for i < len(r.idle) && !r.idle[i].at.After(at) {
+		i++ // after the entries of the same time
+	}
+	r.idle = slices.Insert(r.idle, i, idleEntry{id, at})
 }
 
 // idleSince is when h last sent a message, or when the sim first heard
@@ -258,8 +268,9 @@ func (h *Host) idleSince() time.Time {
 // sweep forgets the hosts that have not been online for forgetAfter. It
 // looks at the oldest idle entries only, so it costs nothing when there
 // is nothing to forget: an entry whose host came online is dropped, one
-// whose host was seen again since goes to the back with its new time,
-// and the first entry that is not due yet ends the sweep. r.mu is held.
+// whose host was seen again since goes back in the queue at its new
+// time, and the first entry that is not due yet ends the sweep. r.mu is
+// held.
 func (r *registry) sweep() {
 	if r.forgetAfter <= 0 {
 		return
@@ -276,7 +287,8 @@ func (r *registry) sweep() {
 			continue
 		}
 		if since := h.idleSince(); since.After(e.at) {
-			r.idle = append(r.idle[1:], idleEntry{e.id, since})
+			r.idle = r.idle[1:]
+			r.queueIdle(e.id, since)
 			continue
 		}
 		if now.Sub(e.at) <= r.forgetAfter {

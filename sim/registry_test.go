@@ -199,6 +199,28 @@ func TestRegistryForgetsOnlyDue(t *testing.T) {
 	}
 }
 
+// TestRegistryForgetsOnTime checks that a host seen again while others
+// went idle is forgotten when it is due, not once those queued after it
+// are.
+func TestRegistryForgetsOnTime(t *testing.T) {
+	tr := newTestRegistry(t, 24*time.Hour)
+	tr.status("b", yggdrasil.StateOffline) // t0
+	tr.advance(time.Hour)
+	tr.status("a", yggdrasil.StateOffline) // t0+1h
+	tr.advance(2 * time.Hour)
+	tr.status("a", yggdrasil.StateOffline) // a seen again at t0+3h
+	tr.advance(time.Hour)
+	tr.status("c", yggdrasil.StateOffline) // t0+4h
+	tr.advance(20*time.Hour + time.Second) // t0+24h+1s: b is due
+	if diff := cmp.Diff([]string{"a", "c"}, ids(tr.list())); diff != "" {
+		t.Errorf("list when b is due (-want +got):\n%s", diff)
+	}
+	tr.advance(3 * time.Hour) // t0+27h+1s: a is due, c is not
+	if diff := cmp.Diff([]string{"c"}, ids(tr.list())); diff != "" {
+		t.Errorf("list when a is due (-want +got):\n%s", diff)
+	}
+}
+
 // BenchmarkV2Connections lists the first page of connections with 10,000
 // hosts online: the index makes it cost the page, not the hosts.
 func BenchmarkV2Connections(b *testing.B) {
