@@ -28,3 +28,10 @@ SUSTAINED_COUNT ?= 1000000
 .PHONY: bench-sustained
 bench-sustained: bench-build ## yggd behind a real "yggsim serve" for SUSTAINED_COUNT round trips (default 1,000,000): rate per tenth, the sim's RSS
 	$(BENCHBIN)/yggsim bench-sustained --bin $(BENCHBIN) --count $(SUSTAINED_COUNT) --json $(BENCHBIN)/bench-sustained.json $(SUSTAINEDARGS)
+
+FLEETHOSTS ?= 10000
+FLEETARGS  ?=
+
+.PHONY: bench-fleet
+bench-fleet: bench-build ## run FLEETHOSTS (10000) simulated hosts against yggsim serve: time to all online, the sim's RSS a host, GET /v2/connections p50/p99, a ping of every host
+	$(BENCHBIN)/yggsim bench-fleet --bin $(BENCHBIN) --hosts $(FLEETHOSTS) $(FLEETARGS)

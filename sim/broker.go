@@ -59,11 +59,14 @@ func (b *broker) start() error {
 	if b.srv != nil {
 		return nil
 	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = clientWritesPending
 	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
 		InlineClient: true,
 		Logger:       slog.New(minLevel{b.log.Handler(), slog.LevelWarn}).With("component", "mochi"),
 	})
-	hooks := []mqtt.Hook{b.acl.hook(), b.store.hook(), &recordHook{record: b.record}}
+	hooks := []mqtt.Hook{b.acl.hook(), b.store.hook(), &recordHook{record: b.record}, &dropHook{log: b.log}}
 	if !b.unguarded {
 		hooks = append(hooks, newIDGuard(b.store, srv.Info, &b.repaired, b.log.With("hook", "packet-id-guard")))
 	}

@@ -231,8 +231,12 @@ func (s *Server) ccLookupByAccount(account, clientID string) (Host, bool) {
 
 // connectionOf shapes a host as cloud-connector stores it.
 func (s *Server) connectionOf(h Host) Connection {
+	facts := h.ccFacts
+	if facts == nil {
+		facts = canonicalFacts(h.CanonicalFacts)
+	}
 	return Connection{Account: s.Account, OrgID: s.OrgID, ClientID: h.ID,
-		CanonicalFacts: canonicalFacts(h.CanonicalFacts), Dispatchers: omitNull(h.Dispatchers), Tags: omitNull(h.Tags)}
+		CanonicalFacts: facts, Dispatchers: omitNull(h.Dispatchers), Tags: omitNull(h.Tags)}
 }
 
 // omitNull drops an absent or null value, which cloud-connector leaves out.
@@ -451,29 +455,22 @@ func newCCPage(u *url.URL, offset, limit, count int, data any) ccPage {
 	return p
 }
 
-func (s *Server) onlineHosts() []Host {
-	var out []Host
-	for _, h := range s.Hosts() {
-		if h.Online() {
-			out = append(out, h)
-		}
-	}
-	return out
-}
-
 func (s *Server) v2Connections(r *http.Request, p ccPrincipal) ccAnswer {
 	offset, limit, err := ccPageParams(r)
 	if err != nil {
 		return ccError(http.StatusBadRequest, ccInvalidRequest, err.Error())
 	}
-	var hosts []Host
+	n := 0
 	if p.orgID == s.OrgID {
-		hosts = s.onlineHosts()
+		n = s.registry.onlineCount()
 	}
-	from, to, count := ccWindow(offset, limit, len(hosts))
+	// The registry's index of online hosts pages without copying them all.
+	from, to, count := ccWindow(offset, limit, n)
 	data := make([]Connection, 0, to-from)
-	for _, h := range hosts[from:to] {
-		data = append(data, s.connectionOf(h))
+	if from < to {
+		for _, h := range s.registry.onlinePage(from, to) {
+			data = append(data, s.connectionOf(h))
+		}
 	}
 	return ccAnswer{http.StatusOK, newCCPage(r.URL, offset, limit, count, data)}
 }
@@ -620,15 +617,10 @@ func (s *Server) v1Connections(r *http.Request, _ ccPrincipal) ccAnswer {
 	if err != nil {
 		return ccError(http.StatusBadRequest, ccBadParams, err.Error())
 	}
-	hosts := s.onlineHosts()
-	from, to, count := ccWindow(offset, limit, len(hosts))
+	from, to, count := ccWindow(offset, limit, s.registry.onlineCount())
 	data := []accountConnections{}
 	if from < to {
-		ac := accountConnections{Account: s.Account}
-		for _, h := range hosts[from:to] {
-			ac.Connections = append(ac.Connections, h.ID)
-		}
-		data = append(data, ac)
+		data = append(data, accountConnections{Account: s.Account, Connections: s.registry.onlineIDs(from, to)})
 	}
 	return ccAnswer{http.StatusOK, newCCPage(r.URL, offset, limit, count, data)}
 }
@@ -642,11 +634,10 @@ func (s *Server) v1AccountConnections(r *http.Request, _ ccPrincipal) ccAnswer {
 	if _, ok := s.ccOrgOf(account); !ok {
 		return ccError(http.StatusBadRequest, ccBadParams, fmt.Sprintf(ccTenantNotFound, account))
 	}
-	hosts := s.onlineHosts()
-	from, to, count := ccWindow(offset, limit, len(hosts))
-	ids := make([]string, 0, to-from)
-	for _, h := range hosts[from:to] {
-		ids = append(ids, h.ID)
+	from, to, count := ccWindow(offset, limit, s.registry.onlineCount())
+	ids := []string{}
+	if from < to {
+		ids = s.registry.onlineIDs(from, to)
 	}
 	return ccAnswer{http.StatusOK, newCCPage(r.URL, offset, limit, count, ids)}
 }

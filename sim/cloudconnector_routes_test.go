@@ -9,9 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -334,37 +332,6 @@ func command(name string, args map[string]string) func(t *testing.T, payload []b
 		var raw map[string]json.RawMessage
 		if json.Unmarshal(p, &raw); string(raw["type"]) != `"command"` {
 			t.Errorf("type = %s, want command", raw["type"])
-		}
-	}
-}
-
-// BenchmarkV2Connections lists 1,000 connected hosts (one default page).
-func BenchmarkV2Connections(b *testing.B) {
-	s := &Server{TLSAddr: Off, Logger: slog.New(slog.DiscardHandler)}
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	ctx := b.Context()
-	const hosts = 1000
-	for i := range hosts {
-		payload := `{"type":"connection-status","message_id":"` + yggdrasil.NewMessageID() + `","version":1,"sent":"` +
-			time.Now().Format(time.RFC3339Nano) + `","content":{"state":"online","canonical_facts":{"fqdn":"h.example","insights_id":"` +
-			validUUID + `","machine_id":"m"},"dispatchers":{"echo":{"v":"1"}}}}`
-		if err := s.Publish(ctx, fmt.Sprintf("yggdrasil/h%05d/control/out", i), []byte(payload), 1, true); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if _, err := s.Await(ctx, 0, func(Message) bool { return len(s.onlineHosts()) == hosts }); err != nil {
-		b.Fatal(err)
-	}
-	h := s.Handler()
-	b.ResetTimer()
-	for b.Loop() {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", CloudConnectorPath+"/v2/connections", nil))
-		if rec.Code != 200 {
-			b.Fatal(rec.Code)
 		}
 	}
 }

@@ -3,7 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"log/slog"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +33,10 @@ type Host struct {
 	Nacks []Nack `json:"nacks,omitempty"` // negative acknowledgements the host sent, oldest first
 
 	history []int64 // seqs of the messages to and from the host, in the journal; the latest limit of them are its history
+	queued  bool    // in registry.idle
+	// ccFacts is CanonicalFacts as cloud-connector shapes them, worked out
+	// once per status rather than once per listing.
+	ccFacts json.RawMessage
 }
 
 // Online reports whether the latest connection-status says online.
@@ -51,18 +55,41 @@ type Nack struct {
 	Message    string    `json:"message"`
 }
 
-// registry holds the hosts, fed by every recorded message.
-type registry struct {
-	prefix string
-	limit  int
-	log    *slog.Logger
+// DefaultForgetAfter is how long a host that is not online stays in the
+// registry by default.
+const DefaultForgetAfter = 24 * time.Hour
 
-	mu    sync.Mutex
-	hosts map[string]*Host
+// registry holds the hosts, fed by every recorded message. Besides the
+// map it keeps two sorted indexes, every host's id and the online hosts'
+// ids, updated at each change, so that a listing neither sorts nor
+// copies the hosts it does not return. Hosts that are not online are
+// forgotten forgetAfter after the latest message they sent (or, for a
+// host that never sent one, after the first message to it), as
+// cloud-connector forgets a connection that went offline.
+type registry struct {
+	prefix      string
+	limit       int
+	log         *slog.Logger
+	forgetAfter time.Duration    // <= 0: never forget
+	now         func() time.Time // the clock of forgetting; time.Now
+
+	mu     sync.Mutex
+	hosts  map[string]*Host
+	ids    []string    // every host's id, sorted
+	online []string    // the online hosts' ids, sorted
+	idle   []idleEntry // hosts that are not online, by when they went idle, oldest first
+}
+
+// idleEntry is a host that may be forgotten once at+forgetAfter has
+// passed, unless it was seen again since (see sweep).
+type idleEntry struct {
+	id string
+	at time.Time
 }
 
 func newRegistry(prefix string, limit int, log *slog.Logger) *registry {
-	return &registry{prefix: prefix, limit: limit, log: log, hosts: map[string]*Host{}}
+	return &registry{prefix: prefix, limit: limit, log: log, hosts: map[string]*Host{},
+		forgetAfter: DefaultForgetAfter, now: time.Now}
 }
 
 // statusPayload is a connection-status as hosts of every version send it;
@@ -91,11 +118,15 @@ func (r *registry) observe(m Message) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sweep()
 	h := r.hosts[m.Host]
 	if h == nil {
 		h = &Host{ID: m.Host, FirstSeen: m.Time}
 		r.hosts[m.Host] = h
+		r.ids = insertSorted(r.ids, h.ID)
 	}
+	wasOnline := h.Online()
+	defer r.indexed(h, wasOnline)
 	h.history = append(h.history, m.Seq)
 	if len(h.history) >= 2*r.limit { // amortised O(1)
 		h.history = append(h.history[:0], h.history[len(h.history)-r.limit:]...)
@@ -141,6 +172,7 @@ func (r *registry) status(h *Host, m Message) {
 	h.StatusRetained, h.StatusWill = m.Retain, m.Will
 	if st.Content.State == yggdrasil.StateOnline || !isEmptyFacts(st.Content.CanonicalFacts) {
 		h.CanonicalFacts = st.Content.CanonicalFacts
+		h.ccFacts = canonicalFacts(h.CanonicalFacts)
 	}
 	if st.Content.State == yggdrasil.StateOnline {
 		h.Dispatchers, h.Tags = st.Content.Dispatchers, st.Content.Tags
@@ -202,9 +234,97 @@ func (r *registry) data(h *Host, m Message) {
 	r.log.Info("host refused a message", "host", h.ID, "response_to", d.ResponseTo, "code", n.Code, "message", n.Message)
 }
 
+// indexed brings the indexes up to date after a message for h: the
+// online index when it came online or left, the idle queue when it is not
+// online and not queued yet. r.mu is held.
+func (r *registry) indexed(h *Host, wasOnline bool) {
+	switch online := h.Online(); {
+	case online && !wasOnline:
+		r.online = insertSorted(r.online, h.ID)
+	case !online && wasOnline:
+		r.online = deleteSorted(r.online, h.ID)
+	}
+	if !h.Online() && !h.queued {
+		h.queued = true
+		r.queueIdle(h.ID, h.idleSince())
+	}
+}
+
+// queueIdle adds id to the idle queue, in the order of the times (at the
+// end, but for messages recorded out of order). r.mu is held.
+func (r *registry) queueIdle(id string, at time.Time) {
+	i, _ := slices.BinarySearchFunc(r.idle, at, func(e idleEntry, t time.Time) int { return e.at.Compare(t) })
+	for i < len(r.idle) && !r.idle[i].at.After(at) {
+		i++ // after the entries of the same time
+	}
+	r.idle = slices.Insert(r.idle, i, idleEntry{id, at})
+}
+
+// idleSince is when h last sent a message, or when the sim first heard
+// of it if it never sent one.
+func (h *Host) idleSince() time.Time {
+	if h.LastSeen.IsZero() {
+		return h.FirstSeen
+	}
+	return h.LastSeen
+}
+
+// sweep forgets the hosts that have not been online for forgetAfter. It
+// looks at the oldest idle entries only, so it costs nothing when there
+// is nothing to forget: an entry whose host came online is dropped, one
+// whose host was seen again since goes back in the queue at its new
+// time, and the first entry that is not due yet ends the sweep. r.mu is
+// held.
+func (r *registry) sweep() {
+	if r.forgetAfter <= 0 {
+		return
+	}
+	now := r.now()
+	for len(r.idle) > 0 {
+		e := r.idle[0]
+		h := r.hosts[e.id]
+		if h == nil || h.Online() {
+			r.idle = r.idle[1:]
+			if h != nil {
+				h.queued = false
+			}
+			continue
+		}
+		if since := h.idleSince(); since.After(e.at) {
+			r.idle = r.idle[1:]
+			r.queueIdle(e.id, since)
+			continue
+		}
+		if now.Sub(e.at) <= r.forgetAfter {
+			return
+		}
+		r.idle = r.idle[1:]
+		delete(r.hosts, e.id)
+		r.ids = deleteSorted(r.ids, e.id)
+		r.log.Info("host forgotten", "host", e.id, "state", h.State, "idle_since", e.at, "forget_after", r.forgetAfter)
+	}
+}
+
+func insertSorted(ids []string, id string) []string {
+	i, found := slices.BinarySearch(ids, id)
+	if found {
+		return ids
+	}
+	return slices.Insert(ids, i, id)
+}
+
+func deleteSorted(ids []string, id string) []string {
+	i, found := slices.BinarySearch(ids, id)
+	if !found {
+		return ids
+	}
+	return slices.Delete(ids, i, i+1)
+}
+
 func (r *registry) host(id string) (Host, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sweep()
 	h, ok := r.hosts[id]
 	if !ok {
 		return Host{}, false
@@ -212,15 +332,50 @@ func (r *registry) host(id string) (Host, bool) {
 	return h.copy(), true
 }
 
+// list returns every host, sorted by id.
 func (r *registry) list() []Host {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]Host, 0, len(r.hosts))
-	for _, h := range r.hosts {
-		out = append(out, h.copy())
+	r.sweep()
+	out := make([]Host, 0, len(r.ids))
+	for _, id := range r.ids {
+		out = append(out, r.hosts[id].copy())
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// onlineCount returns how many hosts are online.
+func (r *registry) onlineCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sweep()
+	return len(r.online)
+}
+
+// onlinePage returns the online hosts from index from up to index to in
+// the order of their ids, copying only those (the indexes are clamped).
+func (r *registry) onlinePage(from, to int) []Host {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sweep()
+	to = min(to, len(r.online))
+	from = min(from, to)
+	out := make([]Host, 0, to-from)
+	for _, id := range r.online[from:to] {
+		out = append(out, r.hosts[id].copy())
+	}
+	return out
+}
+
+// onlineIDs returns the ids of the online hosts from index from up to
+// index to, sorted (the indexes are clamped).
+func (r *registry) onlineIDs(from, to int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sweep()
+	to = min(to, len(r.online))
+	from = min(from, to)
+	return append(make([]string, 0, to-from), r.online[from:to]...)
 }
 
 // history returns the sequence numbers of the latest messages (at most the
@@ -230,6 +385,7 @@ func (r *registry) list() []Host {
 func (r *registry) history(id string) ([]int64, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sweep()
 	h, ok := r.hosts[id]
 	if !ok {
 		return nil, false

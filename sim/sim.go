@@ -54,6 +54,10 @@ type Server struct {
 	HistoryLimit    int   // messages kept per host (while the journal holds them); 0 means 200
 	JournalLimit    int   // messages kept in all; 0 means DefaultJournalLimit (100,000)
 	JournalMaxBytes int64 // bytes kept in all (payloads, encodings, overhead); 0 means DefaultJournalMaxBytes (64 MiB)
+	// ForgetAfter is how long a host that is not online is kept after the
+	// latest message it sent; 0 means DefaultForgetAfter, a negative
+	// value keeps every host.
+	ForgetAfter time.Duration
 
 	Logger *slog.Logger // nil means slog.Default()
 
@@ -117,6 +121,9 @@ func (s *Server) Start() (err error) {
 	s.journal = newJournal(s.JournalLimit, s.JournalMaxBytes)
 	s.JournalLimit, s.JournalMaxBytes = s.journal.limit, s.journal.maxBytes
 	s.registry = newRegistry(s.Prefix, s.HistoryLimit, s.log)
+	if s.ForgetAfter != 0 {
+		s.registry.forgetAfter = s.ForgetAfter
+	}
 
 	s.ca = s.CA
 	if s.ca == nil {

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,13 @@ type Options struct {
 	// NoSync skips fdatasync. It is for tests only: without it, nothing
 	// written survives a power cut.
 	NoSync bool
+	// Memory keeps the journal in memory only: Open ignores dir, reads
+	// and writes no file, and nothing survives the process. The bounds,
+	// the dedupe window and the outcome of every call are the same. It is
+	// for simulations that run thousands of routers in one process
+	// (yggsim fleet), where a file per router would cost a descriptor
+	// each, not for an agent.
+	Memory bool
 	// Now is the wall clock; default time.Now.
 	Now func() time.Time
 	// Log receives warnings about recovery and errors; nil discards them.
@@ -189,7 +197,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 		log:  opts.Log.With("component", "journal"),
 		kick: make(chan struct{}, 1),
 	}
-	if err := j.recover(); err != nil {
+	if opts.Memory {
+		j.st = newState(opts.DedupeSize)
+	} else if err := j.recover(); err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", dir, err)
 	}
 	j.rollAt = j.opts.SegmentSize
@@ -243,7 +253,7 @@ func (j *Journal) add(ctx context.Context, id string, payload []byte, handing bo
 		j.mu.Unlock()
 		return false, fmt.Errorf("add %s: %w (%d messages, %d bytes)", id, ErrFull, n, b)
 	}
-	e := &inEntry{id: id, at: now, n: len(payload), mem: payload}
+	e := &inEntry{id: id, at: now, n: len(payload), mem: j.keep(payload)}
 	j.st.addIn(e)
 	j.batch = encInAdd(j.batch, id, now, payload)
 	j.fix = append(j.fix, fixup{in: e, rel: int64(len(j.batch) - len(payload))})
@@ -402,7 +412,7 @@ func (j *Journal) AppendAnswer(ctx context.Context, topic string, payload []byte
 		j.mu.Unlock()
 		return 0, nil, err
 	}
-	e := &outEntry{seq: j.st.nextSeq, topic: topic, n: len(payload), mem: payload}
+	e := &outEntry{seq: j.st.nextSeq, topic: topic, n: len(payload), mem: j.keep(payload)}
 	j.st.addOut(e)
 	j.batch = encOutAdd(j.batch, e.seq, topic, payload)
 	j.fix = append(j.fix, fixup{out: e, rel: int64(len(j.batch) - len(payload))})
@@ -503,6 +513,10 @@ func (j *Journal) Close() error {
 		j.mu.Lock()
 		defer j.mu.Unlock()
 		err := j.err
+		if j.f == nil { // Options.Memory
+			j.closeErr = err
+			return
+		}
 		if cerr := j.f.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("close journal %s: %w", j.dir, cerr)
 		}
@@ -547,6 +561,16 @@ func (j *Journal) await(ctx context.Context, ch chan error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// keep returns what an entry holds of payload until it is written: the
+// caller's slice, which is copied into the batch before the caller's call
+// returns; in memory, where nothing is written, a copy of its own.
+func (j *Journal) keep(payload []byte) []byte {
+	if j.opts.Memory {
+		return bytes.Clone(payload)
+	}
+	return payload
 }
 
 // read returns a copy of a payload. j.mu is held (read or write).

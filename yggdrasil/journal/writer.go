@@ -25,6 +25,10 @@ func (j *Journal) run() {
 		j.mu.Unlock()
 
 		var err error
+		if j.opts.Memory {
+			// Nothing to write: the entries keep their payloads.
+			batch, fix = batch[:0], nil
+		}
 		if len(batch) > 0 && !failed {
 			_, err = j.f.WriteAt(batch, base)
 			j.dirty = true

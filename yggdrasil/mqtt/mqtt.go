@@ -54,6 +54,10 @@ type Config struct {
 	KeepAlive      time.Duration
 	ConnectTimeout time.Duration
 	MaxBackoff     time.Duration // cap of the delay between attempts; default 30 s
+	// HandlerWorkers is how many goroutines wait for incoming messages
+	// (more start when all are busy); default 64. A process that runs
+	// many transports (yggsim fleet) sets it low.
+	HandlerWorkers int
 	Log            *slog.Logger
 
 	// OnState, when set, is called at each change of what the transport
@@ -119,6 +123,9 @@ func New(cfg Config) *Transport {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
 	}
+	if cfg.HandlerWorkers <= 0 {
+		cfg.HandlerWorkers = handlerWorkers
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -137,7 +144,7 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 	if t.cfg.ClientID == "" {
 		return errors.New("mqtt: no client id")
 	}
-	t.handlers.start(handlerWorkers)
+	t.handlers.start(t.cfg.HandlerWorkers)
 	defer t.handlers.stop()
 	failures := 0
 	for {
@@ -498,7 +505,8 @@ func (t *Transport) request(c command) {
 	}
 }
 
-// handlerWorkers is how many goroutines wait for incoming messages.
+// handlerWorkers is how many goroutines wait for incoming messages by
+// default.
 const handlerWorkers = 64
 
 // handlerPool runs the handling of incoming messages on long-lived

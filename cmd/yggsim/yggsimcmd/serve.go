@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"time"
 
 	"github.com/ygglab/yggdrasil/fakes/content"
 	"github.com/ygglab/yggdrasil/sim"
@@ -36,8 +37,9 @@ type ServeConfig struct {
 	PSK                                     string
 	Proxy                                   bool // fault proxies in front of the broker
 	OpenACL                                 bool
-	JournalLimit                            int   // messages the journal keeps; 0: sim.DefaultJournalLimit
-	JournalMaxBytes                         int64 // bytes the journal keeps; 0: sim.DefaultJournalMaxBytes
+	JournalLimit                            int           // messages the journal keeps; 0: sim.DefaultJournalLimit
+	JournalMaxBytes                         int64         // bytes the journal keeps; 0: sim.DefaultJournalMaxBytes
+	ForgetAfter                             time.Duration // hosts not online are dropped this long after their last message; < 0 never
 	Logger                                  *slog.Logger
 }
 
@@ -63,7 +65,7 @@ func StartServe(cfg ServeConfig) (*Stack, error) {
 	s := &sim.Server{MQTTAddr: cfg.MQTTAddr, TLSAddr: cfg.TLSAddr, APIAddr: cfg.APIAddr,
 		ExternalBroker: cfg.ExternalBroker, StateDir: cfg.StateDir, Prefix: cfg.Prefix, PSK: cfg.PSK,
 		Proxy: cfg.Proxy, OpenACL: cfg.OpenACL, JournalLimit: cfg.JournalLimit, JournalMaxBytes: cfg.JournalMaxBytes,
-		Logger: cfg.Logger}
+		ForgetAfter: cfg.ForgetAfter, Logger: cfg.Logger}
 	if err := s.Start(); err != nil {
 		return nil, err
 	}
@@ -152,6 +154,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.OpenACL, "open-acl", false, "let any client use any topic")
 	fs.IntVar(&cfg.JournalLimit, "journal-max-messages", sim.DefaultJournalLimit, "messages the journal of traffic keeps (the oldest go first)")
 	fs.Int64Var(&cfg.JournalMaxBytes, "journal-max-bytes", sim.DefaultJournalMaxBytes, "`bytes` the journal of traffic keeps (payloads, their JSON and per-message overhead)")
+	fs.DurationVar(&cfg.ForgetAfter, "forget-after", sim.DefaultForgetAfter, "drop hosts that are not online this `long` after their last message (negative: never; 0: the default)")
 	asJSON := fs.Bool("json", false, "print the addresses as one JSON object")
 	addrFile := fs.String("addr-file", "", "also write the addresses as JSON to this `file`")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")

@@ -76,6 +76,7 @@ Commands:
   broker      stop or start the broker
   cert        issue a host certificate signed by the sim's CA
   bench       load a host with data messages and measure it
+  fleet       run many simulated hosts in one process against a broker
   demo        run the sim, yggd and the echo worker, and show round trips
 
 Run "yggsim <command> --help" for a command's flags, "yggsim --version" for
@@ -134,6 +135,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDemo(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "fleet":
+		return runFleet(ctx, rest, stdout, stderr)
 	}
 	if run, ok := hidden[cmd]; ok {
 		return run(ctx, rest, stdout, stderr)
