@@ -13,7 +13,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -81,16 +80,16 @@ func (b *broker) start() error {
 			return fmt.Errorf("add hook %s: %w", h.ID(), err)
 		}
 	}
-	var tcp *listeners.TCP
+	var tcp *listener
 	if b.tcpAddr != "" {
-		tcp = listeners.NewTCP(listeners.Config{ID: listenerTCP, Address: b.tcpAddr})
+		tcp = newListener(srv, listenerTCP, b.tcpAddr, nil)
 		if err := b.addListener(srv, tcp); err != nil {
 			return fmt.Errorf("listen mqtt on %s: %w", b.tcpAddr, err)
 		}
 	}
-	var tlsL *listeners.TCP
+	var tlsL *listener
 	if b.tlsAddr != "" {
-		tlsL = listeners.NewTCP(listeners.Config{ID: listenerTLS, Address: b.tlsAddr, TLSConfig: b.tlsConfig})
+		tlsL = newListener(srv, listenerTLS, b.tlsAddr, b.tlsConfig)
 		if err := b.addListener(srv, tlsL); err != nil {
 			closeServer(srv)
 			return fmt.Errorf("listen mqtts on %s: %w", b.tlsAddr, err)
@@ -118,7 +117,7 @@ const rebindFor = 5 * time.Second
 // had, which the kernel hands out as an ephemeral port too: a host dialling
 // the stopped broker can hold it for a moment (a TCP self-connect, which
 // Go's dialer then drops), so "address in use" is retried for a while.
-func (b *broker) addListener(srv *mqtt.Server, l *listeners.TCP) error {
+func (b *broker) addListener(srv *mqtt.Server, l *listener) error {
 	deadline := time.Now().Add(rebindFor)
 	for i := 0; ; i++ {
 		err := srv.AddListener(l)

@@ -333,3 +333,40 @@ func TestStartBrokerWhilePortHeld(t *testing.T) {
 		t.Fatalf("StartBroker after the port was let go: %v", err)
 	}
 }
+
+// TestStopBrokerWhileHostsConnect stops and starts the broker while
+// clients keep connecting. Under -race (make test) it fails on mochi's own
+// listener, which counts a connection in the server's wait group from the
+// connection's goroutine, racing the stop's Wait; the sim's listener
+// counts it before.
+func TestStopBrokerWhileHostsConnect(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off, APIAddr: Off})
+	addr := strings.TrimPrefix(s.BrokerURL(), "tcp://")
+	connect := []byte{0x10, 0x10, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 30, 0, 4, 'h', 'o', 's', 't'}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c, err := net.Dial("tcp", addr); err == nil {
+					c.Write(connect)
+					c.Close()
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for range 30 {
+		if err := s.StopBroker(false); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StartBroker(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
