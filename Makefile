@@ -6,6 +6,11 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 TOOLBIN   := $(CURDIR)/.bin
 PROGRAMS  := yggd ygg yggsim echo-worker
+# The programs are pure Go: built without cgo they are static and map no
+# libc, which saves yggd and a worker 1.5 MiB each of resident memory.
+# User and group names then come from /etc/passwd and /etc/group only (no
+# NSS). go test -race needs cgo and keeps it.
+build bench-build stage: export CGO_ENABLED := 0
 
 .PHONY: help
 help: ## list the targets
