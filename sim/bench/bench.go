@@ -67,6 +67,11 @@ type Config struct {
 	// Progress, when set, is called about once a second with the number
 	// of answers so far, and once more when every message is answered.
 	Progress func(answered, total int)
+
+	// Idle, after the last answer, leaves the daemon alone this long
+	// (send no pings: PingEvery < 0) and then takes its figures, which
+	// then describe the idle daemon (see IdleStats). 0: none.
+	Idle time.Duration
 }
 
 // Result is what a run measured. Durations are in nanoseconds in JSON.
@@ -121,6 +126,29 @@ type ProcStats struct {
 	Threads       int     `json:"threads"`     // at the end
 	LogBytes      int64   `json:"log_bytes"`   // growth of LogFile
 	LogPerMsg     float64 `json:"log_per_msg"` // LogBytes / answered
+	// Idle is what the daemon and its workers used while idle (Config.Idle).
+	Idle *IdleStats `json:"idle,omitempty"`
+}
+
+// String is the matrix's line for an idle run.
+func (s *IdleStats) String() string {
+	return fmt.Sprintf("idle %s: rss %.1f MiB (anon %.1f) + workers %.1f MiB = %.1f MiB, threads %d + %d, cpu %s + %s, ctx switches %d + %d",
+		s.For, mib(s.RSS), mib(s.RSSAnon), mib(s.WorkerRSS), mib(s.RSS+s.WorkerRSS), s.Threads, s.WorkerThreads,
+		s.CPU, s.WorkerCPU, s.CtxSwitches, s.WorkerCtxSwitches)
+}
+
+// IdleStats describe a daemon and its workers left idle after a round trip.
+type IdleStats struct {
+	For               time.Duration `json:"for_ns"`
+	RSS               int64         `json:"rss"`                 // daemon's VmRSS at the end, bytes
+	RSSAnon           int64         `json:"rss_anon"`            // of which anonymous
+	WorkerRSS         int64         `json:"worker_rss"`          // the workers' VmRSS, summed
+	Threads           int           `json:"threads"`             // daemon's
+	WorkerThreads     int           `json:"worker_threads"`      // summed
+	CPU               time.Duration `json:"cpu_ns"`              // daemon's, while idle
+	WorkerCPU         time.Duration `json:"worker_cpu_ns"`       // the workers', while idle
+	CtxSwitches       int64         `json:"ctx_switches"`        // daemon's, voluntary and not, while idle
+	WorkerCtxSwitches int64         `json:"worker_ctx_switches"` // the workers', while idle
 }
 
 // OK reports whether the run met the robustness goals: everything
@@ -339,6 +367,9 @@ wait:
 	var ps *ProcStats
 	if proc != nil {
 		ps = proc.finish()
+		if cfg.Idle > 0 && runErr == nil {
+			ps.Idle, runErr = proc.idle(ctx, cfg.Idle)
+		}
 	}
 	// Give the last pings a moment.
 	r.awaitPings(ctx, 5*time.Second)

@@ -42,6 +42,9 @@ type Case struct {
 	Workers  int // 0: one echo-worker; n: n bench-workers, handlers echo1..echoN round-robin
 	Detached bool
 	Systems  []System // default a, b, yggd
+	// Idle, when set, makes the case one round trip (Count 1) followed by
+	// this long idle, measured (Config.Idle); yggd and base only.
+	Idle time.Duration
 
 	Progress func(answered, total int) // see Config.Progress
 }
@@ -59,6 +62,7 @@ func DefaultCases() []Case {
 		{ID: "workers-4", Window: 64, Size: 100, Count: 10_000, Workers: 4},
 		{ID: "workers-16", Window: 64, Size: 100, Count: 10_000, Workers: 16},
 		{ID: "detached-1m", Window: 4, Size: 1 << 20, Count: 40, Warmup: 8, Detached: true, Systems: []System{SysYggd}},
+		{ID: "idle", Window: 1, Size: 100, Count: 1, Warmup: -1, Idle: time.Minute, Systems: []System{SysYggd}},
 	}
 }
 
@@ -151,7 +155,9 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 				line := fmt.Sprintf("rep %d %-15s %-4s", rep, c.ID, sys)
 				if r.Result != nil {
 					line += fmt.Sprintf(" %8.0f msgs/s p50 %-8s p99 %-8s", r.Result.MsgsPerSec, us(r.Result.P50), us(r.Result.P99))
-					if p := r.Result.Proc; p != nil {
+					if p := r.Result.Proc; p != nil && p.Idle != nil {
+						line += " " + p.Idle.String()
+					} else if p != nil {
 						line += fmt.Sprintf(" cpu %s/msg rss %.1f MiB worker rss %.1f MiB", us(p.CPUPerMsg), float64(p.PeakRSS)/(1<<20), float64(p.WorkerPeakRSS)/(1<<20))
 					}
 				}
@@ -279,6 +285,9 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	if c.Detached {
 		cfg.Detached = &DetachedConfig{}
 		cfg.PingEvery = -1
+	}
+	if c.Idle > 0 {
+		cfg.Idle, cfg.PingEvery = c.Idle, -1
 	}
 	if sys == SysYggd || sys == SysBase {
 		// Log lines written before the load (startup) do not count.

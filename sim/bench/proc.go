@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -74,6 +75,40 @@ func (p *procWatch) finish() *ProcStats {
 	return s
 }
 
+// idle leaves the daemon alone for d and returns what it and its workers
+// used meanwhile, and held at the end.
+func (p *procWatch) idle(ctx context.Context, d time.Duration) (*IdleStats, error) {
+	type mark struct {
+		cpu time.Duration
+		ctx int64
+	}
+	take := func(pid int) mark {
+		cpu, _ := ProcCPU(pid)
+		return mark{cpu, ctxSwitches(pid)}
+	}
+	start := map[int]mark{p.pid: take(p.pid)}
+	for _, c := range Children(p.pid) {
+		start[c] = take(c)
+	}
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s := &IdleStats{For: d, RSS: statusBytes(p.pid, "VmRSS"), RSSAnon: statusBytes(p.pid, "RssAnon"),
+		Threads: int(statusValue(p.pid, "Threads"))}
+	end := take(p.pid)
+	s.CPU, s.CtxSwitches = end.cpu-start[p.pid].cpu, end.ctx-start[p.pid].ctx
+	for _, c := range Children(p.pid) {
+		m := take(c)
+		s.WorkerCPU += m.cpu - start[c].cpu // a child started since counts whole
+		s.WorkerCtxSwitches += m.ctx - start[c].ctx
+		s.WorkerRSS += statusBytes(c, "VmRSS")
+		s.WorkerThreads += int(statusValue(c, "Threads"))
+	}
+	return s, nil
+}
+
 // ProcCPU returns the user and system time of pid (all its threads, alive
 // or gone, but not its children).
 func ProcCPU(pid int) (time.Duration, error) {
@@ -142,8 +177,24 @@ func Alive(pid int) bool {
 // statusBytes returns a "kB" line of /proc/pid/status in bytes.
 func statusBytes(pid int, key string) int64 { return statusValue(pid, key) * 1024 }
 
+// ctxSwitches returns the context switches of every thread of pid alive
+// now, voluntary or not (the process's status has its main thread's only).
+func ctxSwitches(pid int) int64 {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var n int64
+	for _, t := range tasks {
+		f := fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name())
+		n += fileStatusValue(f, "voluntary_ctxt_switches") + fileStatusValue(f, "nonvoluntary_ctxt_switches")
+	}
+	return n
+}
+
 func statusValue(pid int, key string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	return fileStatusValue(fmt.Sprintf("/proc/%d/status", pid), key)
+}
+
+func fileStatusValue(name, key string) int64 {
+	b, err := os.ReadFile(name)
 	if err != nil {
 		return 0
 	}

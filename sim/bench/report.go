@@ -143,6 +143,22 @@ func Report(w io.Writer, runs []MatrixRun) error {
 		r := medianOf(byCase["detached-1m"][SysYggd], func(r *Result) float64 { return r.MsgsPerSec })
 		goal("detached 1 MiB round trips", "(reported)", fmt.Sprintf("%.0f/s", r), true)
 	}
+	if has("idle") {
+		// 0.1.5 on this machine (issue 17): yggd 14.9 MiB, with its echo
+		// worker 26.3 MiB.
+		y := byCase["idle"][SysYggd]
+		idle := func(f func(*IdleStats) int64) float64 {
+			return medianProc(y, func(r *Result) float64 {
+				if r.Proc.Idle == nil {
+					return 0
+				}
+				return mib(f(r.Proc.Idle))
+			})
+		}
+		own, both := idle(func(s *IdleStats) int64 { return s.RSS }), idle(func(s *IdleStats) int64 { return s.RSS + s.WorkerRSS })
+		goal("idle RSS, yggd", "≤ 15 MiB (0.1.5: 14.9)", fmt.Sprintf("%.1f MiB", own), own > 0 && own <= 15)
+		goal("idle RSS, yggd + echo worker", "≤ 26 MiB (0.1.5: 26.3)", fmt.Sprintf("%.1f MiB", both), both > 0 && both <= 26)
+	}
 	if has("soak-100b") {
 		y := byCase["soak-100b"][SysYggd]
 		pk := medianProc(y, func(r *Result) float64 { return float64(r.Proc.PeakRSS) / (1 << 20) })
