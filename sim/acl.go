@@ -26,7 +26,7 @@ import (
 type Refusal struct {
 	Time     time.Time `json:"time"`
 	ClientID string    `json:"client_id"`
-	Action   string    `json:"action"`          // "connect", "subscribe" (a filter with wildcards), "read" (subscribe to or receive on a topic) or "publish"
+	Action   string    `json:"action"`          // "connect", "subscribe" (a filter with wildcards), "read" (subscribe to or receive on a topic), "publish" or "will" (a will dropped when it was due)
 	Topic    string    `json:"topic,omitempty"` // the topic or filter, for everything but connect
 	Reason   string    `json:"reason"`
 }
@@ -55,7 +55,12 @@ func (r Refusal) String() string {
 // stand in for a host that authenticates with a certificate: a client id
 // (or its <id>/check form) that is a TLS host's (see tlsHosts) is refused
 // there at CONNECT, and a client already connected there with such an id
-// may no longer publish or subscribe. Other ids are taken on trust.
+// may no longer publish or subscribe, nor leave its will: mochi sends a
+// will without asking the ACL again, so willHook drops it when it is due
+// if its client's id has become a TLS host's since CONNECT (the real host
+// took its id over). A delayed will (MQTT 5's will delay interval) is
+// refused there at CONNECT, because mochi sends it later without asking
+// any hook. Other ids are taken on trust.
 //
 // DenyHost is a fault: it refuses every topic to a host, its own included,
 // as a broker with a wrong ACL would.
@@ -146,7 +151,7 @@ func (a *acl) onTLS(cl *mqtt.Client) bool {
 // directory's list is read again if it grew; for each publish and
 // delivery at most once a second.
 func (a *acl) tlsHostOnPlain(cl *mqtt.Client, fresh bool) string {
-	if cl.Net.Inline || a.onTLS(cl) || a.tlsHosts == nil {
+	if !a.checksPlain(cl) {
 		return ""
 	}
 	if host := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix); a.tlsHosts.has(host, fresh) {
@@ -183,8 +188,21 @@ func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
 		if why := a.checkTopic(a.host(cl), pk.Connect.WillTopic, "out"); why != "" {
 			return "will " + pk.Connect.WillTopic + ": " + why
 		}
+		if d := pk.Connect.WillProperties.WillDelayInterval; d > 0 && a.checksPlain(cl) {
+			return fmt.Sprintf("will %s: a will delay (%d s) on the plain listener: the will could not be checked when sent", pk.Connect.WillTopic, d)
+		}
 	}
 	return ""
+}
+
+// checksPlain reports whether cl is subject to tlsHostOnPlain.
+func (a *acl) checksPlain(cl *mqtt.Client) bool {
+	return !cl.Net.Inline && !a.onTLS(cl) && a.tlsHosts != nil
+}
+
+// will says why cl's will may not be sent now; "" when it may.
+func (a *acl) will(cl *mqtt.Client) string {
+	return a.tlsHostOnPlain(cl, true)
 }
 
 func (a *acl) refuse(r Refusal) {
@@ -206,7 +224,24 @@ type aclHook struct {
 func (h *aclHook) ID() string { return "sim-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnWill}, []byte{b})
+}
+
+// droppedWill is what OnWill makes of a will it drops. mochi sends what
+// OnWill returns (an error only keeps the will as it was), so a dropped
+// will becomes one without a topic and not retained: no subscription
+// matches an empty topic, and recordHook records no will without one.
+var droppedWill = mqtt.Will{}
+
+// OnWill drops the will of a client that may no longer act for the host
+// it names (see acl.will). mochi calls it when the will is due, as the
+// client's connection ends or is taken over.
+func (h *aclHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if why := h.acl.will(cl); why != "" {
+		h.acl.refuse(Refusal{ClientID: cl.ID, Action: "will", Topic: will.TopicName, Reason: why})
+		return droppedWill, nil
+	}
+	return will, nil
 }
 
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {

@@ -1,11 +1,16 @@
 package sim
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
@@ -262,4 +267,83 @@ func TestACLDenyHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.mustSubscribe("yggdrasil/A/control/in")
+}
+
+// awaitRefusal polls s's refusals until one matches, or fails the test.
+func awaitRefusal(ctx context.Context, t *testing.T, s *Server, client, action, reason string) {
+	t.Helper()
+	for !hasRefusal(s, client, action, reason) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("refusals = %v, want %s's %s (%s)", s.Refusals(), client, action, reason)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestPlainWillAfterTakeover: a client on the plain listener using a host's
+// id before the host was seen on TLS leaves a retained "offline" will; the
+// real host then connects over TLS, taking the id over, and publishes
+// "online". The impostor's will, due at the takeover, is dropped and
+// listed as a refusal: the host stays online.
+func TestPlainWillAfterTakeover(t *testing.T) {
+	s := MustStart(t, &Server{})
+	ctx := testContext(t)
+	mustConnectHost(t, hostOpts{broker: s.BrokerURL(), id: "h1", noReconnect: true,
+		will: statusPayloadJSON(t, yggdrasil.StateOffline, time.Now()), willRetain: true})
+
+	h1 := mustConnectHost(t, hostOpts{broker: s.TLSBrokerURL(), id: "h1", tls: clientTLS(t, s, "h1"), noReconnect: true})
+	h1.mustPublish(h1.topic("control", "out"), statusPayloadJSON(t, yggdrasil.StateOnline, time.Now()), true)
+
+	awaitRefusal(ctx, t, s, "h1", "will", `host "h1" authenticates with a certificate`)
+	for _, m := range s.Messages(0) {
+		if m.Will {
+			t.Errorf("a forged will was recorded: %v", m)
+		}
+	}
+	for {
+		if h, ok := s.Host("h1"); ok && h.Online() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			h, _ := s.Host("h1")
+			t.Fatalf("host h1 = %+v, want online", h)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestPlainDelayedWill: a will with a delay on the plain listener is
+// refused at CONNECT, since mochi sends a delayed will without asking the
+// ACL whether its client still may.
+func TestPlainDelayedWill(t *testing.T) {
+	s := MustStart(t, &Server{})
+	c := mustDialBroker(t, s)
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
+		ProtocolVersion: 5,
+		Connect: packets.ConnectParams{
+			ProtocolName:     []byte("MQTT"),
+			Clean:            true,
+			Keepalive:        30,
+			ClientIdentifier: "h2",
+			WillFlag:         true,
+			WillTopic:        yggdrasil.Topic(yggdrasil.DefaultTopicPrefix, "h2", "control", "out"),
+			WillPayload:      []byte("offline"),
+			WillRetain:       true,
+			WillProperties:   packets.Properties{WillDelayInterval: 60},
+		},
+	}
+	var buf bytes.Buffer
+	if err := pk.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	awaitClosed(t, c, 5*time.Second)
+	if !hasRefusal(s, "h2", "connect", "will delay") {
+		t.Errorf("refusals = %v, want h2's connect refused for its will delay", s.Refusals())
+	}
 }

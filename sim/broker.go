@@ -206,7 +206,13 @@ func (h *recordHook) Provides(b byte) bool {
 }
 
 func (h *recordHook) OnPublished(cl *mqtt.Client, pk packets.Packet) { h.record(cl, pk, false) }
-func (h *recordHook) OnWillSent(cl *mqtt.Client, pk packets.Packet)  { h.record(cl, pk, true) }
+
+// OnWillSent records a will, but not one the ACL dropped (droppedWill).
+func (h *recordHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	if pk.TopicName != "" {
+		h.record(cl, pk, true)
+	}
+}
 
 // minLevel is a slog handler that drops records below a level: mochi is
 // chatty at info level.
