@@ -162,6 +162,9 @@ func (a *acl) tlsHostOnPlain(cl *mqtt.Client, fresh bool) string {
 
 // connect says why a CONNECT may not be accepted; "" when it may.
 func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
+	if why := badPlainID(cl, a.onTLS(cl)); why != "" {
+		return why
+	}
 	if why := a.tlsHostOnPlain(cl, true); why != "" {
 		return why
 	}
@@ -191,6 +194,22 @@ func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
 		if d := pk.Connect.WillProperties.WillDelayInterval; d > 0 && a.checksPlain(cl) {
 			return fmt.Sprintf("will %s: a will delay (%d s) on the plain listener: the will could not be checked when sent", pk.Connect.WillTopic, d)
 		}
+	}
+	return ""
+}
+
+// badPlainID says why the client id of cl, when not on the TLS listener
+// (where it is its certificate's CN), cannot be a host's; "" when it can.
+// A host's id is one level of its topics, and so of the ACL's: a "+" or
+// "#" in it would make the host's own filter a wildcard over other hosts'
+// topics (each delivery then a refusal), and a "/" would shift the
+// levels. The <id>/check form of ygg check's connection is a host's.
+func badPlainID(cl *mqtt.Client, onTLS bool) string {
+	if cl.Net.Inline || onTLS {
+		return ""
+	}
+	if id := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix); strings.ContainsAny(id, "+#/") {
+		return fmt.Sprintf("client id %q is not a host id: it has a %q, %q or %q", cl.ID, "+", "#", "/")
 	}
 	return ""
 }

@@ -347,3 +347,39 @@ func TestPlainDelayedWill(t *testing.T) {
 		t.Errorf("refusals = %v, want h2's connect refused for its will delay", s.Refusals())
 	}
 }
+
+// TestPlainClientIDs: on the plain listener a client id is a level of the
+// host's topics, so one with a wildcard or a level separator is refused
+// at CONNECT; the check form keeps its "/".
+func TestPlainClientIDs(t *testing.T) {
+	s := MustStart(t, &Server{})
+	tests := []struct {
+		name string
+		id   string
+		ok   bool
+	}{
+		{"host", "h3", true},
+		{"check", "h3" + yggdrasil.CheckClientSuffix, true},
+		{"plus", "+", false},
+		{"hash", "#", false},
+		{"plus_in_id", "a+b", false},
+		{"slash", "a/b", false},
+		{"plus_check", "+" + yggdrasil.CheckClientSuffix, false},
+		{"slash_check", "a/b" + yggdrasil.CheckClientSuffix, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := connectHost(t, hostOpts{broker: s.BrokerURL(), id: tt.id, noReconnect: true})
+			if (err == nil) != tt.ok {
+				t.Fatalf("connect %q: %v, want ok=%v", tt.id, err, tt.ok)
+			}
+			if tt.ok {
+				h.client.Disconnect(0)
+				return
+			}
+			if !hasRefusal(s, tt.id, "connect", "is not a host id") {
+				t.Errorf("refusals = %v, want %q's connect", s.Refusals(), tt.id)
+			}
+		})
+	}
+}
