@@ -154,7 +154,12 @@ func (a *acl) tlsHostOnPlain(cl *mqtt.Client, fresh bool) string {
 	if !a.checksPlain(cl) {
 		return ""
 	}
-	if host := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix); a.tlsHosts.has(host, fresh) {
+	host := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix)
+	has, err := a.tlsHosts.has(host, fresh)
+	if err != nil {
+		a.log.Error("tls hosts unreadable: the plain listener takes every id on trust until they are read again", "error", err)
+	}
+	if has {
 		return fmt.Sprintf("host %q authenticates with a certificate: use the TLS listener", host)
 	}
 	return ""
@@ -307,6 +312,7 @@ type tlsHosts struct {
 	ids    map[string]bool
 	read   int64     // bytes of file read so far
 	looked time.Time // when the file was last looked at
+	failed bool      // the last look at the file failed
 }
 
 func newTLSHosts(dir string) *tlsHosts {
@@ -318,24 +324,55 @@ func newTLSHosts(dir string) *tlsHosts {
 }
 
 // has reports whether id is a TLS host, reading what the file gained
-// since the last look if fresh or if that was a second ago or more.
-func (t *tlsHosts) has(id string, fresh bool) bool {
+// since the last look if fresh or if that was a second ago or more. A
+// failure to read the file leaves the set as it was (the check fails
+// open); it is returned the first time only, until a look succeeds
+// again, so that its caller logs it once rather than at every publish.
+func (t *tlsHosts) has(id string, fresh bool) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ids[id] || t.file == "" || (!fresh && time.Since(t.looked) < time.Second) {
-		return t.ids[id]
+		return t.ids[id], nil
 	}
 	t.looked = time.Now()
-	if st, err := os.Stat(t.file); err != nil || st.Size() == t.read {
-		return false
+	err := t.refresh()
+	return t.ids[id], t.failure(err)
+}
+
+// failure returns err if the previous look succeeded, nil otherwise, and
+// remembers whether this one failed. t.mu is held.
+func (t *tlsHosts) failure(err error) error {
+	was := t.failed
+	t.failed = err != nil
+	if was {
+		return nil
+	}
+	return err
+}
+
+// refresh reads the lines the file gained since the last read, all of it
+// again if it shrank (it was replaced). t.mu is held.
+func (t *tlsHosts) refresh() error {
+	st, err := os.Stat(t.file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // no TLS host yet
+	}
+	if err != nil {
+		return fmt.Errorf("read tls hosts: %w", err)
+	}
+	if st.Size() < t.read {
+		t.read = 0
+	}
+	if st.Size() == t.read {
+		return nil
 	}
 	f, err := os.Open(t.file)
 	if err != nil {
-		return false
+		return fmt.Errorf("read tls hosts: %w", err)
 	}
 	defer f.Close()
 	if _, err := f.Seek(t.read, io.SeekStart); err != nil {
-		return false
+		return fmt.Errorf("read tls hosts: %w", err)
 	}
 	r := bufio.NewReader(f)
 	for {
@@ -348,21 +385,27 @@ func (t *tlsHosts) has(id string, fresh bool) bool {
 			t.ids[v] = true
 		}
 	}
-	return t.ids[id]
+	return nil
 }
 
-// add makes id a TLS host.
+// add makes id a TLS host, appending it to the file unless the file has
+// it already (a sim started again in the same state directory).
 func (t *tlsHosts) add(id string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ids[id] {
 		return nil
 	}
-	t.ids[id] = true
 	if t.file == "" {
+		t.ids[id] = true
 		return nil
 	}
-	return appendTLSHost(filepath.Dir(t.file), id)
+	rerr := t.refresh()
+	if t.ids[id] {
+		return rerr
+	}
+	t.ids[id] = true
+	return errors.Join(rerr, appendTLSHost(filepath.Dir(t.file), id))
 }
 
 // appendTLSHost records id as a TLS host in a state directory.

@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -382,4 +384,75 @@ func TestPlainClientIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTLSHostsFile: the set of TLS hosts follows its file when the file
+// is replaced by a shorter one, adds no id the file already has (a sim
+// started again in the same state directory), and reports a file it
+// cannot read once, not at every look.
+func TestTLSHostsFile(t *testing.T) {
+	readFile := func(t *testing.T, path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	writeFile := func(t *testing.T, path, s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustHave := func(t *testing.T, h *tlsHosts, id string, want bool) {
+		t.Helper()
+		got, err := h.has(id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("has(%q) = %v, want %v", id, got, want)
+		}
+	}
+
+	t.Run("file_replaced_shorter", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, tlsHostsFile)
+		writeFile(t, path, "\"alpha\"\n\"bravo\"\n")
+		h := newTLSHosts(dir)
+		mustHave(t, h, "alpha", true)
+		writeFile(t, path, "\"c\"\n")
+		mustHave(t, h, "c", true)
+		mustHave(t, h, "bravo", true) // the set only grows
+	})
+	t.Run("restart_adds_no_duplicate", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := newTLSHosts(dir).add("h1"); err != nil {
+			t.Fatal(err)
+		}
+		again := newTLSHosts(dir) // the sim started again
+		for _, id := range []string{"h1", "h2"} {
+			if err := again.add(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := readFile(t, filepath.Join(dir, tlsHostsFile)), "\"h1\"\n\"h2\"\n"; got != want {
+			t.Errorf("file = %q, want %q", got, want)
+		}
+	})
+	t.Run("unreadable_reported_once", func(t *testing.T) {
+		notDir := filepath.Join(t.TempDir(), "file")
+		writeFile(t, notDir, "")
+		h := newTLSHosts(notDir) // its file is under a regular file
+		var errs int
+		for range 3 {
+			if _, err := h.has("x", true); err != nil {
+				errs++
+			}
+		}
+		if errs != 1 {
+			t.Errorf("errors reported = %d, want 1", errs)
+		}
+	})
 }
