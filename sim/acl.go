@@ -26,7 +26,7 @@ import (
 type Refusal struct {
 	Time     time.Time `json:"time"`
 	ClientID string    `json:"client_id"`
-	Action   string    `json:"action"`          // "connect", "subscribe" (a filter with wildcards), "read" (subscribe to or receive on a topic) or "publish"
+	Action   string    `json:"action"`          // "connect", "subscribe" (a filter with wildcards), "read" (subscribe to or receive on a topic), "publish" or "will" (a will dropped when it was due)
 	Topic    string    `json:"topic,omitempty"` // the topic or filter, for everything but connect
 	Reason   string    `json:"reason"`
 }
@@ -55,7 +55,12 @@ func (r Refusal) String() string {
 // stand in for a host that authenticates with a certificate: a client id
 // (or its <id>/check form) that is a TLS host's (see tlsHosts) is refused
 // there at CONNECT, and a client already connected there with such an id
-// may no longer publish or subscribe. Other ids are taken on trust.
+// may no longer publish or subscribe, nor leave its will: mochi sends a
+// will without asking the ACL again, so willHook drops it when it is due
+// if its client's id has become a TLS host's since CONNECT (the real host
+// took its id over). A delayed will (MQTT 5's will delay interval) is
+// refused there at CONNECT, because mochi sends it later without asking
+// any hook. Other ids are taken on trust.
 //
 // DenyHost is a fault: it refuses every topic to a host, its own included,
 // as a broker with a wrong ACL would.
@@ -146,10 +151,15 @@ func (a *acl) onTLS(cl *mqtt.Client) bool {
 // directory's list is read again if it grew; for each publish and
 // delivery at most once a second.
 func (a *acl) tlsHostOnPlain(cl *mqtt.Client, fresh bool) string {
-	if cl.Net.Inline || a.onTLS(cl) || a.tlsHosts == nil {
+	if !a.checksPlain(cl) {
 		return ""
 	}
-	if host := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix); a.tlsHosts.has(host, fresh) {
+	host := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix)
+	has, err := a.tlsHosts.has(host, fresh)
+	if err != nil {
+		a.log.Error("tls hosts unreadable: the plain listener takes every id on trust until they are read again", "error", err)
+	}
+	if has {
 		return fmt.Sprintf("host %q authenticates with a certificate: use the TLS listener", host)
 	}
 	return ""
@@ -157,6 +167,9 @@ func (a *acl) tlsHostOnPlain(cl *mqtt.Client, fresh bool) string {
 
 // connect says why a CONNECT may not be accepted; "" when it may.
 func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
+	if why := badPlainID(cl, a.onTLS(cl)); why != "" {
+		return why
+	}
 	if why := a.tlsHostOnPlain(cl, true); why != "" {
 		return why
 	}
@@ -183,8 +196,37 @@ func (a *acl) connect(cl *mqtt.Client, pk packets.Packet) string {
 		if why := a.checkTopic(a.host(cl), pk.Connect.WillTopic, "out"); why != "" {
 			return "will " + pk.Connect.WillTopic + ": " + why
 		}
+		if d := pk.Connect.WillProperties.WillDelayInterval; d > 0 && a.checksPlain(cl) {
+			return fmt.Sprintf("will %s: a will delay (%d s) on the plain listener: the will could not be checked when sent", pk.Connect.WillTopic, d)
+		}
 	}
 	return ""
+}
+
+// badPlainID says why the client id of cl, when not on the TLS listener
+// (where it is its certificate's CN), cannot be a host's; "" when it can.
+// A host's id is one level of its topics, and so of the ACL's: a "+" or
+// "#" in it would make the host's own filter a wildcard over other hosts'
+// topics (each delivery then a refusal), and a "/" would shift the
+// levels. The <id>/check form of ygg check's connection is a host's.
+func badPlainID(cl *mqtt.Client, onTLS bool) string {
+	if cl.Net.Inline || onTLS {
+		return ""
+	}
+	if id := strings.TrimSuffix(cl.ID, yggdrasil.CheckClientSuffix); strings.ContainsAny(id, "+#/") {
+		return fmt.Sprintf("client id %q is not a host id: it has a %q, %q or %q", cl.ID, "+", "#", "/")
+	}
+	return ""
+}
+
+// checksPlain reports whether cl is subject to tlsHostOnPlain.
+func (a *acl) checksPlain(cl *mqtt.Client) bool {
+	return !cl.Net.Inline && !a.onTLS(cl) && a.tlsHosts != nil
+}
+
+// will says why cl's will may not be sent now; "" when it may.
+func (a *acl) will(cl *mqtt.Client) string {
+	return a.tlsHostOnPlain(cl, true)
 }
 
 func (a *acl) refuse(r Refusal) {
@@ -206,7 +248,24 @@ type aclHook struct {
 func (h *aclHook) ID() string { return "sim-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnWill}, []byte{b})
+}
+
+// droppedWill is what OnWill makes of a will it drops. mochi sends what
+// OnWill returns (an error only keeps the will as it was), so a dropped
+// will becomes one without a topic and not retained: no subscription
+// matches an empty topic, and recordHook records no will without one.
+var droppedWill = mqtt.Will{}
+
+// OnWill drops the will of a client that may no longer act for the host
+// it names (see acl.will). mochi calls it when the will is due, as the
+// client's connection ends or is taken over.
+func (h *aclHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if why := h.acl.will(cl); why != "" {
+		h.acl.refuse(Refusal{ClientID: cl.ID, Action: "will", Topic: will.TopicName, Reason: why})
+		return droppedWill, nil
+	}
+	return will, nil
 }
 
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -253,6 +312,7 @@ type tlsHosts struct {
 	ids    map[string]bool
 	read   int64     // bytes of file read so far
 	looked time.Time // when the file was last looked at
+	failed bool      // the last look at the file failed
 }
 
 func newTLSHosts(dir string) *tlsHosts {
@@ -264,24 +324,55 @@ func newTLSHosts(dir string) *tlsHosts {
 }
 
 // has reports whether id is a TLS host, reading what the file gained
-// since the last look if fresh or if that was a second ago or more.
-func (t *tlsHosts) has(id string, fresh bool) bool {
+// since the last look if fresh or if that was a second ago or more. A
+// failure to read the file leaves the set as it was (the check fails
+// open); it is returned the first time only, until a look succeeds
+// again, so that its caller logs it once rather than at every publish.
+func (t *tlsHosts) has(id string, fresh bool) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ids[id] || t.file == "" || (!fresh && time.Since(t.looked) < time.Second) {
-		return t.ids[id]
+		return t.ids[id], nil
 	}
 	t.looked = time.Now()
-	if st, err := os.Stat(t.file); err != nil || st.Size() == t.read {
-		return false
+	err := t.refresh()
+	return t.ids[id], t.failure(err)
+}
+
+// failure returns err if the previous look succeeded, nil otherwise, and
+// remembers whether this one failed. t.mu is held.
+func (t *tlsHosts) failure(err error) error {
+	was := t.failed
+	t.failed = err != nil
+	if was {
+		return nil
+	}
+	return err
+}
+
+// refresh reads the lines the file gained since the last read, all of it
+// again if it shrank (it was replaced). t.mu is held.
+func (t *tlsHosts) refresh() error {
+	st, err := os.Stat(t.file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // no TLS host yet
+	}
+	if err != nil {
+		return fmt.Errorf("read tls hosts: %w", err)
+	}
+	if st.Size() < t.read {
+		t.read = 0
+	}
+	if st.Size() == t.read {
+		return nil
 	}
 	f, err := os.Open(t.file)
 	if err != nil {
-		return false
+		return fmt.Errorf("read tls hosts: %w", err)
 	}
 	defer f.Close()
 	if _, err := f.Seek(t.read, io.SeekStart); err != nil {
-		return false
+		return fmt.Errorf("read tls hosts: %w", err)
 	}
 	r := bufio.NewReader(f)
 	for {
@@ -294,21 +385,27 @@ func (t *tlsHosts) has(id string, fresh bool) bool {
 			t.ids[v] = true
 		}
 	}
-	return t.ids[id]
+	return nil
 }
 
-// add makes id a TLS host.
+// add makes id a TLS host, appending it to the file unless the file has
+// it already (a sim started again in the same state directory).
 func (t *tlsHosts) add(id string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ids[id] {
 		return nil
 	}
-	t.ids[id] = true
 	if t.file == "" {
+		t.ids[id] = true
 		return nil
 	}
-	return appendTLSHost(filepath.Dir(t.file), id)
+	rerr := t.refresh()
+	if t.ids[id] {
+		return rerr
+	}
+	t.ids[id] = true
+	return errors.Join(rerr, appendTLSHost(filepath.Dir(t.file), id))
 }
 
 // appendTLSHost records id as a TLS host in a state directory.

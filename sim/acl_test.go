@@ -1,11 +1,18 @@
 package sim
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
@@ -262,4 +269,190 @@ func TestACLDenyHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.mustSubscribe("yggdrasil/A/control/in")
+}
+
+// awaitRefusal polls s's refusals until one matches, or fails the test.
+func awaitRefusal(ctx context.Context, t *testing.T, s *Server, client, action, reason string) {
+	t.Helper()
+	for !hasRefusal(s, client, action, reason) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("refusals = %v, want %s's %s (%s)", s.Refusals(), client, action, reason)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestPlainWillAfterTakeover: a client on the plain listener using a host's
+// id before the host was seen on TLS leaves a retained "offline" will; the
+// real host then connects over TLS, taking the id over, and publishes
+// "online". The impostor's will, due at the takeover, is dropped and
+// listed as a refusal: the host stays online.
+func TestPlainWillAfterTakeover(t *testing.T) {
+	s := MustStart(t, &Server{})
+	ctx := testContext(t)
+	mustConnectHost(t, hostOpts{broker: s.BrokerURL(), id: "h1", noReconnect: true,
+		will: statusPayloadJSON(t, yggdrasil.StateOffline, time.Now()), willRetain: true})
+
+	h1 := mustConnectHost(t, hostOpts{broker: s.TLSBrokerURL(), id: "h1", tls: clientTLS(t, s, "h1"), noReconnect: true})
+	h1.mustPublish(h1.topic("control", "out"), statusPayloadJSON(t, yggdrasil.StateOnline, time.Now()), true)
+
+	awaitRefusal(ctx, t, s, "h1", "will", `host "h1" authenticates with a certificate`)
+	for _, m := range s.Messages(0) {
+		if m.Will {
+			t.Errorf("a forged will was recorded: %v", m)
+		}
+	}
+	for {
+		if h, ok := s.Host("h1"); ok && h.Online() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			h, _ := s.Host("h1")
+			t.Fatalf("host h1 = %+v, want online", h)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestPlainDelayedWill: a will with a delay on the plain listener is
+// refused at CONNECT, since mochi sends a delayed will without asking the
+// ACL whether its client still may.
+func TestPlainDelayedWill(t *testing.T) {
+	s := MustStart(t, &Server{})
+	c := mustDialBroker(t, s)
+	pk := packets.Packet{
+		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
+		ProtocolVersion: 5,
+		Connect: packets.ConnectParams{
+			ProtocolName:     []byte("MQTT"),
+			Clean:            true,
+			Keepalive:        30,
+			ClientIdentifier: "h2",
+			WillFlag:         true,
+			WillTopic:        yggdrasil.Topic(yggdrasil.DefaultTopicPrefix, "h2", "control", "out"),
+			WillPayload:      []byte("offline"),
+			WillRetain:       true,
+			WillProperties:   packets.Properties{WillDelayInterval: 60},
+		},
+	}
+	var buf bytes.Buffer
+	if err := pk.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	awaitClosed(t, c, 5*time.Second)
+	if !hasRefusal(s, "h2", "connect", "will delay") {
+		t.Errorf("refusals = %v, want h2's connect refused for its will delay", s.Refusals())
+	}
+}
+
+// TestPlainClientIDs: on the plain listener a client id is a level of the
+// host's topics, so one with a wildcard or a level separator is refused
+// at CONNECT; the check form keeps its "/".
+func TestPlainClientIDs(t *testing.T) {
+	s := MustStart(t, &Server{})
+	tests := []struct {
+		name string
+		id   string
+		ok   bool
+	}{
+		{"host", "h3", true},
+		{"check", "h3" + yggdrasil.CheckClientSuffix, true},
+		{"plus", "+", false},
+		{"hash", "#", false},
+		{"plus_in_id", "a+b", false},
+		{"slash", "a/b", false},
+		{"plus_check", "+" + yggdrasil.CheckClientSuffix, false},
+		{"slash_check", "a/b" + yggdrasil.CheckClientSuffix, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := connectHost(t, hostOpts{broker: s.BrokerURL(), id: tt.id, noReconnect: true})
+			if (err == nil) != tt.ok {
+				t.Fatalf("connect %q: %v, want ok=%v", tt.id, err, tt.ok)
+			}
+			if tt.ok {
+				h.client.Disconnect(0)
+				return
+			}
+			if !hasRefusal(s, tt.id, "connect", "is not a host id") {
+				t.Errorf("refusals = %v, want %q's connect", s.Refusals(), tt.id)
+			}
+		})
+	}
+}
+
+// TestTLSHostsFile: the set of TLS hosts follows its file when the file
+// is replaced by a shorter one, adds no id the file already has (a sim
+// started again in the same state directory), and reports a file it
+// cannot read once, not at every look.
+func TestTLSHostsFile(t *testing.T) {
+	readFile := func(t *testing.T, path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	writeFile := func(t *testing.T, path, s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustHave := func(t *testing.T, h *tlsHosts, id string, want bool) {
+		t.Helper()
+		got, err := h.has(id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("has(%q) = %v, want %v", id, got, want)
+		}
+	}
+
+	t.Run("file_replaced_shorter", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, tlsHostsFile)
+		writeFile(t, path, "\"alpha\"\n\"bravo\"\n")
+		h := newTLSHosts(dir)
+		mustHave(t, h, "alpha", true)
+		writeFile(t, path, "\"c\"\n")
+		mustHave(t, h, "c", true)
+		mustHave(t, h, "bravo", true) // the set only grows
+	})
+	t.Run("restart_adds_no_duplicate", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := newTLSHosts(dir).add("h1"); err != nil {
+			t.Fatal(err)
+		}
+		again := newTLSHosts(dir) // the sim started again
+		for _, id := range []string{"h1", "h2"} {
+			if err := again.add(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got, want := readFile(t, filepath.Join(dir, tlsHostsFile)), "\"h1\"\n\"h2\"\n"; got != want {
+			t.Errorf("file = %q, want %q", got, want)
+		}
+	})
+	t.Run("unreadable_reported_once", func(t *testing.T) {
+		notDir := filepath.Join(t.TempDir(), "file")
+		writeFile(t, notDir, "")
+		h := newTLSHosts(notDir) // its file is under a regular file
+		var errs int
+		for range 3 {
+			if _, err := h.has("x", true); err != nil {
+				errs++
+			}
+		}
+		if errs != 1 {
+			t.Errorf("errors reported = %d, want 1", errs)
+		}
+	})
 }

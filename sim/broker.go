@@ -14,6 +14,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
 // ErrBrokerStopped is returned when the cloud side publishes while the
@@ -28,6 +30,14 @@ const (
 	listenerTCP = "tcp"
 	listenerTLS = "tls"
 )
+
+// maxPacketSize bounds an MQTT packet, CONNECT included. mochi allocates a
+// packet's remaining length as soon as it has read the fixed header, so
+// without a bound (mochi's default is none) five bytes make it allocate
+// 256 MiB before any CONNECT. The bound carries yggd's largest message
+// (yggdrasil.DefaultMaxMessageSize, 32 MiB) with 1 MiB to spare for the
+// envelope around it, the topic and the packet's properties.
+const maxPacketSize = yggdrasil.DefaultMaxMessageSize + 1<<20
 
 // broker is the embedded mochi broker. It can be stopped and started again
 // on the same ports; its sessions live in store, which outlives each mochi
@@ -60,6 +70,7 @@ func (b *broker) start() error {
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClientWritesPending = clientWritesPending
+	caps.MaximumPacketSize = maxPacketSize
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		InlineClient: true,
@@ -195,7 +206,13 @@ func (h *recordHook) Provides(b byte) bool {
 }
 
 func (h *recordHook) OnPublished(cl *mqtt.Client, pk packets.Packet) { h.record(cl, pk, false) }
-func (h *recordHook) OnWillSent(cl *mqtt.Client, pk packets.Packet)  { h.record(cl, pk, true) }
+
+// OnWillSent records a will, but not one the ACL dropped (droppedWill).
+func (h *recordHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	if pk.TopicName != "" {
+		h.record(cl, pk, true)
+	}
+}
 
 // minLevel is a slog handler that drops records below a level: mochi is
 // chatty at info level.

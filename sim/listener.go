@@ -2,9 +2,11 @@ package sim
 
 import (
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -30,6 +32,7 @@ type listener struct {
 	tlsConfig   *tls.Config
 	clients     *sync.WaitGroup // the server's Listeners.ClientsWg
 	log         *slog.Logger
+	within      time.Duration // tests only: for connectWithin
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -71,20 +74,50 @@ func (l *listener) Init(log *slog.Logger) error {
 	return nil
 }
 
+// connectWithin bounds how long a connection may take to send its CONNECT
+// (a TLS handshake included). mochi sets a connection's deadline only once
+// CONNECT is read (from its keepalive, in attachClient's refreshDeadline),
+// so until then a client that sends nothing would hold its connection and
+// goroutine for ever.
+const connectWithin = 10 * time.Second
+
+// Accept's backoff after a temporary error, such as running out of file
+// descriptors, as net/http's Server.Serve does.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
 // Serve hands each connection to establish on a goroutine of its own,
-// until the listener is closed.
+// until the listener is closed. A failed Accept is retried after a
+// backoff, unless the listener was closed.
 func (l *listener) Serve(establish listeners.EstablishFn) {
 	l.mu.Lock()
 	ln := l.ln
 	l.mu.Unlock()
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			return
+			if errors.Is(err, net.ErrClosed) || l.isClosed() {
+				return
+			}
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			l.log.Warn("accept failed, retrying", "listener", l.id, "error", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		if !l.hold(conn) {
 			conn.Close()
 			return
+		}
+		within := connectWithin
+		if l.within > 0 {
+			within = l.within
+		}
+		if err := conn.SetDeadline(time.Now().Add(within)); err != nil {
+			l.log.Debug("set connect deadline", "listener", l.id, "error", err)
 		}
 		go func() {
 			defer l.release(conn)
@@ -106,6 +139,12 @@ func (l *listener) hold(conn net.Conn) bool {
 	l.clients.Add(1)
 	l.conns[conn] = struct{}{}
 	return true
+}
+
+func (l *listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
 }
 
 func (l *listener) release(conn net.Conn) {

@@ -2,9 +2,15 @@ package sim
 
 import (
 	"fmt"
+	"net"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
@@ -97,5 +103,95 @@ func TestPlainListenerOff(t *testing.T) {
 	h.mustSubscribe(h.topic("data", "in"))
 	if err := (&Server{MQTTAddr: Off, TLSAddr: Off}).Start(); err == nil || !strings.Contains(err.Error(), "both") {
 		t.Errorf("start with both listeners off: %v, want an error", err)
+	}
+}
+
+// mustServe serves l with a new mochi server until the end of t.
+func mustServe(t *testing.T, l *listener, establish listeners.EstablishFn) {
+	t.Helper()
+	if l.ln == nil {
+		if err := l.Init(testLogger(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.log = testLogger(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Serve(establish)
+	}()
+	t.Cleanup(func() {
+		l.Close(func(string) {})
+		<-done
+	})
+}
+
+// TestListenerConnectDeadline: a connection that sends no CONNECT is
+// closed once the connect deadline passes.
+func TestListenerConnectDeadline(t *testing.T) {
+	srv := mqtt.New(&mqtt.Options{Logger: testLogger(t)})
+	l := newListener(srv, "t", "127.0.0.1:0", nil)
+	l.within = 100 * time.Millisecond
+	mustServe(t, l, srv.EstablishConnection)
+	c, err := net.DialTimeout("tcp", l.Address(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	awaitClosed(t, c, 5*time.Second)
+}
+
+// failingListener's Accept fails with err fails times, then hands out
+// conns, then blocks until closed.
+type failingListener struct {
+	net.Listener // for Addr
+	err          error
+	fails        int
+	conns        chan net.Conn
+	closed       chan struct{}
+	once         sync.Once
+}
+
+func (f *failingListener) Accept() (net.Conn, error) {
+	if f.fails > 0 {
+		f.fails--
+		return nil, f.err
+	}
+	select {
+	case c := <-f.conns:
+		return c, nil
+	case <-f.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (f *failingListener) Close() error {
+	f.once.Do(func() { close(f.closed) })
+	return nil
+}
+
+// TestListenerAcceptError: a failed Accept (out of file descriptors) does
+// not stop the listener: the next connection is still served.
+func TestListenerAcceptError(t *testing.T) {
+	srv := mqtt.New(&mqtt.Options{Logger: testLogger(t)})
+	l := newListener(srv, "t", "127.0.0.1:0", nil)
+	f := &failingListener{err: syscall.EMFILE, fails: 3, conns: make(chan net.Conn, 1), closed: make(chan struct{})}
+	l.ln = f
+	served := make(chan net.Conn, 1)
+	mustServe(t, l, func(_ string, c net.Conn) error {
+		served <- c
+		return nil
+	})
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	f.conns <- a
+	select {
+	case c := <-served:
+		if c != a {
+			t.Errorf("served %v, want the accepted connection", c)
+		}
+	case <-testContext(t).Done():
+		t.Fatal("the listener stopped serving after a failed accept")
 	}
 }

@@ -1,9 +1,11 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +39,7 @@ type Host struct {
 	// ccFacts is CanonicalFacts as cloud-connector shapes them, worked out
 	// once per status rather than once per listing.
 	ccFacts json.RawMessage
+	warned  bool // a value too large to keep was logged
 }
 
 // Online reports whether the latest connection-status says online.
@@ -54,6 +57,28 @@ type Nack struct {
 	Code       string    `json:"code"`
 	Message    string    `json:"message"`
 }
+
+// What the registry keeps of a host is bounded, as the journal's messages
+// are, whatever the host sends:
+//
+//   - maxHostValue bounds each raw value of a connection-status kept
+//     (canonical facts, dispatchers, tags). yggd's are a few KiB; a larger
+//     one is not kept (an online status stores none, an offline one keeps
+//     the facts it had), with a warning once per host;
+//   - maxStatusPayload is the largest connection-status read whole. A
+//     larger one still counts (its state, ids and names are read), but its
+//     raw values are not kept;
+//   - maxNackPayload is the largest data message read for a nack: a
+//     data/out message can be yggd's largest (32 MiB), and a nack is small;
+//   - maxNackText bounds each text of a nack kept (up to the registry's
+//     limit of them per host): a longer one is cut, ending in nackCut.
+const (
+	maxHostValue     = 64 << 10
+	maxStatusPayload = 4 * maxHostValue
+	maxNackPayload   = maxHostValue
+	maxNackText      = 1 << 10
+	nackCut          = "…(truncated)"
+)
 
 // DefaultForgetAfter is how long a host that is not online stays in the
 // registry by default.
@@ -143,15 +168,67 @@ func (r *registry) observe(m Message) {
 	}
 }
 
+// statusHead is a connection-status without its raw values, for one too
+// large to read whole (see maxStatusPayload).
+type statusHead struct {
+	MessageID string    `json:"message_id"`
+	Sent      time.Time `json:"sent"`
+	Content   struct {
+		ClientName    string `json:"client_name"`
+		ClientVersion string `json:"client_version"`
+		State         string `json:"state"`
+	} `json:"content"`
+}
+
+// decodeStatus decodes a connection-status, but for raw values that are
+// not kept (see maxHostValue); too reports whether one was dropped.
+func decodeStatus(payload []byte) (st statusPayload, too bool, err error) {
+	if len(payload) > maxStatusPayload {
+		var head statusHead
+		if err := json.Unmarshal(payload, &head); err != nil {
+			return st, false, err
+		}
+		st.MessageID, st.Sent = head.MessageID, head.Sent
+		st.Content.ClientName, st.Content.ClientVersion = head.Content.ClientName, head.Content.ClientVersion
+		st.Content.State = head.Content.State
+		return st, true, nil
+	}
+	if err := json.Unmarshal(payload, &st); err != nil {
+		return st, false, err
+	}
+	for _, v := range []*json.RawMessage{&st.Content.CanonicalFacts, &st.Content.Dispatchers, &st.Content.Tags} {
+		if len(*v) > maxHostValue {
+			*v, too = nil, true
+		}
+	}
+	st.Content.ClientName = cut(st.Content.ClientName, maxNackText)
+	st.Content.ClientVersion = cut(st.Content.ClientVersion, maxNackText)
+	return st, too, nil
+}
+
+// cut returns s cut to at most n bytes, ending in nackCut when cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = strings.ToValidUTF8(s[:n-len(nackCut)], "")
+	return s + nackCut
+}
+
 // status applies a connection-status. Like cloud-connector, an offline
 // status always counts (a 0.1.x will carries the time yggd started), and an
 // online status counts unless it repeats the latest one (a retained status
 // delivered again) or is older than it.
 func (r *registry) status(h *Host, m Message) {
-	var st statusPayload
-	if err := json.Unmarshal(m.Payload, &st); err != nil {
+	st, too, err := decodeStatus(m.Payload)
+	if err != nil {
 		r.log.Warn("host sent a connection-status that does not decode", "host", h.ID, "seq", m.Seq, "error", err)
 		return
+	}
+	if too && !h.warned {
+		h.warned = true
+		r.log.Warn("host sent a connection-status value too large to keep",
+			"host", h.ID, "seq", m.Seq, "size", len(m.Payload), "max_value", maxHostValue)
 	}
 	switch st.Content.State {
 	case yggdrasil.StateOffline:
@@ -208,6 +285,13 @@ func isEmptyFacts(raw json.RawMessage) bool {
 
 // data records a negative acknowledgement.
 func (r *registry) data(h *Host, m Message) {
+	if len(m.Payload) > maxNackPayload {
+		if !h.warned && bytes.Contains(m.Payload, []byte(yggdrasil.MetadataError)) {
+			h.warned = true
+			r.log.Warn("host sent a data message too large to read for a nack", "host", h.ID, "seq", m.Seq, "size", len(m.Payload))
+		}
+		return
+	}
 	var d yggdrasil.Data
 	if json.Unmarshal(m.Payload, &d) != nil {
 		return
@@ -226,6 +310,9 @@ func (r *registry) data(h *Host, m Message) {
 		if n.Code == "" {
 			n.Code = body.Error
 		}
+	}
+	for _, t := range []*string{&n.MessageID, &n.ResponseTo, &n.Directive, &n.Code, &n.Message} {
+		*t = cut(*t, maxNackText)
 	}
 	h.Nacks = append(h.Nacks, n)
 	if len(h.Nacks) > r.limit {
