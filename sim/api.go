@@ -200,12 +200,16 @@ func (s *Server) simHostMessages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusNotFound, "host %q is unknown", r.PathValue("id")))
 		return
 	}
+	st := s.journal.stats()
+	reset := since > st.Last // from another journal: the sim restarted
+	if reset {
+		since = 0
+	}
 	for len(seqs) > 0 && seqs[0] <= since {
 		seqs = seqs[1:]
 	}
 	held := s.journal.lookup(seqs)
-	st := s.journal.stats()
-	s.writeMessagePage(w, held, limit, since, st.Oldest, st.Last, int64(len(seqs)-len(held)))
+	s.writeMessagePage(w, held, limit, since, st.Oldest, st.Last, int64(len(seqs)-len(held)), reset)
 }
 
 // waitTimeout reads ?timeout (a Go duration), default defaultWait.
@@ -334,6 +338,10 @@ type MessagePage struct {
 	// (to keep the journal's bounds) before this read: the reader fell
 	// behind, and the page starts at the oldest message still held.
 	Missed int64 `json:"missed,omitempty"`
+	// Reset is true when the since asked for is beyond LastSeq: it came
+	// from another journal (the sim restarted), and the page starts at the
+	// oldest message held.
+	Reset bool `json:"reset,omitempty"`
 }
 
 // simMessages answers a page of the journal after ?since, at most ?limit
@@ -345,13 +353,16 @@ func (s *Server) simMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	win := s.journal.read(since, limit+1) // one more tells whether there are more
-	s.writeMessagePage(w, win.entries, limit, since, win.oldest, win.last, win.missed)
+	if win.reset {
+		since = win.oldest - 1
+	}
+	s.writeMessagePage(w, win.entries, limit, since, win.oldest, win.last, win.missed, win.reset)
 }
 
 // writeMessagePage writes a MessagePage of the first entries (at most
 // limit, and at most pageMaxBytes of them but one) from their shared
 // encodings.
-func (s *Server) writeMessagePage(w http.ResponseWriter, entries []*entry, limit int, since, oldest, last, missed int64) {
+func (s *Server) writeMessagePage(w http.ResponseWriter, entries []*entry, limit int, since, oldest, last, missed int64, reset bool) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
@@ -372,6 +383,9 @@ func (s *Server) writeMessagePage(w http.ResponseWriter, entries []*entry, limit
 	fmt.Fprintf(bw, `],"next":%d,"more":%t,"oldest_seq":%d,"last_seq":%d`, next, n < len(entries), oldest, last)
 	if missed > 0 {
 		fmt.Fprintf(bw, `,"missed":%d`, missed)
+	}
+	if reset {
+		bw.WriteString(`,"reset":true`)
 	}
 	bw.WriteString("}\n")
 	bw.Flush()
@@ -473,7 +487,10 @@ func (s *Server) simNetworkAction(r *http.Request) (int, any, error) {
 // messages until the client leaves. A reader that fell behind (messages
 // after its position were dropped to keep the journal's bounds) gets
 // "event: behind", data {"since","oldest_seq","missed"}, and goes on from
-// the oldest message held. Each message is encoded once, whatever the
+// the oldest message held. A since beyond the latest message recorded
+// (a client of a sim that restarted) gets "event: reset", data
+// {"since","oldest_seq","last_seq"}, and goes on from the oldest message
+// held. A Last-Event-ID that is not a sequence number >= 0 is ignored. Each message is encoded once, whatever the
 // number of readers.
 func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 	since, limit, perr := pageParams(r)
@@ -482,7 +499,8 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		// An id that is not a sequence number is ignored: ?since holds.
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 			since = n
 		}
 	}
@@ -526,6 +544,12 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 // it returns false when the stream must end: a page of replay is done
 // (after "event: more"), or the client left.
 func (s *Server) writeEvents(bw *bufio.Writer, win window, since *int64, replayEnd int64, replayed *int, limit int) bool {
+	if win.reset {
+		if _, err := fmt.Fprintf(bw, "event: reset\ndata: {\"since\":%d,\"oldest_seq\":%d,\"last_seq\":%d}\n\n", *since, win.oldest, win.last); err != nil {
+			return false
+		}
+		*since = win.oldest - 1
+	}
 	if win.missed > 0 {
 		if _, err := fmt.Fprintf(bw, "event: behind\ndata: {\"since\":%d,\"oldest_seq\":%d,\"missed\":%d}\n\n", *since, win.oldest, win.missed); err != nil {
 			return false

@@ -329,16 +329,24 @@ type window struct {
 	oldest  int64 // the oldest seq held
 	last    int64 // the latest seq recorded, 0 if none
 	missed  int64 // messages after the requested seq that were dropped before this read
+	// reset is true when the requested seq is beyond the latest recorded:
+	// the reader knew another journal (the sim restarted), and the window
+	// starts at the oldest message held.
+	reset   bool
 	changed <-chan struct{}
 }
 
 // read returns at most limit entries (all when limit <= 0) whose Seq is
-// greater than seq, and a channel closed at the next append.
+// greater than seq, and a channel closed at the next append. A seq beyond
+// the latest recorded reads from the oldest held, with reset set.
 func (j *journal) read(seq int64, limit int) window {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	w := window{oldest: j.oldest(), last: j.next - 1, changed: j.notify}
-	from := seq + 1
+	if seq > w.last {
+		w.reset, seq = true, w.oldest-1
+	}
+	from := seq + 1 // seq <= last: cannot overflow
 	if from < w.oldest {
 		w.missed = w.oldest - from
 		from = w.oldest

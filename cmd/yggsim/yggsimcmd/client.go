@@ -427,8 +427,10 @@ func streamEvents(ctx context.Context, api string, since int64, visit func(sim.M
 // streamPage reads one stream of /events from since on, advancing since
 // past each message, until visit returns false (more false) or the sim
 // ends a page of history with "event: more" (more true: ask again from
-// since). Events that are not messages ("behind": messages dropped before
-// they could be read) are skipped.
+// since). "reset" (since was beyond the sim's latest message: it
+// restarted) moves since back to before the oldest message held; other
+// events that are not messages ("behind": messages dropped before they
+// could be read) are skipped.
 func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Message) bool) (more bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s/events?since=%d", strings.TrimRight(api, "/"), sim.SimPath, *since), nil)
 	if err != nil {
@@ -459,6 +461,18 @@ func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Me
 			continue
 		}
 		data, ok := strings.CutPrefix(line, "data: ")
+		if ok && event == "reset" {
+			// since was beyond the sim's latest message (it restarted):
+			// the stream goes on from its oldest message held.
+			var r struct {
+				OldestSeq int64 `json:"oldest_seq"`
+			}
+			if err := json.Unmarshal([]byte(data), &r); err != nil {
+				return false, fmt.Errorf("decode reset event: %w", err)
+			}
+			*since = max(0, r.OldestSeq-1)
+			continue
+		}
 		if !ok || (event != "" && event != "message") {
 			continue
 		}
