@@ -151,6 +151,51 @@ func TestJournalWrapAround(t *testing.T) {
 	}
 }
 
+// TestJournalEscapedPayloads: a payload's encoding can be six times its
+// size (json escapes <, > and & as \u003c…), so whether a message fits
+// the byte bound is decided on its encoding, not its raw size: a payload
+// of 1 MiB of "<" held 7.3 MB against a bound of 1 MiB.
+func TestJournalEscapedPayloads(t *testing.T) {
+	const maxBytes = 1 << 20
+	tests := []struct {
+		name    string
+		payload []byte
+		kept    bool
+	}{
+		{"escaped_near_bound", bytes.Repeat([]byte("<"), maxBytes-1000), false},
+		{"escaped_six_times_too_big", bytes.Repeat([]byte("<"), 200<<10), false},
+		{"control_six_times_too_big", bytes.Repeat([]byte{1}, 200<<10), false},
+		{"escaped_fits", bytes.Repeat([]byte("<"), 100<<10), true},
+		{"plain_fits_after_encoding", bytes.Repeat([]byte("y"), 400<<10), true},
+		{"plain_too_big_encoded", bytes.Repeat([]byte("y"), 600<<10), false},
+		{"json_escaped_fits", []byte(`"` + strings.Repeat("<\u2028", 10<<10) + `"`), true},
+		{"text_line_separators_fit", bytes.Repeat([]byte("\u2028\"\\\n"), 10<<10), true},
+		{"binary_fits", bytes.Repeat([]byte{0xff, 0, '<'}, 100<<10), true},
+		{"json_not_utf8_too_big", []byte(`"` + strings.Repeat("<\xff", 200<<10) + `"`), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJournal(10, maxBytes)
+			j.add(Message{Topic: "yggdrasil/h1/data/out", Payload: tt.payload}, nil)
+			w := j.read(0, 0)
+			if len(w.entries) != 1 {
+				t.Fatalf("journal holds %d messages, want 1", len(w.entries))
+			}
+			enc := j.encoded(w.entries[0]) // counted against the bound
+			m := w.entries[0].msg
+			if kept := m.Truncated == 0 && len(m.Payload) == len(tt.payload); kept != tt.kept {
+				t.Errorf("payload kept %t (truncated %d), want %t", kept, m.Truncated, tt.kept)
+			}
+			if b := m.encodedBound(); int64(len(enc)) > b {
+				t.Errorf("encoding of %d bytes beyond its bound %d", len(enc), b)
+			}
+			if st := j.stats(); st.Bytes > maxBytes {
+				t.Errorf("journal holds %d bytes (encoding %d), more than its bound %d", st.Bytes, len(enc), maxBytes)
+			}
+		})
+	}
+}
+
 // TestJournalLargeMessages publishes 40 messages of 8 MiB from a client on
 // the plain listener: the sim keeps within its byte bound, and pages of
 // its history stay small.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -424,6 +425,12 @@ func streamEvents(ctx context.Context, api string, since int64, visit func(sim.M
 	}
 }
 
+// maxEventLine is the longest line of the event stream read: a message's
+// encoding fits the sim's journal bound (it keeps no payload whose
+// encoding does not), 64 MiB by default, and the buffer grows only as far
+// as the messages need.
+const maxEventLine = sim.DefaultJournalMaxBytes + 64<<10
+
 // streamPage reads one stream of /events from since on, advancing since
 // past each message, until visit returns false (more false) or the sim
 // ends a page of history with "event: more" (more true: ask again from
@@ -445,7 +452,7 @@ func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Me
 		return false, fmt.Errorf("events: %s", resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 4<<20)
+	sc.Buffer(make([]byte, 64*1024), maxEventLine)
 	event := ""
 	for sc.Scan() {
 		line := sc.Text()
@@ -484,6 +491,9 @@ func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Me
 		if !visit(m) {
 			return false, nil
 		}
+	}
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		return false, fmt.Errorf("read events: an event beyond %d bytes (a sim whose journal bound is larger)", 4<<20)
 	}
 	return false, sc.Err()
 }
