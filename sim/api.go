@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -68,12 +70,47 @@ func (s *Server) newAPI() http.Handler {
 	s.handlePage(mux) // the web page at "/"
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkSameSite(r); err != nil {
+			writeError(w, err)
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern == "" {
 			writeError(w, notFoundOrMethod(mux, r))
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// checkSameSite refuses requests that a web page on another site can
+// make. The API has no key by default and drives real hosts: any page
+// could POST /api/sim/publish as a simple (no-cors) request, and with DNS
+// rebinding read the traffic. So a request whose Origin is present and
+// is not the API's own (scheme://Host) is refused, and so is a Host that
+// is not an IP literal or "localhost" (a rebound name). The sim's page
+// (same origin) and curl or the CLI (no Origin) are not affected.
+func checkSameSite(r *http.Request) *APIError {
+	host := r.Host
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	if net.ParseIP(name) == nil && !strings.EqualFold(name, "localhost") {
+		return apiError(http.StatusForbidden, "host %q is refused: use the API by IP address or localhost", host)
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if !strings.EqualFold(origin, scheme+"://"+host) {
+		return apiError(http.StatusForbidden, "cross-origin request from %q is refused: the API serves only its own origin %s://%s", origin, scheme, host)
+	}
+	return nil
 }
 
 func cutPattern(p string) (method, path string, ok bool) {

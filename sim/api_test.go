@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -184,6 +185,67 @@ func TestAPIPSK(t *testing.T) {
 	// The sim's own endpoints need no key.
 	if status, _ := call(t, "GET", s.APIURL()+SimPath+"/hosts", ""); status != 200 {
 		t.Errorf("sim hosts: %d, want 200", status)
+	}
+}
+
+// TestAPISameSite: a web page on another site can neither drive the API
+// (a no-cors POST to /publish carries its Origin) nor read it through DNS
+// rebinding (a Host that is a name); the sim's own page and the CLI can.
+func TestAPISameSite(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off})
+	api := s.APIURL()
+	own := api // http://127.0.0.1:port
+	hostPort := strings.TrimPrefix(api, "http://")
+	_, port, _ := net.SplitHostPort(hostPort)
+	publish := `{"topic":"yggdrasil/h1/data/in","payload":{"n":1}}`
+	tests := []struct {
+		name, method, path, host, origin, body string
+		status                                 int
+	}{
+		{"cli_no_origin", "POST", SimPath + "/publish", "", "", publish, 200},
+		{"own_page", "POST", SimPath + "/publish", "", own, publish, 200},
+		{"own_page_get", "GET", SimPath + "/info", "", own, "", 200},
+		{"localhost", "GET", SimPath + "/info", "localhost:" + port, "", "", 200},
+		{"localhost_origin", "GET", SimPath + "/info", "localhost:" + port, "http://localhost:" + port, "", 200},
+		{"ipv6_literal", "GET", SimPath + "/info", "[::1]:" + port, "", "", 200},
+		{"no_port", "GET", SimPath + "/info", "127.0.0.1", "", "", 200},
+		{"cross_site_publish", "POST", SimPath + "/publish", "", "https://evil.example", publish, 403},
+		{"cross_site_cloud_connector", "POST", CloudConnectorPath + "/v2/connections/h1/message", "", "http://evil.example", `{"directive":"echo"}`, 403},
+		{"cross_site_broker_stop", "POST", SimPath + "/broker/stop", "", "http://evil.example", "", 403},
+		{"null_origin", "POST", SimPath + "/publish", "", "null", publish, 403},
+		{"other_port", "GET", SimPath + "/info", "", "http://127.0.0.1:1", "", 403},
+		{"rebound_name", "GET", SimPath + "/messages", "evil.example:" + port, "", "", 403},
+		{"rebound_name_same_origin", "GET", SimPath + "/events", "evil.example:" + port, "http://evil.example:" + port, "", 403},
+		{"rebound_page", "GET", "/", "evil.example", "", "", 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(testContext(t), tt.method, api+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			if tt.origin != "" {
+				req.Header.Set("Origin", tt.origin)
+			}
+			if tt.body != "" {
+				req.Header.Set("Content-Type", "text/plain") // a simple request
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Errorf("status = %d %s, want %d", resp.StatusCode, b, tt.status)
+			}
+			if tt.status == 403 && !strings.Contains(string(b), "refused") {
+				t.Errorf("body = %s, want it to say why", b)
+			}
+		})
 	}
 }
 
