@@ -402,6 +402,7 @@ func (s *Server) simMessages(w http.ResponseWriter, r *http.Request) {
 func (s *Server) writeMessagePage(w http.ResponseWriter, entries []*entry, limit int, since, oldest, last, missed int64, reset bool) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
+	s.writeDeadline(w) // a page is at most pageMaxBytes and one message
 	bw := bufio.NewWriterSize(w, 32<<10)
 	bw.WriteString(`{"messages":[`)
 	next, n, size := since, 0, 0
@@ -514,6 +515,21 @@ func (s *Server) simNetworkAction(r *http.Request) (int, any, error) {
 	return s.simNetwork(r)
 }
 
+// API timeouts, the defaults of Server.APIReadHeaderTimeout and
+// Server.APIWriteTimeout.
+const (
+	DefaultAPIReadHeaderTimeout = 10 * time.Second
+	DefaultAPIWriteTimeout      = 30 * time.Second
+)
+
+// writeDeadline gives the next writes to w until the API's write timeout;
+// a reader that stopped reading then fails them and the handler returns,
+// releasing what it holds.
+func (s *Server) writeDeadline(w http.ResponseWriter) {
+	// An error means the writer cannot take deadlines (a recorder in tests).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.APIWriteTimeout))
+}
+
 // simEvents streams the messages after ?since (or Last-Event-ID) as
 // server-sent events: "id: <seq>", "event: message", "data: <message
 // JSON>". At most ?limit (default 1000) of the messages already recorded
@@ -546,9 +562,12 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusInternalServerError, "streaming is not supported"))
 		return
 	}
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	s.writeDeadline(w)
 	io.WriteString(w, ": yggsim traffic\nretry: 1000\n\n")
 	flusher.Flush()
 	replayEnd, replayed := s.journal.last(), 0
@@ -562,6 +581,7 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	for {
 		win := s.journal.read(since, awaitBatch)
+		s.writeDeadline(w) // for this batch's writes and flush
 		more := s.writeEvents(bw, win, &since, replayEnd, &replayed, limit)
 		if err := flush(); err != nil || !more {
 			return

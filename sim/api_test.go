@@ -2,13 +2,16 @@ package sim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -284,4 +287,64 @@ func TestAPIEvents(t *testing.T) {
 	s.Close()
 	for sc.Scan() {
 	}
+}
+
+// TestAPITimeouts: a client that never finishes its headers, and a reader
+// of the event stream that stops reading, are let go instead of holding a
+// connection (and, for the stream, its goroutine and buffers) for ever.
+func TestAPITimeouts(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off, APIReadHeaderTimeout: 100 * time.Millisecond, APIWriteTimeout: 200 * time.Millisecond})
+	addr := strings.TrimPrefix(s.APIURL(), "http://")
+
+	t.Run("slow_headers", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET "+SimPath+"/info HTTP/1.1\r\nHost: 127.0.0.1\r\n") // never ends
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Errorf("the server kept the connection open: %v", err)
+		}
+	})
+
+	t.Run("stalled_reader", func(t *testing.T) {
+		// More than the sockets' buffers hold: the server's writes block.
+		payload := bytes.Repeat([]byte("y"), 1<<20)
+		ctx := testContext(t)
+		for range 24 {
+			if err := s.Publish(ctx, "yggdrasil/h1/data/in", payload, 0, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Await(ctx, s.LastSeq()-1, func(Message) bool { return true }); err != nil {
+			t.Fatal(err)
+		}
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+			return errors.Join(err, serr)
+		}}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET "+SimPath+"/events?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") // and never read
+		await := func(want int64) {
+			t.Helper()
+			deadline := time.Now().Add(20 * time.Second)
+			for s.streams.Load() != want {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d event streams open, want %d", s.streams.Load(), want)
+				}
+				time.Sleep(10 * time.Millisecond) // polling, bounded by the deadline
+			}
+		}
+		await(1)
+		await(0) // the stalled stream gave up
+	})
 }
