@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -68,12 +70,47 @@ func (s *Server) newAPI() http.Handler {
 	s.handlePage(mux) // the web page at "/"
 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkSameSite(r); err != nil {
+			writeError(w, err)
+			return
+		}
 		if _, pattern := mux.Handler(r); pattern == "" {
 			writeError(w, notFoundOrMethod(mux, r))
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// checkSameSite refuses requests that a web page on another site can
+// make. The API has no key by default and drives real hosts: any page
+// could POST /api/sim/publish as a simple (no-cors) request, and with DNS
+// rebinding read the traffic. So a request whose Origin is present and
+// is not the API's own (scheme://Host) is refused, and so is a Host that
+// is not an IP literal or "localhost" (a rebound name). The sim's page
+// (same origin) and curl or the CLI (no Origin) are not affected.
+func checkSameSite(r *http.Request) *APIError {
+	host := r.Host
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(name, "["), "]")
+	if net.ParseIP(name) == nil && !strings.EqualFold(name, "localhost") {
+		return apiError(http.StatusForbidden, "host %q is refused: use the API by IP address or localhost", host)
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if !strings.EqualFold(origin, scheme+"://"+host) {
+		return apiError(http.StatusForbidden, "cross-origin request from %q is refused: the API serves only its own origin %s://%s", origin, scheme, host)
+	}
+	return nil
 }
 
 func cutPattern(p string) (method, path string, ok bool) {
@@ -200,12 +237,16 @@ func (s *Server) simHostMessages(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusNotFound, "host %q is unknown", r.PathValue("id")))
 		return
 	}
+	st := s.journal.stats()
+	reset := since > st.Last // from another journal: the sim restarted
+	if reset {
+		since = 0
+	}
 	for len(seqs) > 0 && seqs[0] <= since {
 		seqs = seqs[1:]
 	}
 	held := s.journal.lookup(seqs)
-	st := s.journal.stats()
-	s.writeMessagePage(w, held, limit, since, st.Oldest, st.Last, int64(len(seqs)-len(held)))
+	s.writeMessagePage(w, held, limit, since, st.Oldest, st.Last, int64(len(seqs)-len(held)), reset)
 }
 
 // waitTimeout reads ?timeout (a Go duration), default defaultWait.
@@ -334,6 +375,10 @@ type MessagePage struct {
 	// (to keep the journal's bounds) before this read: the reader fell
 	// behind, and the page starts at the oldest message still held.
 	Missed int64 `json:"missed,omitempty"`
+	// Reset is true when the since asked for is beyond LastSeq: it came
+	// from another journal (the sim restarted), and the page starts at the
+	// oldest message held.
+	Reset bool `json:"reset,omitempty"`
 }
 
 // simMessages answers a page of the journal after ?since, at most ?limit
@@ -345,15 +390,19 @@ func (s *Server) simMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	win := s.journal.read(since, limit+1) // one more tells whether there are more
-	s.writeMessagePage(w, win.entries, limit, since, win.oldest, win.last, win.missed)
+	if win.reset {
+		since = win.oldest - 1
+	}
+	s.writeMessagePage(w, win.entries, limit, since, win.oldest, win.last, win.missed, win.reset)
 }
 
 // writeMessagePage writes a MessagePage of the first entries (at most
 // limit, and at most pageMaxBytes of them but one) from their shared
 // encodings.
-func (s *Server) writeMessagePage(w http.ResponseWriter, entries []*entry, limit int, since, oldest, last, missed int64) {
+func (s *Server) writeMessagePage(w http.ResponseWriter, entries []*entry, limit int, since, oldest, last, missed int64, reset bool) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
+	s.writeDeadline(w) // a page is at most pageMaxBytes and one message
 	bw := bufio.NewWriterSize(w, 32<<10)
 	bw.WriteString(`{"messages":[`)
 	next, n, size := since, 0, 0
@@ -372,6 +421,9 @@ func (s *Server) writeMessagePage(w http.ResponseWriter, entries []*entry, limit
 	fmt.Fprintf(bw, `],"next":%d,"more":%t,"oldest_seq":%d,"last_seq":%d`, next, n < len(entries), oldest, last)
 	if missed > 0 {
 		fmt.Fprintf(bw, `,"missed":%d`, missed)
+	}
+	if reset {
+		bw.WriteString(`,"reset":true`)
 	}
 	bw.WriteString("}\n")
 	bw.Flush()
@@ -463,6 +515,21 @@ func (s *Server) simNetworkAction(r *http.Request) (int, any, error) {
 	return s.simNetwork(r)
 }
 
+// API timeouts, the defaults of Server.APIReadHeaderTimeout and
+// Server.APIWriteTimeout.
+const (
+	DefaultAPIReadHeaderTimeout = 10 * time.Second
+	DefaultAPIWriteTimeout      = 30 * time.Second
+)
+
+// writeDeadline gives the next writes to w until the API's write timeout;
+// a reader that stopped reading then fails them and the handler returns,
+// releasing what it holds.
+func (s *Server) writeDeadline(w http.ResponseWriter) {
+	// An error means the writer cannot take deadlines (a recorder in tests).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.APIWriteTimeout))
+}
+
 // simEvents streams the messages after ?since (or Last-Event-ID) as
 // server-sent events: "id: <seq>", "event: message", "data: <message
 // JSON>". At most ?limit (default 1000) of the messages already recorded
@@ -473,7 +540,10 @@ func (s *Server) simNetworkAction(r *http.Request) (int, any, error) {
 // messages until the client leaves. A reader that fell behind (messages
 // after its position were dropped to keep the journal's bounds) gets
 // "event: behind", data {"since","oldest_seq","missed"}, and goes on from
-// the oldest message held. Each message is encoded once, whatever the
+// the oldest message held. A since beyond the latest message recorded
+// (a client of a sim that restarted) gets "event: reset", data
+// {"since","oldest_seq","last_seq"}, and goes on from the oldest message
+// held. A Last-Event-ID that is not a sequence number >= 0 is ignored. Each message is encoded once, whatever the
 // number of readers.
 func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 	since, limit, perr := pageParams(r)
@@ -482,7 +552,8 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		// An id that is not a sequence number is ignored: ?since holds.
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 			since = n
 		}
 	}
@@ -491,9 +562,12 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusInternalServerError, "streaming is not supported"))
 		return
 	}
+	s.streams.Add(1)
+	defer s.streams.Add(-1)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	s.writeDeadline(w)
 	io.WriteString(w, ": yggsim traffic\nretry: 1000\n\n")
 	flusher.Flush()
 	replayEnd, replayed := s.journal.last(), 0
@@ -507,6 +581,7 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	for {
 		win := s.journal.read(since, awaitBatch)
+		s.writeDeadline(w) // for this batch's writes and flush
 		more := s.writeEvents(bw, win, &since, replayEnd, &replayed, limit)
 		if err := flush(); err != nil || !more {
 			return
@@ -526,6 +601,12 @@ func (s *Server) simEvents(w http.ResponseWriter, r *http.Request) {
 // it returns false when the stream must end: a page of replay is done
 // (after "event: more"), or the client left.
 func (s *Server) writeEvents(bw *bufio.Writer, win window, since *int64, replayEnd int64, replayed *int, limit int) bool {
+	if win.reset {
+		if _, err := fmt.Fprintf(bw, "event: reset\ndata: {\"since\":%d,\"oldest_seq\":%d,\"last_seq\":%d}\n\n", *since, win.oldest, win.last); err != nil {
+			return false
+		}
+		*since = win.oldest - 1
+	}
 	if win.missed > 0 {
 		if _, err := fmt.Fprintf(bw, "event: behind\ndata: {\"since\":%d,\"oldest_seq\":%d,\"missed\":%d}\n\n", *since, win.oldest, win.missed); err != nil {
 			return false

@@ -2,12 +2,16 @@ package sim
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -187,6 +191,67 @@ func TestAPIPSK(t *testing.T) {
 	}
 }
 
+// TestAPISameSite: a web page on another site can neither drive the API
+// (a no-cors POST to /publish carries its Origin) nor read it through DNS
+// rebinding (a Host that is a name); the sim's own page and the CLI can.
+func TestAPISameSite(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off})
+	api := s.APIURL()
+	own := api // http://127.0.0.1:port
+	hostPort := strings.TrimPrefix(api, "http://")
+	_, port, _ := net.SplitHostPort(hostPort)
+	publish := `{"topic":"yggdrasil/h1/data/in","payload":{"n":1}}`
+	tests := []struct {
+		name, method, path, host, origin, body string
+		status                                 int
+	}{
+		{"cli_no_origin", "POST", SimPath + "/publish", "", "", publish, 200},
+		{"own_page", "POST", SimPath + "/publish", "", own, publish, 200},
+		{"own_page_get", "GET", SimPath + "/info", "", own, "", 200},
+		{"localhost", "GET", SimPath + "/info", "localhost:" + port, "", "", 200},
+		{"localhost_origin", "GET", SimPath + "/info", "localhost:" + port, "http://localhost:" + port, "", 200},
+		{"ipv6_literal", "GET", SimPath + "/info", "[::1]:" + port, "", "", 200},
+		{"no_port", "GET", SimPath + "/info", "127.0.0.1", "", "", 200},
+		{"cross_site_publish", "POST", SimPath + "/publish", "", "https://evil.example", publish, 403},
+		{"cross_site_cloud_connector", "POST", CloudConnectorPath + "/v2/connections/h1/message", "", "http://evil.example", `{"directive":"echo"}`, 403},
+		{"cross_site_broker_stop", "POST", SimPath + "/broker/stop", "", "http://evil.example", "", 403},
+		{"null_origin", "POST", SimPath + "/publish", "", "null", publish, 403},
+		{"other_port", "GET", SimPath + "/info", "", "http://127.0.0.1:1", "", 403},
+		{"rebound_name", "GET", SimPath + "/messages", "evil.example:" + port, "", "", 403},
+		{"rebound_name_same_origin", "GET", SimPath + "/events", "evil.example:" + port, "http://evil.example:" + port, "", 403},
+		{"rebound_page", "GET", "/", "evil.example", "", "", 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(testContext(t), tt.method, api+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			if tt.origin != "" {
+				req.Header.Set("Origin", tt.origin)
+			}
+			if tt.body != "" {
+				req.Header.Set("Content-Type", "text/plain") // a simple request
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Errorf("status = %d %s, want %d", resp.StatusCode, b, tt.status)
+			}
+			if tt.status == 403 && !strings.Contains(string(b), "refused") {
+				t.Errorf("body = %s, want it to say why", b)
+			}
+		})
+	}
+}
+
 func TestAPIEvents(t *testing.T) {
 	s := MustStart(t, &Server{TLSAddr: Off})
 	ctx, cancel := context.WithCancel(testContext(t))
@@ -222,4 +287,64 @@ func TestAPIEvents(t *testing.T) {
 	s.Close()
 	for sc.Scan() {
 	}
+}
+
+// TestAPITimeouts: a client that never finishes its headers, and a reader
+// of the event stream that stops reading, are let go instead of holding a
+// connection (and, for the stream, its goroutine and buffers) for ever.
+func TestAPITimeouts(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off, APIReadHeaderTimeout: 100 * time.Millisecond, APIWriteTimeout: 200 * time.Millisecond})
+	addr := strings.TrimPrefix(s.APIURL(), "http://")
+
+	t.Run("slow_headers", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET "+SimPath+"/info HTTP/1.1\r\nHost: 127.0.0.1\r\n") // never ends
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadAll(c); err != nil {
+			t.Errorf("the server kept the connection open: %v", err)
+		}
+	})
+
+	t.Run("stalled_reader", func(t *testing.T) {
+		// More than the sockets' buffers hold: the server's writes block.
+		payload := bytes.Repeat([]byte("y"), 1<<20)
+		ctx := testContext(t)
+		for range 24 {
+			if err := s.Publish(ctx, "yggdrasil/h1/data/in", payload, 0, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.Await(ctx, s.LastSeq()-1, func(Message) bool { return true }); err != nil {
+			t.Fatal(err)
+		}
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+			return errors.Join(err, serr)
+		}}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET "+SimPath+"/events?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") // and never read
+		await := func(want int64) {
+			t.Helper()
+			deadline := time.Now().Add(20 * time.Second)
+			for s.streams.Load() != want {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d event streams open, want %d", s.streams.Load(), want)
+				}
+				time.Sleep(10 * time.Millisecond) // polling, bounded by the deadline
+			}
+		}
+		await(1)
+		await(0) // the stalled stream gave up
+	})
 }

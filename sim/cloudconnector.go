@@ -417,9 +417,11 @@ func ccPageParams(r *http.Request) (offset, limit int, err error) {
 
 // ccWindow returns the bounds of a page of n items, and the count the real
 // service reports: n, or 0 when the page is empty (it counts the rows its
-// query returned).
+// query returned). It adds nothing that can overflow: offset and limit come
+// from the request and may be as large as an int holds.
 func ccWindow(offset, limit, n int) (from, to, count int) {
-	from, to = min(offset, n), min(offset+limit, n)
+	from = min(offset, n)
+	to = from + min(limit, n-from)
 	if from < to {
 		count = n
 	}
@@ -446,10 +448,13 @@ func newCCPage(u *url.URL, offset, limit, count int, data any) ccPage {
 		last = (count - 1) / limit * limit
 	}
 	p.Links = ccPageLinks{First: link(0), Last: link(last)}
-	if offset+limit < count {
+	// A page is not empty, so offset < count; limit may be as large as an
+	// int holds, so compare without adding it to offset.
+	if limit < count-offset {
 		p.Links.Next = link(offset + limit)
 	}
 	if offset > 0 {
+		// Both are >= 0: the difference cannot overflow.
 		p.Links.Prev = link(max(0, offset-limit))
 	}
 	return p

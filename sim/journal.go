@@ -199,6 +199,45 @@ func (m *Message) footprint() int64 {
 		len(m.Dir) + len(m.Type) + len(m.MessageID) + len(m.ResponseTo))
 }
 
+// maxSeqDigits is the most digits of a sequence number, which the journal
+// stamps after deciding whether a message fits.
+const maxSeqDigits = 19
+
+// fits reports whether m, with its API encoding, fits a journal of
+// maxBytes on its own. The raw size is not enough: encoding/json writes
+// <, >, & and control characters as \u00XX, six bytes for one (a payload
+// of 1 MiB of "<" encodes to 6 MiB).
+func (m *Message) fits(maxBytes int64) bool {
+	return m.footprint()+m.encodedBound() <= maxBytes
+}
+
+// encodedBound is at least the size of m's API encoding, found in one pass
+// over the payload without encoding it: each byte that encoding/json
+// escapes is counted at its escaped size; a payload that is not UTF-8 is
+// base64 (4/3); the other strings are counted at six bytes a byte.
+func (m *Message) encodedBound() int64 {
+	n := int64(len(m.Payload))
+	strs := int64(len(m.Topic) + len(m.From) + len(m.Host) + len(m.Kind) + len(m.Dir) +
+		len(m.Type) + len(m.MessageID) + len(m.ResponseTo))
+	bound := 6*strs + entryOverhead + maxSeqDigits
+	if !utf8.Valid(m.Payload) && !json.Valid(m.Payload) {
+		// base64, quoted (JSON that is not UTF-8 is written as is, escaped)
+		return bound + (n+2)/3*4 + 2
+	}
+	text := n + 2 // quoted
+	for _, c := range m.Payload {
+		switch {
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			text += 5 // \u00XX
+		case c == '"' || c == '\\':
+			text++
+		case c == 0xE2:
+			text += 3 // U+2028 and U+2029 (3 bytes) are written as \u2028
+		}
+	}
+	return bound + text
+}
+
 // journal is the bounded, ordered record of every publish: a ring of
 // entries that drops the oldest when it holds more than limit messages or
 // more than maxBytes (payloads, encodings and overhead). Appends cost O(1);
@@ -235,7 +274,7 @@ func newJournal(limit int, maxBytes int64) *journal {
 func (j *journal) add(m Message, observe func(Message)) Message {
 	e := &entry{msg: m, held: true}
 	e.size = e.msg.footprint()
-	if e.size > j.maxBytes {
+	if !e.msg.fits(j.maxBytes) {
 		// Alone beyond the bound: keep the message, not its payload.
 		e.msg.Truncated = len(e.msg.Payload)
 		e.msg.Payload = nil
@@ -329,16 +368,24 @@ type window struct {
 	oldest  int64 // the oldest seq held
 	last    int64 // the latest seq recorded, 0 if none
 	missed  int64 // messages after the requested seq that were dropped before this read
+	// reset is true when the requested seq is beyond the latest recorded:
+	// the reader knew another journal (the sim restarted), and the window
+	// starts at the oldest message held.
+	reset   bool
 	changed <-chan struct{}
 }
 
 // read returns at most limit entries (all when limit <= 0) whose Seq is
-// greater than seq, and a channel closed at the next append.
+// greater than seq, and a channel closed at the next append. A seq beyond
+// the latest recorded reads from the oldest held, with reset set.
 func (j *journal) read(seq int64, limit int) window {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	w := window{oldest: j.oldest(), last: j.next - 1, changed: j.notify}
-	from := seq + 1
+	if seq > w.last {
+		w.reset, seq = true, w.oldest-1
+	}
+	from := seq + 1 // seq <= last: cannot overflow
 	if from < w.oldest {
 		w.missed = w.oldest - from
 		from = w.oldest

@@ -122,15 +122,18 @@ func TestJournalWrapAround(t *testing.T) {
 		limit  int
 		want   []int64
 		missed int64
+		reset  bool // since was beyond the end: read from the oldest held
 	}{
-		{"fell_behind", 2, 0, seqRange(22, 29), 19},
-		{"just_behind", 20, 0, seqRange(22, 29), 1},
-		{"oldest_held", 21, 0, seqRange(22, 29), 0},
-		{"inside", 25, 0, seqRange(26, 29), 0},
-		{"inside_limited", 23, 2, seqRange(24, 25), 0},
-		{"behind_limited", 0, 3, seqRange(22, 24), 21},
-		{"at_end", 29, 0, []int64{}, 0},
-		{"beyond_end", 40, 0, []int64{}, 0},
+		{"fell_behind", 2, 0, seqRange(22, 29), 19, false},
+		{"just_behind", 20, 0, seqRange(22, 29), 1, false},
+		{"oldest_held", 21, 0, seqRange(22, 29), 0, false},
+		{"inside", 25, 0, seqRange(26, 29), 0, false},
+		{"inside_limited", 23, 2, seqRange(24, 25), 0, false},
+		{"behind_limited", 0, 3, seqRange(22, 24), 21, false},
+		{"at_end", 29, 0, []int64{}, 0, false},
+		{"beyond_end", 40, 0, seqRange(22, 29), 0, true},
+		{"beyond_end_limited", 40, 2, seqRange(22, 23), 0, true},
+		{"max_int", 1<<63 - 1, 0, seqRange(22, 29), 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,13 +141,58 @@ func TestJournalWrapAround(t *testing.T) {
 			if diff := cmp.Diff(tt.want, seqsOf(messagesOf(w.entries))); diff != "" {
 				t.Errorf("read(%d, %d) (-want +got):\n%s", tt.since, tt.limit, diff)
 			}
-			if w.missed != tt.missed || w.oldest != 22 || w.last != 29 {
-				t.Errorf("missed %d oldest %d last %d, want %d 22 29", w.missed, w.oldest, w.last, tt.missed)
+			if w.missed != tt.missed || w.reset != tt.reset || w.oldest != 22 || w.last != 29 {
+				t.Errorf("missed %d reset %t oldest %d last %d, want %d %t 22 29", w.missed, w.reset, w.oldest, w.last, tt.missed, tt.reset)
 			}
 		})
 	}
 	if got := seqsOf(messagesOf(j.lookup([]int64{3, 22, 27, 29, 30}))); !cmp.Equal(got, []int64{22, 27, 29}) {
 		t.Errorf("lookup = %v, want [22 27 29]", got)
+	}
+}
+
+// TestJournalEscapedPayloads: a payload's encoding can be six times its
+// size (json escapes <, > and & as \u003c…), so whether a message fits
+// the byte bound is decided on its encoding, not its raw size: a payload
+// of 1 MiB of "<" held 7.3 MB against a bound of 1 MiB.
+func TestJournalEscapedPayloads(t *testing.T) {
+	const maxBytes = 1 << 20
+	tests := []struct {
+		name    string
+		payload []byte
+		kept    bool
+	}{
+		{"escaped_near_bound", bytes.Repeat([]byte("<"), maxBytes-1000), false},
+		{"escaped_six_times_too_big", bytes.Repeat([]byte("<"), 200<<10), false},
+		{"control_six_times_too_big", bytes.Repeat([]byte{1}, 200<<10), false},
+		{"escaped_fits", bytes.Repeat([]byte("<"), 100<<10), true},
+		{"plain_fits_after_encoding", bytes.Repeat([]byte("y"), 400<<10), true},
+		{"plain_too_big_encoded", bytes.Repeat([]byte("y"), 600<<10), false},
+		{"json_escaped_fits", []byte(`"` + strings.Repeat("<\u2028", 10<<10) + `"`), true},
+		{"text_line_separators_fit", bytes.Repeat([]byte("\u2028\"\\\n"), 10<<10), true},
+		{"binary_fits", bytes.Repeat([]byte{0xff, 0, '<'}, 100<<10), true},
+		{"json_not_utf8_too_big", []byte(`"` + strings.Repeat("<\xff", 200<<10) + `"`), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJournal(10, maxBytes)
+			j.add(Message{Topic: "yggdrasil/h1/data/out", Payload: tt.payload}, nil)
+			w := j.read(0, 0)
+			if len(w.entries) != 1 {
+				t.Fatalf("journal holds %d messages, want 1", len(w.entries))
+			}
+			enc := j.encoded(w.entries[0]) // counted against the bound
+			m := w.entries[0].msg
+			if kept := m.Truncated == 0 && len(m.Payload) == len(tt.payload); kept != tt.kept {
+				t.Errorf("payload kept %t (truncated %d), want %t", kept, m.Truncated, tt.kept)
+			}
+			if b := m.encodedBound(); int64(len(enc)) > b {
+				t.Errorf("encoding of %d bytes beyond its bound %d", len(enc), b)
+			}
+			if st := j.stats(); st.Bytes > maxBytes {
+				t.Errorf("journal holds %d bytes (encoding %d), more than its bound %d", st.Bytes, len(enc), maxBytes)
+			}
+		})
 	}
 }
 
@@ -259,6 +307,63 @@ func TestAPIMessagesPages(t *testing.T) {
 	if p := getPage(t, s.APIURL()+SimPath+"/messages?since=25"); len(p.Messages) != 0 || p.Next != 25 || p.More {
 		t.Errorf("at the end: %+v, want an empty page with next 25", p)
 	}
+}
+
+// TestAPISinceBeyondEnd: a since beyond the latest message comes from
+// another journal (the sim restarted): the answer starts at the oldest
+// message held and says so; a negative one is refused.
+func TestAPISinceBeyondEnd(t *testing.T) {
+	s := MustStart(t, &Server{TLSAddr: Off})
+	publishN(t, s, "h1", 5)
+	for _, tc := range []struct {
+		name, path string
+	}{
+		{"messages_past_end", "/messages?since=100"},
+		{"messages_max_int", "/messages?since=9223372036854775807"},
+		{"host_messages_past_end", "/hosts/h1/messages?since=100"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := getPage(t, s.APIURL()+SimPath+tc.path)
+			if diff := cmp.Diff(seqRange(1, 5), seqsOf(p.Messages)); diff != "" || !p.Reset || p.Next != 5 || p.Missed != 0 {
+				t.Errorf("reset %t, next %d, missed %d, seqs (-want +got):\n%s; want a reset page of 1..5, next 5", p.Reset, p.Next, p.Missed, diff)
+			}
+		})
+	}
+	t.Run("messages_negative", func(t *testing.T) {
+		if status, body := call(t, "GET", s.APIURL()+SimPath+"/messages?since=-7", ""); status != 400 || !strings.Contains(body, "since") {
+			t.Errorf("since=-7: %d %s, want 400", status, body)
+		}
+	})
+	t.Run("messages_at_end", func(t *testing.T) {
+		if p := getPage(t, s.APIURL()+SimPath+"/messages?since=5"); len(p.Messages) != 0 || p.Reset || p.Next != 5 {
+			t.Errorf("since=5: %+v, want an empty page, no reset", p)
+		}
+	})
+
+	ctx := testContext(t)
+	kinds := func(evs []sseEvent) []string {
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.event+" "+e.id)
+		}
+		return out
+	}
+	t.Run("events_past_end", func(t *testing.T) {
+		evs := readEvents(t, ctx, s.APIURL()+SimPath+"/events", "100", 6)
+		want := []string{"reset ", "message 1", "message 2", "message 3", "message 4", "message 5"}
+		if diff := cmp.Diff(want, kinds(evs)); diff != "" {
+			t.Fatalf("Last-Event-ID 100 (-want +got):\n%s", diff)
+		}
+		if evs[0].data != `{"since":100,"oldest_seq":1,"last_seq":5}` {
+			t.Errorf("reset = %s", evs[0].data)
+		}
+	})
+	t.Run("events_negative_id", func(t *testing.T) {
+		evs := readEvents(t, ctx, s.APIURL()+SimPath+"/events?since=3", "-7", 2)
+		if diff := cmp.Diff([]string{"message 4", "message 5"}, kinds(evs)); diff != "" {
+			t.Errorf("Last-Event-ID -7 with since=3 (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // sseEvent is one server-sent event.

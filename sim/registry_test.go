@@ -251,7 +251,7 @@ func BenchmarkV2Connections(b *testing.B) {
 		b.Run("query="+q, func(b *testing.B) {
 			for b.Loop() {
 				w := httptest.NewRecorder()
-				s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, CloudConnectorPath+"/v2/connections"+q, nil))
+				s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://127.0.0.1"+CloudConnectorPath+"/v2/connections"+q, nil))
 				if w.Code != http.StatusOK {
 					b.Fatalf("status %d: %s", w.Code, w.Body)
 				}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -59,7 +60,17 @@ type Server struct {
 	// value keeps every host.
 	ForgetAfter time.Duration
 
+	// APIReadHeaderTimeout bounds how long a client of the API may take
+	// to send a request's headers; 0 means DefaultAPIReadHeaderTimeout.
+	APIReadHeaderTimeout time.Duration
+	// APIWriteTimeout bounds each write of an event stream or a page of
+	// messages, so that a reader that stopped reading releases its stream;
+	// 0 means DefaultAPIWriteTimeout.
+	APIWriteTimeout time.Duration
+
 	Logger *slog.Logger // nil means slog.Default()
+
+	streams atomic.Int64 // event streams open, for tests
 
 	unguarded bool        // tests only: start the broker without idGuard
 	ungated   bool        // tests only: start the broker without takeoverGate
@@ -117,6 +128,12 @@ func (s *Server) Start() (err error) {
 	}
 	if s.HistoryLimit <= 0 {
 		s.HistoryLimit = 200
+	}
+	if s.APIReadHeaderTimeout <= 0 {
+		s.APIReadHeaderTimeout = DefaultAPIReadHeaderTimeout
+	}
+	if s.APIWriteTimeout <= 0 {
+		s.APIWriteTimeout = DefaultAPIWriteTimeout
 	}
 	s.journal = newJournal(s.JournalLimit, s.JournalMaxBytes)
 	s.JournalLimit, s.JournalMaxBytes = s.journal.limit, s.journal.maxBytes
@@ -205,7 +222,8 @@ func (s *Server) Start() (err error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.cancelAPI = cancel
 		s.api = &http.Server{Handler: s.handler, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-			BaseContext: func(net.Listener) context.Context { return ctx }}
+			BaseContext:       func(net.Listener) context.Context { return ctx },
+			ReadHeaderTimeout: s.APIReadHeaderTimeout}
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {

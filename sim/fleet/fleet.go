@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,11 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.ConnectRate == 0 {
 		cfg.ConnectRate = DefaultConnectRate
 	}
+	// A ticker needs a positive interval: 2e9 hosts a second would be 0.
+	if math.IsNaN(cfg.ConnectRate) || math.IsInf(cfg.ConnectRate, 0) ||
+		cfg.ConnectRate > 0 && time.Duration(float64(time.Second)/cfg.ConnectRate) < time.Microsecond {
+		return nil, fmt.Errorf("fleet: connect rate %g: want at most %d hosts a second (or negative: all at once)", cfg.ConnectRate, int(time.Second/time.Microsecond))
+	}
 	if len(cfg.Directives) == 0 {
 		cfg.Directives = []string{DefaultDirective}
 	}
@@ -163,8 +169,11 @@ type host struct {
 	journal   *journal.Journal
 	transport *mqtt.Transport
 	router    *yggdrasil.Router
-	connected atomic.Bool
-	online    atomic.Bool
+
+	mu        sync.Mutex // serialises onState and onStatus
+	connected bool       // guarded by mu
+	acked     bool       // guarded by mu: the latest acknowledged status says online
+	online    bool       // guarded by mu: counted in the fleet's online hosts
 }
 
 // open builds the host's pieces.
@@ -209,8 +218,11 @@ func (h *host) open() error {
 // onState counts the host in the fleet's connected hosts while it is
 // connected, and no longer online once it is not.
 func (h *host) onState(s mqtt.State) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	up := s.Broker != ""
-	if h.connected.Swap(up) != up {
+	if h.connected != up {
+		h.connected = up
 		if up {
 			h.fleet.connected.Add(1)
 		} else {
@@ -218,15 +230,28 @@ func (h *host) onState(s mqtt.State) {
 		}
 	}
 	if !up {
-		h.onStatus(false) // online again once the next connection's status is acknowledged
+		h.acked = false // online again once the next connection's status is acknowledged
 	}
+	h.count()
 }
 
-// onStatus counts the host in the fleet's online hosts while its latest
-// acknowledged status says online.
+// onStatus notes the latest acknowledged status. An acknowledgement can
+// arrive after the connection that carried it dropped: the host is
+// online only while it is connected too.
 func (h *host) onStatus(up bool) {
-	if h.online.Swap(up) != up {
-		if up {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.acked = up
+	h.count()
+}
+
+// count counts the host in the fleet's online hosts while it is connected
+// and its latest acknowledged status says online. Called with mu held.
+func (h *host) count() {
+	online := h.connected && h.acked
+	if h.online != online {
+		h.online = online
+		if online {
 			h.fleet.online.Add(1)
 		} else {
 			h.fleet.online.Add(-1)

@@ -342,6 +342,12 @@ function startStream(since) {
   const src = new EventSource(`${SIM}/events?since=${since}`);
   src.onopen = () => show($('stream-status'), 'stream: live');
   src.onerror = () => show($('stream-status'), 'stream: reconnecting…');
+  // A since beyond the sim's latest message (the sim restarted, and the
+  // EventSource reconnected with its old Last-Event-ID) is answered from
+  // the oldest message held: count from there again.
+  src.addEventListener('reset', (ev) => {
+    try { lastSeq = Math.max(0, JSON.parse(ev.data).oldest_seq - 1); } catch (e) { lastSeq = 0; }
+  });
   src.onmessage = (ev) => {
     let m;
     try { m = JSON.parse(ev.data); } catch (e) { return; }

@@ -206,13 +206,19 @@ func startProc(ctx context.Context, dir, name string, args ...string) (*proc, er
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = time.Minute
-	var err error
-	if cmd.Stdout, err = os.Create(filepath.Join(dir, name+".out")); err != nil {
+	stdout, err := os.Create(filepath.Join(dir, name+".out"))
+	if err != nil {
 		return nil, fmt.Errorf("bench-fleet: %s: %w", name, err)
 	}
-	if cmd.Stderr, err = os.Create(filepath.Join(dir, name+".err")); err != nil {
+	// The child has its own copies once started; ours are closed whether
+	// or not it started.
+	defer stdout.Close()
+	stderr, err := os.Create(filepath.Join(dir, name+".err"))
+	if err != nil {
 		return nil, fmt.Errorf("bench-fleet: %s: %w", name, err)
 	}
+	defer stderr.Close()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench-fleet: start %s: %w", name, err)
 	}

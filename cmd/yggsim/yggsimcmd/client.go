@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -424,11 +425,19 @@ func streamEvents(ctx context.Context, api string, since int64, visit func(sim.M
 	}
 }
 
+// maxEventLine is the longest line of the event stream read: a message's
+// encoding fits the sim's journal bound (it keeps no payload whose
+// encoding does not), 64 MiB by default, and the buffer grows only as far
+// as the messages need.
+const maxEventLine = sim.DefaultJournalMaxBytes + 64<<10
+
 // streamPage reads one stream of /events from since on, advancing since
 // past each message, until visit returns false (more false) or the sim
 // ends a page of history with "event: more" (more true: ask again from
-// since). Events that are not messages ("behind": messages dropped before
-// they could be read) are skipped.
+// since). "reset" (since was beyond the sim's latest message: it
+// restarted) moves since back to before the oldest message held; other
+// events that are not messages ("behind": messages dropped before they
+// could be read) are skipped.
 func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Message) bool) (more bool, err error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s%s/events?since=%d", strings.TrimRight(api, "/"), sim.SimPath, *since), nil)
 	if err != nil {
@@ -443,7 +452,7 @@ func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Me
 		return false, fmt.Errorf("events: %s", resp.Status)
 	}
 	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64*1024), 4<<20)
+	sc.Buffer(make([]byte, 64*1024), maxEventLine)
 	event := ""
 	for sc.Scan() {
 		line := sc.Text()
@@ -459,6 +468,18 @@ func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Me
 			continue
 		}
 		data, ok := strings.CutPrefix(line, "data: ")
+		if ok && event == "reset" {
+			// since was beyond the sim's latest message (it restarted):
+			// the stream goes on from its oldest message held.
+			var r struct {
+				OldestSeq int64 `json:"oldest_seq"`
+			}
+			if err := json.Unmarshal([]byte(data), &r); err != nil {
+				return false, fmt.Errorf("decode reset event: %w", err)
+			}
+			*since = max(0, r.OldestSeq-1)
+			continue
+		}
 		if !ok || (event != "" && event != "message") {
 			continue
 		}
@@ -470,6 +491,9 @@ func streamPage(ctx context.Context, api string, since *int64, visit func(sim.Me
 		if !visit(m) {
 			return false, nil
 		}
+	}
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		return false, fmt.Errorf("read events: an event beyond %d bytes (a sim whose journal bound is larger)", 4<<20)
 	}
 	return false, sc.Err()
 }

@@ -2,6 +2,7 @@ package yggsimcmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,6 +62,12 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("%w: --log-level %q", ErrUsage, *level)
+	}
+	if *readyFile != "" {
+		// A ready file left by an earlier run would say ready at once.
+		if err := os.Remove(*readyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("fleet: ready file: %w", err)
+		}
 	}
 	cfg.Directives = strings.Split(*directives, ",")
 	cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
