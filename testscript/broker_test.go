@@ -1,6 +1,7 @@
 package testscript
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	goscript "github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
@@ -51,7 +53,8 @@ func cmdFakeHost(ts *goscript.TestScript, neg bool, args []string) {
 	opts := paho.NewClientOptions().AddBroker(ts.Getenv("YGG_BROKER")).SetClientID(id).
 		SetAutoReconnect(true).SetMaxReconnectInterval(100*time.Millisecond).SetConnectRetry(true).
 		SetConnectRetryInterval(100*time.Millisecond).SetKeepAlive(2*time.Second).SetPingTimeout(time.Second).
-		SetBinaryWill(topic("control", "out"), status(yggdrasil.StateOffline), 1, true)
+		SetBinaryWill(topic("control", "out"), status(yggdrasil.StateOffline), 1, true).
+		SetStore(copyStore{paho.NewMemoryStore()})
 	onData := func(c paho.Client, m paho.Message) {
 		d, err := yggdrasil.DecodeData(m.Payload())
 		if err != nil {
@@ -105,4 +108,30 @@ func TestTopicMatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// copyStore keeps copies of the packets paho stores. paho 1.5.1's memory
+// store hands resume the very packet it stored, and resume sets its DUP
+// flag while the reconnected connection may be writing that packet from
+// its outgoing queue: a data race (seen in broker_faults under -race). A
+// copy each way leaves nothing shared.
+type copyStore struct{ paho.Store }
+
+func (s copyStore) Put(key string, p packets.ControlPacket) { s.Store.Put(key, clonePacket(p)) }
+func (s copyStore) Get(key string) packets.ControlPacket    { return clonePacket(s.Store.Get(key)) }
+
+// clonePacket copies p through its wire form.
+func clonePacket(p packets.ControlPacket) packets.ControlPacket {
+	if p == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := p.Write(&b); err != nil {
+		panic(fmt.Sprintf("fake-host: copy a %T: %v", p, err))
+	}
+	c, err := packets.ReadPacket(&b)
+	if err != nil {
+		panic(fmt.Sprintf("fake-host: copy a %T: %v", p, err))
+	}
+	return c
 }
