@@ -11,6 +11,10 @@ PROGRAMS  := yggd ygg yggsim echo-worker
 # User and group names then come from /etc/passwd and /etc/group only (no
 # NSS). go test -race needs cgo and keeps it.
 build bench-build stage: export CGO_ENABLED := 0
+# grpcnotrace leaves out grpc's golang.org/x/net/trace (its /debug/requests
+# pages and their templates, which nothing here uses): 2 MiB less resident
+# for yggd and for each worker.
+GOTAGS    ?= grpcnotrace
 
 .PHONY: help
 help: ## list the targets
@@ -18,7 +22,7 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build the programs into ./bin
-	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
+	$(GO) build -tags '$(GOTAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(PROGRAMS))
 
 .PHONY: test
 test: ## run every test (unit, integration, e2e scenarios) with the race detector

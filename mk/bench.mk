@@ -5,7 +5,7 @@ BENCHARGS ?=
 
 .PHONY: bench-build
 bench-build:
-	$(GO) build -o $(BENCHBIN)/ ./cmd/yggd ./cmd/yggsim ./cmd/echo-worker
+	$(GO) build -tags '$(GOTAGS)' -o $(BENCHBIN)/ ./cmd/yggd ./cmd/yggsim ./cmd/echo-worker
 
 .PHONY: bench
 bench: bench-build ## run the benchmark matrix: yggd against ceilings a (relay) and b (ideal pipeline), interleaved; then the start-up case

@@ -89,8 +89,8 @@ SUBST := sed \
 stage: ## build what install installs into ./bin/stage (programs, man pages, completions, data)
 	@test -n "$(BROKER)" || { echo "BROKER is empty: set it to the broker the installed config.toml connects to" >&2; exit 1; }
 	@rm -rf $(STAGE) && mkdir -p $(STAGE)/man $(STAGE)/completion $(STAGE)/data
-	$(GO) build -trimpath -ldflags "$(INSTALL_LDFLAGS)" -o $(STAGE)/$(SHORTNAME) ./cmd/ygg
-	$(GO) build -trimpath -ldflags "$(INSTALL_LDFLAGS)" -o $(STAGE)/$(SHORTNAME)d ./cmd/yggd
+	$(GO) build -trimpath -tags '$(GOTAGS)' -ldflags "$(INSTALL_LDFLAGS)" -o $(STAGE)/$(SHORTNAME) ./cmd/ygg
+	$(GO) build -trimpath -tags '$(GOTAGS)' -ldflags "$(INSTALL_LDFLAGS)" -o $(STAGE)/$(SHORTNAME)d ./cmd/yggd
 	$(STAGE)/$(SHORTNAME) --generate-man-page > $(STAGE)/man/$(SHORTNAME).1
 	$(STAGE)/$(SHORTNAME) --generate-bash-completion > $(STAGE)/completion/$(SHORTNAME)
 	@# yggd's generators may not exist yet: warn, do not fail.
