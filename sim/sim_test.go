@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,37 +13,13 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
 // testLogger writes to the test's output until the test ends: mochi's
 // listener may log from a goroutine Close does not wait for.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{w: t.Output()}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	w    io.Writer
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return len(p), nil
-	}
-	return w.w.Write(p)
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+func testLogger(t *testing.T) *slog.Logger { return logbuf.TestLogger(t, slog.LevelDebug) }
 
 // MustStart starts s with a test logger and closes it at the end of t.
 func MustStart(t *testing.T, s *Server) *Server {

@@ -4,50 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 	"github.com/ygglab/yggdrasil/sim"
 	"github.com/ygglab/yggdrasil/sim/fleet"
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
 
-// testLogger writes warnings to the test's output until the test ends:
-// mochi's connection goroutines, which its Close does not wait for, may
-// log after that.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &untilDone{w: t.Output()}
-	t.Cleanup(w.done)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type untilDone struct {
-	mu     sync.Mutex
-	w      io.Writer
-	closed bool
-}
-
-func (u *untilDone) Write(p []byte) (int, error) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.closed {
-		return len(p), nil
-	}
-	return u.w.Write(p)
-}
-
-func (u *untilDone) done() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.closed = true
-}
+// testLogger writes warnings to the test's output until the test ends.
+func testLogger(t *testing.T) *slog.Logger { return logbuf.TestLogger(t, slog.LevelWarn) }
 
 // AwaitHosts polls the sim until cond holds for every host of f, and
 // returns an error naming a host for which it does not when ctx ends.

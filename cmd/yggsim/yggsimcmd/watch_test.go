@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 	"github.com/ygglab/yggdrasil/sim"
 )
 
@@ -38,7 +39,7 @@ func TestWatchFollowsPages(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr logbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, []string{"watch", "--api", a.API, "--since", "0", "--json"}, &stdout, &stderr)

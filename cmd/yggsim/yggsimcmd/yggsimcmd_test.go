@@ -9,33 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 	"github.com/ygglab/yggdrasil/sim"
 	"github.com/ygglab/yggdrasil/yggdrasil"
 )
-
-// syncBuffer is a bytes.Buffer safe for the serve goroutine's writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // startServe runs "yggsim serve" in-process and returns its addresses.
 func startServe(t *testing.T, extra ...string) Addresses {
@@ -46,7 +28,7 @@ func startServe(t *testing.T, extra ...string) Addresses {
 		"--content", "127.0.0.1:0", "--state", filepath.Join(dir, "state"), "--addr-file", addrFile, "--log-level", "warn"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var stdout, stderr syncBuffer
+	var stdout, stderr logbuf.Buffer
 	go func() { done <- Run(ctx, args, &stdout, &stderr) }()
 	t.Cleanup(func() {
 		cancel()
