@@ -55,8 +55,6 @@ func browserOf(ts *goscript.TestScript) (*browser, error) {
 	return b.(*browser), nil
 }
 
-var errPageUsage = errors.New("usage")
-
 // pageCommand is one page command: its usage, whether "!" makes sense,
 // and its body, which returns an error.
 type pageCommand struct {
@@ -94,29 +92,16 @@ func pageCommands() map[string]func(*goscript.TestScript, bool, []string) {
 	}
 	out := map[string]func(*goscript.TestScript, bool, []string){}
 	for name, c := range cmds {
-		out[name] = func(ts *goscript.TestScript, neg bool, args []string) {
-			if neg && !c.negatable {
-				ts.Fatalf("%s cannot be negated", name)
-			}
-			err := c.run(ts, neg, args)
-			switch {
-			case errors.Is(err, errPageUsage):
-				ts.Fatalf("usage: %s", c.usage)
-			case err != nil && !neg:
-				ts.Fatalf("%s: %v", name, err)
-			case err == nil && neg:
-				ts.Fatalf("%s: unexpected success", name)
-			case err != nil && neg:
-				ts.Logf("%s failed as expected: %v", name, err)
-			}
-		}
+		out[name] = testscript.Command(name, c.usage, c.negatable, func(ts *goscript.TestScript, args []string) error {
+			return c.run(ts, testscript.Negated(ts), args)
+		})
 	}
 	return out
 }
 
 func cmdBrowser(ts *goscript.TestScript, _ bool, args []string) error {
 	if len(args) != 1 {
-		return errPageUsage
+		return testscript.ErrUsage
 	}
 	if _, loaded := browsers.Load(ts); loaded {
 		return errors.New("a browser is already running")
@@ -150,7 +135,7 @@ func pageFlags(name string, args []string) (context.Context, context.CancelFunc,
 	fs.SetOutput(new(strings.Builder))
 	timeout := fs.Duration("timeout", pageWait, "")
 	if err := fs.Parse(args); err != nil || *timeout <= 0 {
-		return nil, nil, nil, errPageUsage
+		return nil, nil, nil, testscript.ErrUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	return ctx, cancel, fs.Args(), nil
@@ -163,11 +148,11 @@ func cmdPageText(ts *goscript.TestScript, _ bool, args []string) error {
 	}
 	defer cancel()
 	if len(args) != 2 {
-		return errPageUsage
+		return testscript.ErrUsage
 	}
 	re, err := regexp.Compile(args[1])
 	if err != nil {
-		return fmt.Errorf("%w: %v", errPageUsage, err)
+		return fmt.Errorf("%w: %v", testscript.ErrUsage, err)
 	}
 	b, err := browserOf(ts)
 	if err != nil {
@@ -207,11 +192,11 @@ func cmdPageCount(ts *goscript.TestScript, _ bool, args []string) error {
 	}
 	defer cancel()
 	if len(args) != 2 {
-		return errPageUsage
+		return testscript.ErrUsage
 	}
 	want, err := strconv.Atoi(args[1])
 	if err != nil || want < 0 {
-		return errPageUsage
+		return testscript.ErrUsage
 	}
 	b, err := browserOf(ts)
 	if err != nil {
@@ -242,7 +227,7 @@ func cmdPageCount(ts *goscript.TestScript, _ bool, args []string) error {
 
 func cmdPageFill(ts *goscript.TestScript, _ bool, args []string) error {
 	if len(args) != 2 {
-		return errPageUsage
+		return testscript.ErrUsage
 	}
 	b, err := browserOf(ts)
 	if err != nil {
@@ -255,7 +240,7 @@ func cmdPageFill(ts *goscript.TestScript, _ bool, args []string) error {
 
 func cmdPageClick(ts *goscript.TestScript, _ bool, args []string) error {
 	if len(args) != 1 {
-		return errPageUsage
+		return testscript.ErrUsage
 	}
 	b, err := browserOf(ts)
 	if err != nil {
@@ -268,13 +253,13 @@ func cmdPageClick(ts *goscript.TestScript, _ bool, args []string) error {
 
 func cmdPageLog(ts *goscript.TestScript, _ bool, args []string) error {
 	if len(args) > 1 {
-		return errPageUsage
+		return testscript.ErrUsage
 	}
 	re := regexp.MustCompile(".")
 	if len(args) == 1 {
 		var err error
 		if re, err = regexp.Compile(args[0]); err != nil {
-			return fmt.Errorf("%w: %v", errPageUsage, err)
+			return fmt.Errorf("%w: %v", testscript.ErrUsage, err)
 		}
 	}
 	b, err := browserOf(ts)

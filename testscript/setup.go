@@ -122,6 +122,21 @@ func scriptContext(ts *goscript.TestScript) context.Context {
 	return context.Background()
 }
 
+// Command turns a command that returns an error into testscript's
+// negation semantics, as this package's own commands are: an error
+// wrapping ErrUsage prints usage, and a command that is not negatable
+// refuses "!". run may ask Negated whether it was called as "! name".
+func Command(name, usage string, negatable bool, run func(ts *goscript.TestScript, args []string) error) func(*goscript.TestScript, bool, []string) {
+	return adapt(name, command{usage: usage, negatable: negatable, run: run})
+}
+
+// Negated reports whether the command running on ts was called as "! name".
+func Negated(ts *goscript.TestScript) bool {
+	neg, _ := negated.Load(ts)
+	b, _ := neg.(bool)
+	return b
+}
+
 // adapt turns a command that returns an error into testscript's negation
 // semantics, once for all commands.
 func adapt(name string, c command) func(*goscript.TestScript, bool, []string) {
