@@ -12,6 +12,7 @@
 package content
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -168,12 +169,31 @@ func (c *Client) get(ctx context.Context, u *url.URL) ([]byte, error) {
 	if resp.ContentLength > int64(c.cfg.MaxSize) {
 		return nil, permanent{fmt.Errorf("body of %d bytes is larger than the limit of %d", resp.ContentLength, c.cfg.MaxSize)}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(c.cfg.MaxSize)+1))
+	body, err := readBody(resp, c.cfg.MaxSize)
+	if err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// readBody reads resp's body, at most max bytes. A body of a known length
+// is read into one buffer of that size: io.ReadAll would grow its buffer
+// by doubling, allocating and copying about twice a MiB body, and hand
+// back up to twice the memory it needs.
+func readBody(resp *http.Response, max int) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+		return body, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(max)+1))
 	if err != nil {
 		return nil, fmt.Errorf("read body: %w", err)
 	}
-	if len(body) > c.cfg.MaxSize {
-		return nil, permanent{fmt.Errorf("body is larger than the limit of %d bytes", c.cfg.MaxSize)}
+	if len(body) > max {
+		return nil, permanent{fmt.Errorf("body is larger than the limit of %d bytes", max)}
 	}
 	return body, nil
 }
@@ -216,7 +236,8 @@ func (c *Client) Post(_ context.Context, d *yggdrasil.Data) error {
 func (c *Client) post(ctx context.Context, u *url.URL, d *yggdrasil.Data) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(string(d.Content)))
+	// bytes.Reader, not strings.Reader(string(...)): no copy of the body.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(d.Content))
 	if err != nil {
 		return permanent{err}
 	}
