@@ -154,35 +154,18 @@ func cmdPageText(ts *goscript.TestScript, _ bool, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", testscript.ErrUsage, err)
 	}
-	b, err := browserOf(ts)
-	if err != nil {
-		return err
-	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	// last is what the latest evaluation that worked saw.
-	last := fmt.Errorf("no element matches %s", args[0])
-	for {
-		var text *string
-		err := b.eval(ctx, `(() => { const e = document.querySelector(`+jsString(args[0])+`); return e ? e.textContent : null })()`, &text)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			last = fmt.Errorf("%s: %w", args[0], err)
-		case err != nil:
-		case text == nil:
-			last = fmt.Errorf("no element matches %s", args[0])
-		case re.MatchString(*text):
+	var text *string
+	return pollPage(ctx, ts, args[0], `(() => { const e = document.querySelector(`+jsString(args[0])+`); return e ? e.textContent : null })()`, &text,
+		func() error {
+			switch {
+			case text == nil:
+				return fmt.Errorf("no element matches %s", args[0])
+			case !re.MatchString(*text):
+				return fmt.Errorf("the text of %s does not match %q: %q", args[0], re, *text)
+			}
 			fmt.Fprintln(ts.Stdout(), *text)
 			return nil
-		default:
-			last = fmt.Errorf("the text of %s does not match %q: %q", args[0], re, *text)
-		}
-		select {
-		case <-ctx.Done():
-			return last
-		case <-tick.C:
-		}
-	}
+		})
 }
 
 func cmdPageCount(ts *goscript.TestScript, _ bool, args []string) error {
@@ -198,24 +181,35 @@ func cmdPageCount(ts *goscript.TestScript, _ bool, args []string) error {
 	if err != nil || want < 0 {
 		return testscript.ErrUsage
 	}
+	var n int
+	return pollPage(ctx, ts, args[0], `document.querySelectorAll(`+jsString(args[0])+`).length`, &n, func() error {
+		if n != want {
+			return fmt.Errorf("%d elements match %s, want %d", n, args[0], want)
+		}
+		return nil
+	})
+}
+
+// pollPage evaluates expr into out every 50 ms until check accepts what it
+// saw (nil) or ctx ends; then it returns the latest reason check or the
+// evaluation gave for selector.
+func pollPage(ctx context.Context, ts *goscript.TestScript, selector, expr string, out any, check func() error) error {
 	b, err := browserOf(ts)
 	if err != nil {
 		return err
 	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	last := fmt.Errorf("%s: not evaluated", args[0])
+	last := fmt.Errorf("%s: not evaluated", selector)
 	for {
-		var n int
-		err := b.eval(ctx, `document.querySelectorAll(`+jsString(args[0])+`).length`, &n)
-		switch {
+		switch err := b.eval(ctx, expr, out); {
 		case err != nil && ctx.Err() == nil:
-			last = fmt.Errorf("%s: %w", args[0], err)
+			last = fmt.Errorf("%s: %w", selector, err)
 		case err != nil:
-		case n == want:
-			return nil
 		default:
-			last = fmt.Errorf("%d elements match %s, want %d", n, args[0], want)
+			if last = check(); last == nil {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
