@@ -69,6 +69,20 @@ func run(t *testing.T, args ...string) (int, string, string) {
 
 // fakeHost connects over TLS with a certificate from "yggsim cert", says
 // it is online, answers pings and echoes data.
+// onlineHost issues a certificate for id with "yggsim cert", connects a
+// fake host with it, and waits with "yggsim wait" until it is online.
+func onlineHost(t *testing.T, a Addresses, id string) {
+	t.Helper()
+	certDir := filepath.Join(t.TempDir(), id)
+	if code, _, errOut := run(t, "cert", "--state", filepath.Dir(a.CA), "--out", certDir, id); code != 0 {
+		t.Fatalf("cert: %s", errOut)
+	}
+	fakeHost(t, a, certDir, id)
+	if code, _, errOut := run(t, "wait", "--api", a.API, "--timeout", "10s", id); code != 0 {
+		t.Fatalf("wait: %s", errOut)
+	}
+}
+
 func fakeHost(t *testing.T, a Addresses, certDir, id string) {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(filepath.Join(certDir, "cert.pem"), filepath.Join(certDir, "key.pem"))
@@ -219,14 +233,7 @@ func TestUsage(t *testing.T) {
 
 func TestControlCommands(t *testing.T) {
 	a := startServe(t, "--proxy")
-	certDir := filepath.Join(t.TempDir(), "host1")
-	if code, _, errOut := run(t, "cert", "--state", filepath.Dir(a.CA), "--out", certDir, "host1"); code != 0 {
-		t.Fatalf("cert: %s", errOut)
-	}
-	fakeHost(t, a, certDir, "host1")
-	if code, _, errOut := run(t, "wait", "--api", a.API, "--timeout", "10s", "host1"); code != 0 {
-		t.Fatalf("wait: %s", errOut)
-	}
+	onlineHost(t, a, "host1")
 	tests := []struct {
 		name string
 		args []string
@@ -267,14 +274,7 @@ func TestControlCommands(t *testing.T) {
 // $YGGSIM_PSK.
 func TestPSK(t *testing.T) {
 	a := startServe(t, "--psk", "k")
-	certDir := filepath.Join(t.TempDir(), "host1")
-	if code, _, errOut := run(t, "cert", "--state", filepath.Dir(a.CA), "--out", certDir, "host1"); code != 0 {
-		t.Fatalf("cert: %s", errOut)
-	}
-	fakeHost(t, a, certDir, "host1")
-	if code, _, errOut := run(t, "wait", "--api", a.API, "--timeout", "10s", "host1"); code != 0 {
-		t.Fatalf("wait: %s", errOut)
-	}
+	onlineHost(t, a, "host1")
 	code, _, errOut := run(t, "send", "--api", a.API, "--directive", "echo", "host1")
 	if code != 1 || !strings.HasSuffix(errOut, "401 Unauthorized: Authentication failed\n") {
 		t.Errorf("send without a key = %d %s", code, errOut)
