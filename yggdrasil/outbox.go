@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ygglab/yggdrasil/yggdrasil/journal"
@@ -62,10 +63,24 @@ const (
 // reconnecting: after a failure, Run sends again from the first answer not
 // acknowledged. Past the journal's bounds the oldest answers are dropped,
 // counted and logged.
+//
+// An answer put while the outbox is caught up (every earlier answer is on
+// the wire, and the window has room) is published by Put itself, from
+// memory, rather than by Run's goroutine reading it back from the journal:
+// at one message in flight that takes a goroutine switch and a read off
+// the round trip. Both publish under one lock, in seq order.
 type Outbox struct {
 	j    *journal.Journal
 	log  *slog.Logger
 	wake chan struct{} // capacity 1: something was put
+
+	// mu orders the publishes of Put and of the pump, and guards what
+	// they share: the answers on the wire on this connection.
+	mu       sync.Mutex
+	direct   AsyncPublisher // Run's publisher, while Run pumps; else nil
+	inflight []flight       // oldest first
+	sent     uint64         // seq of the last answer sent on this connection
+	bytes    int            // of the answers in flight
 }
 
 // outMsg is a queued answer.
@@ -93,11 +108,36 @@ func (o *Outbox) Put(ctx context.Context, topic, id, responseTo string, effect j
 		o.log.Error("outbox full: dropped the oldest answer", "seq", d.Seq, "bytes", d.Bytes)
 	}
 	o.log.Debug("answer queued", "message_id", id, "seq", seq)
+	o.publishNow(seq, topic, payload)
 	select {
 	case o.wake <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// publishNow publishes answer seq at once if it is the next one due and
+// the window has room; otherwise, or if that fails, the pump sends it.
+func (o *Outbox) publishNow(seq uint64, topic string, payload []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.direct == nil || (len(o.inflight) > 0 && o.full()) {
+		return
+	}
+	if next, ok := o.j.NextOutboundSeq(o.sent); !ok || next != seq {
+		return
+	}
+	p, err := o.direct.PublishAsync(topic, payload, false)
+	if err != nil {
+		return // the pump retries it and says why
+	}
+	o.inflight = append(o.inflight, flight{seq: seq, bytes: len(payload), p: p})
+	o.sent, o.bytes = seq, o.bytes+len(payload)
+}
+
+// full reports whether the window is full. o.mu is held.
+func (o *Outbox) full() bool {
+	return len(o.inflight) >= OutboxWindow || o.bytes >= OutboxWindowBytes
 }
 
 // Len returns the number of queued answers and their bytes.
@@ -174,16 +214,25 @@ type flight struct {
 }
 
 // pump publishes in order with up to OutboxWindow messages and
-// OutboxWindowBytes bytes in flight, and
-// removes each message once it and all before it are acknowledged. After
-// a failure it sends again from the first message not acknowledged (Run)
-// or gives up (flush: on shutdown). It returns when ctx ends, or with
-// flush when the outbox is empty.
+// OutboxWindowBytes bytes in flight, and removes each message once it
+// and all before it are acknowledged. After a failure it sends again
+// from the first message not acknowledged (Run) or gives up (flush: on
+// shutdown). It returns when ctx ends, or with flush when the outbox is
+// empty. Put may add to the window meanwhile (publishNow); only the pump
+// takes from it. Run and Flush do not pump at the same time.
 func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
-	var inflight []flight // oldest first
-	var sent uint64       // seq of the last message sent on this connection
-	var bytes int         // of the messages in flight
-	full := func() bool { return len(inflight) >= OutboxWindow || bytes >= OutboxWindowBytes }
+	o.mu.Lock()
+	clear(o.inflight)
+	o.inflight, o.sent, o.bytes = o.inflight[:0], 0, 0
+	if !flush {
+		o.direct = pub
+	}
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.direct = nil
+		o.mu.Unlock()
+	}()
 	fail := func(seq uint64, err error) bool {
 		if ctx.Err() != nil {
 			return false
@@ -195,8 +244,10 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 			return false
 		}
 		o.log.Warn("publish failed, will retry", "seq", seq, "error", err)
-		clear(inflight)
-		inflight, sent, bytes = inflight[:0], 0, 0
+		o.mu.Lock()
+		clear(o.inflight)
+		o.inflight, o.sent, o.bytes = o.inflight[:0], 0, 0
+		o.mu.Unlock()
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
@@ -206,22 +257,35 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 	}
 	for {
 		// Fill the window.
-		for len(inflight) == 0 || !full() {
-			m, ok := o.after(sent)
+		o.mu.Lock()
+		var failed error
+		var failedSeq uint64
+		for len(o.inflight) == 0 || !o.full() {
+			m, ok := o.after(o.sent)
 			if !ok {
 				break
 			}
 			p, err := pub.PublishAsync(m.topic, m.payload, false)
 			if err != nil {
-				if !fail(m.seq, err) {
-					return
-				}
-				continue
+				failed, failedSeq = err, m.seq
+				break
 			}
-			inflight = append(inflight, flight{seq: m.seq, bytes: len(m.payload), p: p})
-			sent, bytes = m.seq, bytes+len(m.payload)
+			o.inflight = append(o.inflight, flight{seq: m.seq, bytes: len(m.payload), p: p})
+			o.sent, o.bytes = m.seq, o.bytes+len(m.payload)
 		}
-		if len(inflight) == 0 {
+		empty, full := len(o.inflight) == 0, o.full()
+		var f flight
+		if !empty {
+			f = o.inflight[0]
+		}
+		o.mu.Unlock()
+		if failed != nil {
+			if !fail(failedSeq, failed) {
+				return
+			}
+			continue
+		}
+		if empty {
 			if flush {
 				return
 			}
@@ -233,9 +297,8 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 			}
 		}
 		// Wait for the oldest, or for more to send.
-		f := inflight[0]
 		var wake <-chan struct{}
-		if !full() {
+		if !full {
 			wake = o.wake
 		}
 		select {
@@ -247,9 +310,11 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 				continue
 			}
 			o.pop(f.seq)
-			bytes -= f.bytes
-			inflight[0] = flight{}
-			inflight = inflight[1:]
+			o.mu.Lock()
+			o.bytes -= f.bytes
+			o.inflight[0] = flight{}
+			o.inflight = o.inflight[1:]
+			o.mu.Unlock()
 		case <-f.p.Lost():
 			if !fail(f.seq, errors.New("connection lost before the broker acknowledged")) {
 				return

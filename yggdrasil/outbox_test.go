@@ -190,3 +190,55 @@ func TestOutboxWindowBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboxPutWhileRunning: answers put while the outbox runs (most of
+// them published by Put itself, the rest by the pump) all reach the
+// broker, each producer's in the order it put them, also when the
+// connection drops on the way.
+func TestOutboxPutWhileRunning(t *testing.T) {
+	for _, dropAt := range []int{0, 5, 150} {
+		t.Run(fmt.Sprint("drop_at_", dropAt), func(t *testing.T) {
+			const producers, each = 8, 60
+			f := &fakeAsync{dropAt: dropAt, got: make(chan struct{}, 1)}
+			o := NewOutbox(testJournal(t, journal.Options{}), nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { o.Run(ctx, f); close(done) }()
+			defer func() { cancel(); <-done }()
+			var wg sync.WaitGroup
+			for p := range producers {
+				wg.Go(func() {
+					for i := range each {
+						m := fmt.Sprintf("p%d-%03d", p, i)
+						if err := o.Put(context.Background(), "t", m, "", journal.IfHanding, []byte(m)); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			await(t, "every answer to be acknowledged", func() bool { c, _ := o.Len(); return c == 0 })
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			seen := map[string]bool{}
+			last := map[byte]string{}
+			for _, m := range f.acked {
+				if seen[m] {
+					continue
+				}
+				seen[m] = true
+				if m <= last[m[1]] {
+					t.Fatalf("%s reached the broker after %s", m, last[m[1]])
+				}
+				last[m[1]] = m
+			}
+			if len(seen) != producers*each {
+				t.Fatalf("%d distinct answers acknowledged, want %d", len(seen), producers*each)
+			}
+			if dropAt > 0 && !f.dropped {
+				t.Error("the connection never dropped: the test did not test a loss")
+			}
+		})
+	}
+}

@@ -152,6 +152,7 @@ type Journal struct {
 	rec  Recovery
 
 	kick      chan struct{} // capacity 1: the batch is not empty
+	wmu       sync.Mutex    // the writer's token: held for a turn (writer.go)
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -174,8 +175,8 @@ type Journal struct {
 	stats   Stats
 	rollAt  int64 // do not try to roll before size reaches this
 
-	spare []byte // writer only: a buffer to swap in for the batch
-	dirty bool   // writer only: written since the last sync
+	spare []byte // wmu: a buffer to swap in for the batch
+	dirty bool   // wmu: written since the last sync
 }
 
 // fixup tells the writer where a payload ended up: rel is its offset in
@@ -469,6 +470,17 @@ func (j *Journal) NextOutbound(after uint64) (out Out, ok bool, err error) {
 	return Out{Seq: e.seq, Topic: e.topic, Payload: p}, true, nil
 }
 
+// NextOutboundSeq is NextOutbound without the payload: the seq of the
+// first pending answer after after, without reading it back.
+func (j *Journal) NextOutboundSeq(after uint64) (seq uint64, ok bool) {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	if e := j.st.nextOut(after); e != nil {
+		return e.seq, true
+	}
+	return 0, false
+}
+
 // Acked removes the answer seq once the broker has acknowledged it. An
 // unknown seq (already acknowledged, or dropped) is not an error. Like
 // Done it does not wait for the disk: an acknowledgement lost in a power
@@ -533,17 +545,19 @@ func (j *Journal) usable() error {
 	return j.err
 }
 
-// enqueue counts the record just appended to the batch and wakes the
-// writer. With durable it returns a channel that receives the outcome
-// once the batch is synced. j.mu is held.
+// enqueue counts the record just appended to the batch. Without durable
+// it wakes the writer, which writes the record at once. With durable it
+// returns a channel that receives the outcome once the batch is synced;
+// the caller then unlocks j.mu and calls await, which leads the commit or
+// wakes the writer. j.mu is held.
 func (j *Journal) enqueue(durable bool) chan error {
 	j.nrec++
-	var ch chan error
-	if durable {
-		ch = make(chan error, 1)
-		j.waiters = append(j.waiters, ch)
+	if !durable {
+		j.signal()
+		return nil
 	}
-	j.signal()
+	ch := make(chan error, 1)
+	j.waiters = append(j.waiters, ch)
 	return ch
 }
 
@@ -554,7 +568,11 @@ func (j *Journal) signal() {
 	}
 }
 
+// await makes the batch holding the caller's record durable, leading the
+// commit when no turn is under way, and returns its outcome or ctx's
+// error. j.mu is not held.
 func (j *Journal) await(ctx context.Context, ch chan error) error {
+	j.lead()
 	select {
 	case err := <-ch:
 		return err

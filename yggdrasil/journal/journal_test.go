@@ -758,3 +758,38 @@ func TestAppendAnswerEffects(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseWhileWriting: Close while callers commit on their own
+// goroutines (leading the group commit) and on the writer's: every call
+// returns, either done or ErrClosed, and no goroutine is left.
+func TestCloseWhileWriting(t *testing.T) {
+	for round := range 20 {
+		before := runtime.NumGoroutine()
+		opts := testOpts(t, nil)
+		opts.NoSync = round%2 == 0
+		j := MustOpen(t, t.TempDir(), opts)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					_, err := j.AddHanding(context.Background(), fmt.Sprint(w, "-", i), payload("x", 64))
+					if err == nil {
+						err = j.Done(fmt.Sprint(w, "-", i))
+					}
+					if err != nil {
+						if !errors.Is(err, ErrClosed) {
+							t.Errorf("writer %d: %v, want nil or ErrClosed", w, err)
+						}
+						return
+					}
+				}
+			})
+		}
+		MustAdd(t, j, "first", nil) // the writers are under way
+		MustClose(t, j)
+		wg.Wait()
+		if err := AwaitGoroutines(before, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
