@@ -21,11 +21,15 @@
 //
 // AddInbound, Handing and AppendOutbound return once their record is
 // synced (fdatasync). Writes are grouped: callers append records to a
-// shared batch and one writer goroutine writes the whole batch with one
+// shared batch, and one turn at a time writes the whole batch with one
 // write call and syncs once, then wakes every caller, so one fsync covers
-// everything appended meanwhile. Done, Forget and Acked do not wait: their
-// record goes to the file at once (it survives a crash of yggd) and is
-// synced by the next group commit (it may be lost in a power cut). Losing
+// everything appended meanwhile. The caller whose record finds no turn
+// under way takes the turn on its own goroutine; the others wake the
+// writer goroutine, which takes the next. Done, Forget and Acked do not
+// wait for a sync of their own: their record goes to the file at once
+// (it survives a crash of yggd) and is synced by the next group commit
+// (it may be lost in a power cut); one that takes a turn syncs the
+// records of durable callers in it. Losing
 // one is harmless: a lost Done leaves the message handing (because Handing
 // was durable), so it is nacked rather than run twice; a lost Acked
 // publishes the answer again, which QoS 1 allows; a lost Forget leaves the

@@ -307,12 +307,14 @@ func (j *Journal) Handing(ctx context.Context, id string) error {
 func (j *Journal) Done(id string) error {
 	now := j.opts.Now().UnixNano()
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if err := j.usable(); err != nil {
+		j.mu.Unlock()
 		return err
 	}
 	if _, ok := j.st.in[id]; !ok {
-		if _, ok := j.st.done[id]; ok {
+		_, done := j.st.done[id]
+		j.mu.Unlock()
+		if done {
 			return nil
 		}
 		return fmt.Errorf("done %s: %w", id, ErrNotFound)
@@ -320,6 +322,8 @@ func (j *Journal) Done(id string) error {
 	j.st.finish(id, now)
 	j.batch = encInDone(j.batch, id, now)
 	j.enqueue(false)
+	j.mu.Unlock()
+	j.lead()
 	return nil
 }
 
@@ -329,18 +333,17 @@ func (j *Journal) Done(id string) error {
 // leaves id as it was last synced.
 func (j *Journal) Forget(id string) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.usable() != nil {
-		return
-	}
 	_, in := j.st.in[id]
 	_, done := j.st.done[id]
-	if !in && !done {
+	if j.usable() != nil || (!in && !done) {
+		j.mu.Unlock()
 		return
 	}
 	j.st.forget(id)
 	j.batch = encInID(j.batch, kindInForget, id)
 	j.enqueue(false)
+	j.mu.Unlock()
+	j.lead()
 }
 
 // Waiting reports whether id is still pending or being handed: not done,
@@ -488,15 +491,18 @@ func (j *Journal) NextOutboundSeq(after uint64) (seq uint64, ok bool) {
 // allows.
 func (j *Journal) Acked(seq uint64) error {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if err := j.usable(); err != nil {
+		j.mu.Unlock()
 		return err
 	}
 	if _, ok := j.st.delOut(seq); !ok {
+		j.mu.Unlock()
 		return nil
 	}
 	j.batch = encSeq(j.batch, kindOutDel, seq)
 	j.enqueue(false)
+	j.mu.Unlock()
+	j.lead()
 	return nil
 }
 
@@ -545,15 +551,13 @@ func (j *Journal) usable() error {
 	return j.err
 }
 
-// enqueue counts the record just appended to the batch. Without durable
-// it wakes the writer, which writes the record at once. With durable it
-// returns a channel that receives the outcome once the batch is synced;
-// the caller then unlocks j.mu and calls await, which leads the commit or
-// wakes the writer. j.mu is held.
+// enqueue counts the record just appended to the batch. With durable it
+// returns a channel that receives the outcome once the batch is synced.
+// The caller then unlocks j.mu and has the record written at once: await
+// (durable) or lead. j.mu is held.
 func (j *Journal) enqueue(durable bool) chan error {
 	j.nrec++
 	if !durable {
-		j.signal()
 		return nil
 	}
 	ch := make(chan error, 1)

@@ -15,11 +15,13 @@ import (
 // batch, so the sync rate stays near the disk's and every sync covers
 // what arrived meanwhile.
 //
-// A caller that waits for durability while no turn is under way takes
-// the turn itself (lead) instead of waking this goroutine and being woken
-// back by it: at one message in flight that saves two goroutine switches
-// on each fsync, which is where the round trip waits. The token (wmu)
-// makes turns one at a time either way.
+// A caller whose record is to be written at once (all of them) takes the
+// turn itself (lead) when no turn is under way, instead of waking this
+// goroutine: for a durable record that saves being woken back after the
+// fsync, and at one message in flight the round trip waits on two of
+// them. While a turn is under way the caller wakes this goroutine, which
+// takes the next turn, so groups still form under load. The token (wmu)
+// makes turns one at a time.
 func (j *Journal) run() {
 	defer j.wg.Done()
 	for {
