@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ygglab/yggdrasil/yggdrasil/control"
+	"github.com/ygglab/yggdrasil/yggdrasil/internal/gopool"
 	"github.com/ygglab/yggdrasil/yggdrasil/journal"
 )
 
@@ -109,7 +110,8 @@ type Router struct {
 
 	lanesMu    sync.Mutex
 	lanes      map[string]*lane // by directive
-	delivering sync.WaitGroup   // the lanes' goroutines
+	delivering sync.WaitGroup   // the lanes' deliveries
+	lanePool   *gopool.Pool     // their goroutines, kept for the next delivery
 
 	statusKick chan struct{}      // capacity 1: publish the status again
 	probes     chan chan struct{} // Alive's probes, answered by the status loop
@@ -142,6 +144,7 @@ func NewRouter(cfg RouterConfig, tr Transport) *Router {
 		tr:         tr,
 		j:          cfg.Journal,
 		lanes:      map[string]*lane{},
+		lanePool:   gopool.New(lanePoolSize, lanePoolIdle),
 		statusKick: make(chan struct{}, 1),
 		probes:     make(chan chan struct{}),
 	}
@@ -200,6 +203,7 @@ func (r *Router) Run(ctx context.Context) error {
 		<-done
 	}
 	r.cancelSend()
+	r.lanePool.Stop()
 	wg.Wait()
 	return nil
 }
@@ -529,6 +533,14 @@ func decodeInbound(payload []byte) (*Data, error) {
 // hung worker delays only its own messages.
 const laneWidth = 128
 
+// At most lanePoolSize goroutines that delivered a message wait, up to
+// lanePoolIdle, to deliver the next, so that their stacks, grown through
+// gRPC's call path, are not grown again for every message.
+const (
+	lanePoolSize = 64
+	lanePoolIdle = 30 * time.Second
+)
+
 // lane is the queue of one directive's messages that wait for a free
 // place among its laneWidth deliveries. Only their ids are kept: a
 // message is read back from the journal when its turn comes, so yggd's
@@ -556,7 +568,11 @@ func (r *Router) enqueue(d *Data, handing bool) {
 		return
 	}
 	l.running++
-	r.delivering.Go(func() { r.runLane(d.Directive, d, handing) })
+	r.delivering.Add(1)
+	r.lanePool.Go(func() {
+		defer r.delivering.Done()
+		r.runLane(d.Directive, d, handing)
+	})
 }
 
 // runLane delivers d, then the lane's waiting messages, until there is

@@ -25,6 +25,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
+	"github.com/ygglab/yggdrasil/yggdrasil/internal/gopool"
 )
 
 // Handler is what the transport calls: the core router implements it.
@@ -54,9 +55,10 @@ type Config struct {
 	KeepAlive      time.Duration
 	ConnectTimeout time.Duration
 	MaxBackoff     time.Duration // cap of the delay between attempts; default 30 s
-	// HandlerWorkers is how many goroutines wait for incoming messages
-	// (more start when all are busy); default 64. A process that runs
-	// many transports (yggsim fleet) sets it low.
+	// HandlerWorkers is how many goroutines, at most, wait for the next
+	// incoming message once they have handled one (more start when all
+	// are busy; each exits after 30 s without a message); default 64. A
+	// process that runs many transports (yggsim fleet) sets it low.
 	HandlerWorkers int
 	Log            *slog.Logger
 
@@ -101,7 +103,7 @@ type Transport struct {
 
 	probes chan chan struct{} // Alive's probes, answered by Run's loop
 
-	handlers *handlerPool
+	handlers *gopool.Pool // set by Run before it connects
 }
 
 type command struct {
@@ -131,7 +133,7 @@ func New(cfg Config) *Transport {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Transport{cfg: cfg, log: log, up: make(chan struct{}), down: make(chan struct{}), cmds: make(chan command, 1),
-		updated: make(chan struct{}, 1), probes: make(chan chan struct{}), handlers: newHandlerPool()}
+		updated: make(chan struct{}, 1), probes: make(chan chan struct{})}
 }
 
 // Run connects and stays connected until ctx ends, then disconnects
@@ -144,8 +146,8 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 	if t.cfg.ClientID == "" {
 		return errors.New("mqtt: no client id")
 	}
-	t.handlers.start(t.cfg.HandlerWorkers)
-	defer t.handlers.stop()
+	t.handlers = gopool.New(t.cfg.HandlerWorkers, handlerIdle)
+	defer t.handlers.Stop()
 	failures := 0
 	for {
 		if ctx.Err() != nil {
@@ -505,58 +507,20 @@ func (t *Transport) request(c command) {
 	}
 }
 
-// handlerWorkers is how many goroutines wait for incoming messages by
-// default.
-const handlerWorkers = 64
-
-// handlerPool runs the handling of incoming messages on long-lived
-// goroutines. paho's own dispatch (OrderMatters off) started a goroutine
-// per message, whose stack then grew through gRPC's call path on every
-// message (runtime.copystack, 10% of yggd's CPU at 4 KiB); a worker's
-// stack stays grown. When every worker is busy (handlers wait for workers
-// to take their messages), a message gets a goroutine of its own, as
-// before, so nothing ever waits behind a slow worker: a ping is answered
-// however busy the data path is.
-type handlerPool struct {
-	work chan func() // unbuffered: a send succeeds only to an idle worker
-	quit chan struct{}
-	wg   sync.WaitGroup
-}
-
-func newHandlerPool() *handlerPool {
-	return &handlerPool{work: make(chan func()), quit: make(chan struct{})}
-}
-
-func (p *handlerPool) start(n int) {
-	for range n {
-		p.wg.Go(func() {
-			for {
-				select {
-				case f := <-p.work:
-					f()
-				case <-p.quit:
-					return
-				}
-			}
-		})
-	}
-}
-
-// stop ends the workers once they are idle and waits for them. Messages
-// arriving later get goroutines of their own.
-func (p *handlerPool) stop() {
-	close(p.quit)
-	p.wg.Wait()
-}
-
-// Go runs f on an idle worker, or on a new goroutine.
-func (p *handlerPool) Go(f func()) {
-	select {
-	case p.work <- f:
-	default:
-		go f()
-	}
-}
+// handlerWorkers is how many goroutines wait for incoming messages at
+// most, by default; handlerIdle how long each waits before it exits.
+//
+// paho's own dispatch (OrderMatters off) started a goroutine per message,
+// whose stack then grew through gRPC's call path on every message
+// (runtime.copystack, 10% of yggd's CPU at 4 KiB); a kept goroutine's
+// stack stays grown. When none is waiting (handlers wait for workers to
+// take their messages), a message gets a goroutine of its own, so nothing
+// ever waits behind a slow worker: a ping is answered however busy the
+// data path is.
+const (
+	handlerWorkers = 64
+	handlerIdle    = 30 * time.Second
+)
 
 // Backoff returns the delay before attempt n (n ≥ 1) after failures: 1 s
 // doubling up to max, with jitter in [d/2, d] so that many hosts cut off at
