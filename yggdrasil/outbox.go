@@ -121,7 +121,7 @@ func (o *Outbox) Put(ctx context.Context, topic, id, responseTo string, effect j
 func (o *Outbox) publishNow(seq uint64, topic string, payload []byte) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.direct == nil || (len(o.inflight) > 0 && o.full()) {
+	if o.direct == nil || (len(o.inflight) > 0 && (o.full() || o.lost())) {
 		return
 	}
 	if next, ok := o.j.NextOutboundSeq(o.sent); !ok || next != seq {
@@ -133,6 +133,20 @@ func (o *Outbox) publishNow(seq uint64, topic string, payload []byte) {
 	}
 	o.inflight = append(o.inflight, flight{seq: seq, bytes: len(payload), p: p})
 	o.sent, o.bytes = seq, o.bytes+len(payload)
+}
+
+// lost reports whether the connection of the latest answer sent has
+// ended: nothing more goes out until the pump has started again from the
+// first answer not acknowledged, or an answer could reach the broker on
+// a new connection before an earlier one lost with the old. o.mu is held;
+// the window is not empty.
+func (o *Outbox) lost() bool {
+	select {
+	case <-o.inflight[len(o.inflight)-1].p.Lost():
+		return true
+	default:
+		return false
+	}
 }
 
 // full reports whether the window is full. o.mu is held.
@@ -244,23 +258,31 @@ func (o *Outbox) pump(ctx context.Context, pub AsyncPublisher, flush bool) {
 			return false
 		}
 		o.log.Warn("publish failed, will retry", "seq", seq, "error", err)
+		// Put publishes nothing until the pump starts again from the
+		// first answer not acknowledged.
 		o.mu.Lock()
 		clear(o.inflight)
-		o.inflight, o.sent, o.bytes = o.inflight[:0], 0, 0
+		o.inflight, o.sent, o.bytes, o.direct = o.inflight[:0], 0, 0, nil
 		o.mu.Unlock()
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
 			return false
 		}
-		return pub.WaitConnected(ctx) == nil
+		if pub.WaitConnected(ctx) != nil {
+			return false
+		}
+		o.mu.Lock()
+		o.direct = pub
+		o.mu.Unlock()
+		return true
 	}
 	for {
 		// Fill the window.
 		o.mu.Lock()
 		var failed error
 		var failedSeq uint64
-		for len(o.inflight) == 0 || !o.full() {
+		for len(o.inflight) == 0 || !(o.full() || o.lost()) {
 			m, ok := o.after(o.sent)
 			if !ok {
 				break

@@ -242,3 +242,79 @@ func TestOutboxPutWhileRunning(t *testing.T) {
 		})
 	}
 }
+
+// healingAsync is an AsyncPublisher whose connection drops at one publish
+// and is back at the next, as the transport's reconnect loop may have it
+// back before the outbox notices the loss.
+type healingAsync struct {
+	mu     sync.Mutex
+	n      int
+	dropAt int
+	acked  []string
+}
+
+func (h *healingAsync) PublishAsync(topic string, payload []byte, retained bool) (Pending, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n++
+	p := &fakePending{acked: make(chan struct{}), lost: make(chan struct{})}
+	if h.n == h.dropAt {
+		close(p.lost)
+		return p, nil
+	}
+	h.acked = append(h.acked, string(payload))
+	close(p.acked)
+	return p, nil
+}
+
+func (h *healingAsync) Publish(context.Context, string, []byte, bool) error {
+	panic("the outbox must use PublishAsync")
+}
+func (h *healingAsync) WaitConnected(context.Context) error { return nil }
+
+// TestOutboxOrderAcrossQuickReconnect: an answer lost with a connection
+// that is back at once reaches the broker before the answers after it.
+func TestOutboxOrderAcrossQuickReconnect(t *testing.T) {
+	for _, running := range []bool{false, true} {
+		t.Run(fmt.Sprint("put_while_running_", running), func(t *testing.T) {
+			const n = 40
+			h := &healingAsync{dropAt: 3}
+			o := NewOutbox(testJournal(t, journal.Options{}), nil)
+			put := func(i int) {
+				if err := o.Put(context.Background(), "t", fmt.Sprint("m", i), "", journal.IfHanding, []byte(fmt.Sprintf("m%02d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !running {
+				for i := range n {
+					put(i)
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { o.Run(ctx, h); close(done) }()
+			defer func() { cancel(); <-done }()
+			if running {
+				for i := range n {
+					put(i)
+				}
+			}
+			await(t, "every answer to be acknowledged", func() bool { c, _ := o.Len(); return c == 0 })
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			seen := map[string]bool{}
+			var first []string
+			for _, m := range h.acked {
+				if !seen[m] {
+					seen[m] = true
+					first = append(first, m)
+				}
+			}
+			for i, m := range first {
+				if m != fmt.Sprintf("m%02d", i) {
+					t.Fatalf("answers reached the broker first in the order %v", first)
+				}
+			}
+		})
+	}
+}
