@@ -130,7 +130,7 @@ func Listen(cfg Config) (*Server, error) {
 		}
 		log.Warn("connection refused", "error", err)
 	}}
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(grpcbuf.ServerWindows(),
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize+grpcbuf.Headroom),
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize+grpcbuf.Headroom),
@@ -140,7 +140,7 @@ func Listen(cfg Config) (*Server, error) {
 		// grown, not on a new goroutine per call (gRPC starts one when all
 		// are busy).
 		grpc.NumStreamWorkers(32),
-	)
+	)...)
 	pb.RegisterDispatcherServer(s.grpc, s)
 	return s, nil
 }
@@ -349,7 +349,7 @@ func (s *Server) dialWorker(name string, pid int, owner string) (*workerConn, er
 		return c, nil
 	}
 	addr := filepath.Join(s.dir, name)
-	cc, err := grpc.NewClient("passthrough:///"+addr,
+	cc, err := grpc.NewClient("passthrough:///"+addr, append(grpcbuf.DialWindows(),
 		grpc.WithContextDialer(dial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		experimental.WithBufferPool(grpcbuf.Pool),
@@ -363,7 +363,7 @@ func (s *Server) dialWorker(name string, pid int, owner string) (*workerConn, er
 			grpc.MaxCallSendMsgSize(s.cfg.MaxMessageSize+grpcbuf.Headroom),
 			grpc.MaxCallRecvMsgSize(s.cfg.MaxMessageSize+grpcbuf.Headroom),
 		),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial worker at %s: %w", addr, err)
 	}

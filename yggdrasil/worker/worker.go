@@ -200,12 +200,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	// so any path is fine; the target only names the :authority.
 	// Buffers come from a pool by size, as in yggd: gRPC's default pool
 	// makes a 64 KiB message take a 1 MiB buffer.
-	cc, err := grpc.NewClient("passthrough:///dispatcher",
+	cc, err := grpc.NewClient("passthrough:///dispatcher", append(grpcbuf.DialWindows(),
 		grpc.WithContextDialer(dialer.dial),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		experimental.WithBufferPool(grpcbuf.Pool),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(grpcbuf.Codec{}),
-			grpc.MaxCallSendMsgSize(size), grpc.MaxCallRecvMsgSize(size)))
+			grpc.MaxCallSendMsgSize(size), grpc.MaxCallRecvMsgSize(size)))...)
 	if err != nil {
 		return fmt.Errorf("worker: dial dispatcher %s: %w", addr, err)
 	}
@@ -243,8 +243,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		stderr = os.Stderr
 	}
 	creds := onlyDispatcher{pid: disp.Pid, uid: disp.Uid, log: &refusalLog{w: stderr}}
-	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size),
-		experimental.BufferPool(grpcbuf.Pool), grpc.ForceServerCodecV2(grpcbuf.Codec{}))
+	srv := grpc.NewServer(append(grpcbuf.ServerWindows(), grpc.Creds(creds), grpc.MaxRecvMsgSize(size), grpc.MaxSendMsgSize(size),
+		experimental.BufferPool(grpcbuf.Pool), grpc.ForceServerCodecV2(grpcbuf.Codec{}))...)
 	pb.RegisterWorkerServer(srv, server{w: w})
 	// Receive calls in flight when ctx ends get ShutdownGrace to send their
 	// answers before their context is cancelled.
