@@ -42,6 +42,7 @@
 //
 //	"YGGJNL01"                                    8-byte magic
 //	record*                                       appended, never rewritten
+//	zero bytes                                    written ahead of the records
 //	record = len uint32le | crc uint32le | body   crc: CRC-32C of len and body
 //	body   = kind byte | fields (uvarint-prefixed strings, varint times, seqs) | payload
 //
@@ -55,6 +56,10 @@
 // wins; a newer one (an interrupted roll) and older ones are deleted. The
 // chosen segment is replayed up to the first torn or corrupt record, and
 // cut there with a warning naming the file, offset and bytes dropped.
+// Nothing but zeros after the last record is not damage: the writer writes
+// zeros ahead of its records (up to 1 MiB at a time), so that a batch
+// overwrites blocks the file already has and its fdatasync commits no
+// metadata.
 //
 // Memory: payloads are not kept; entries hold their offset in the segment
 // and are read back when asked. What stays in memory is a small entry per

@@ -793,3 +793,59 @@ func TestCloseWhileWriting(t *testing.T) {
 		}
 	}
 }
+
+// TestZerosAhead: records go into zeros written ahead of them, which a
+// reopen takes for the end of the segment, silently; anything but zeros
+// after the last record is still damage, cut off with a warning.
+func TestZerosAhead(t *testing.T) {
+	dir := t.TempDir()
+	j := MustOpen(t, dir, testOpts(t, nil))
+	for _, id := range []string{"a", "b", "c"} {
+		MustAdd(t, j, id, payload(id, 100))
+	}
+	end := j.Stats().SegmentBytes
+	MustClose(t, j)
+	path := filepath.Join(dir, segments(t, dir)[0])
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() <= end {
+		t.Fatalf("segment is %d bytes with records up to %d: nothing written ahead", fi.Size(), end)
+	}
+
+	var lb logBuf
+	j = MustOpen(t, dir, testOpts(t, &lb))
+	if diff := cmp.Diff([]string{"a", "b", "c"}, j.Recovered().Pending); diff != "" {
+		t.Errorf("pending after reopen (-want +got):\n%s", diff)
+	}
+	if got := j.Stats().SegmentBytes; got != end {
+		t.Errorf("segment bytes after reopen = %d, want %d (the zeros are not records)", got, end)
+	}
+	if strings.Contains(lb.String(), "cutting off") {
+		t.Errorf("zeros ahead taken for damage; log:\n%s", lb.String())
+	}
+	MustAdd(t, j, "d", payload("d", 100)) // written in place, over the zeros
+	end = j.Stats().SegmentBytes
+	MustClose(t, j)
+
+	// A stray byte in the zeros (a later write that reached the disk when
+	// an earlier one did not) is damage.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] = 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lb = logBuf{}
+	j = MustOpen(t, dir, testOpts(t, &lb))
+	if diff := cmp.Diff([]string{"a", "b", "c", "d"}, j.Recovered().Pending); diff != "" {
+		t.Errorf("pending after damage (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(lb.String(), "cutting off a torn or corrupt tail") || !strings.Contains(lb.String(), fmt.Sprintf("offset=%d", end)) {
+		t.Errorf("no warning for the stray byte at the records' end %d; log:\n%s", end, lb.String())
+	}
+	MustClose(t, j)
+}

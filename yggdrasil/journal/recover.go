@@ -14,6 +14,7 @@ import (
 type scanResult struct {
 	end      int64  // end of the last intact record
 	size     int64  // file size
+	zeros    bool   // only zeros follow end: space made ready for records, not damage
 	complete bool   // the segment opens with a whole snapshot
 	reason   string // why the scan stopped before size
 }
@@ -88,7 +89,7 @@ func (j *Journal) recover() error {
 	if err != nil {
 		return err
 	}
-	if res.end < res.size {
+	if res.end < res.size && !res.zeros {
 		j.log.Warn("journal: cutting off a torn or corrupt tail", "file", j.path(seg),
 			"offset", res.end, "dropped_bytes", res.size-res.end, "reason", res.reason)
 		err := f.Truncate(res.end)
@@ -102,6 +103,11 @@ func (j *Journal) recover() error {
 	}
 	st.expire(j.opts.Now().UnixNano() - int64(j.opts.DedupeAge))
 	j.f, j.seg, j.size, j.st = f, seg, res.end, st
+	if res.zeros {
+		j.zeroed = res.size
+	} else {
+		j.zeroed = res.end
+	}
 	for _, e := range st.inbound() {
 		if e.handing {
 			j.rec.Handing = append(j.rec.Handing, e.id)
@@ -123,8 +129,35 @@ func (j *Journal) create(seg uint64) error {
 		}
 		return err
 	}
-	j.f, j.seg, j.size, j.st = f, seg, size, st
+	j.f, j.seg, j.size, j.zeroed, j.st = f, seg, size, size, st
 	return nil
+}
+
+// allZero reports whether b holds only zeros.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// zerosToEnd reads r to its end and reports whether it held only zeros.
+func zerosToEnd(r io.Reader) (bool, error) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if !allZero(buf[:n]) {
+			return false, nil
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
 }
 
 // replay reads segment seg into a new state, stopping at the first record
@@ -164,6 +197,14 @@ func (j *Journal) replay(seg uint64) (*state, scanResult, error) {
 			return nil, res, fmt.Errorf("read %s: %w", j.path(seg), err)
 		}
 		n := int64(binary.LittleEndian.Uint32(head))
+		if n == 0 && allZero(head) {
+			if res.zeros, err = zerosToEnd(r); err != nil {
+				return nil, res, fmt.Errorf("read %s: %w", j.path(seg), err)
+			}
+			if res.zeros {
+				break
+			}
+		}
 		if n == 0 || n > maxBody || n > res.size-off-headerLen {
 			res.reason = fmt.Sprintf("bad record length %d", n)
 			break

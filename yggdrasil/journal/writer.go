@@ -64,6 +64,9 @@ func (j *Journal) turn() (closed bool) {
 	if len(batch) > 0 && !failed {
 		_, err = j.f.WriteAt(batch, base)
 		j.dirty = true
+		if end := base + int64(len(batch)); err == nil && end > j.zeroed {
+			err = j.zeroAhead(end)
+		}
 	}
 	if err == nil && !failed && j.dirty && (len(waiters) > 0 || closing) {
 		if err = j.sync(j.f); err == nil {
@@ -106,6 +109,27 @@ func (j *Journal) turn() (closed bool) {
 		j.roll()
 	}
 	return false
+}
+
+// zeroAhead writes zeros after end, the end of the records, so that the
+// next batches are written in place into blocks the file already has: a
+// data sync then commits no metadata (the file's size and its extents do
+// not change), which on ext4 makes it about a fifth faster (the ceilings'
+// BenchmarkDurableInterleaved: O_APPEND on a growing file +20 % against
+// writing in place). The zeros are written, not fallocated: writing into
+// fallocated (unwritten) extents changes them, which is metadata again.
+// Replay takes zeros after the last record for the end of the segment.
+// wmu is held.
+func (j *Journal) zeroAhead(end int64) error {
+	n := min(max(j.opts.SegmentSize/16, 4<<10), 1<<20)
+	if cap(j.zeros) < int(n) {
+		j.zeros = make([]byte, n)
+	}
+	if _, err := j.f.WriteAt(j.zeros[:n], end); err != nil {
+		return err
+	}
+	j.zeroed = end + n
+	return nil
 }
 
 // sync makes f's written data durable, unless Options.NoSync.
@@ -204,7 +228,7 @@ func (j *Journal) roll() {
 			it.out.off = it.noff
 		}
 	}
-	j.f, j.seg, j.size = f, next, size
+	j.f, j.seg, j.size, j.zeroed = f, next, size, size
 	j.rollAt = j.opts.SegmentSize
 	j.mu.Unlock()
 
