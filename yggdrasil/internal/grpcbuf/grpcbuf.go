@@ -44,6 +44,9 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return nil, fmt.Errorf("proto: cannot marshal %T", v)
 	}
+	if large := largeFields(m.ProtoReflect()); large != nil {
+		return marshalSplit(m.ProtoReflect(), large)
+	}
 	size := proto.Size(m)
 	opts := proto.MarshalOptions{UseCachedSize: true} // safe: Size was just computed
 	if mem.IsBelowBufferPoolingThreshold(size) {
@@ -65,6 +68,11 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("proto: cannot unmarshal into %T", v)
+	}
+	if data.Len() >= LargeField {
+		if done, err := unmarshalSplit(data, m.ProtoReflect()); done {
+			return err
+		}
 	}
 	buf := data.MaterializeToBuffer(Pool)
 	defer buf.Free()
