@@ -139,7 +139,7 @@ func unmarshalSplit(data mem.BufferSlice, m protoreflect.Message) (bool, error) 
 						return false, nil // repeated on the wire: let proto decide
 					}
 				}
-				v := make([]byte, n)
+				v := GetLarge(n)
 				r.copy(v)
 				large = append(large, found{fd, v})
 				continue
