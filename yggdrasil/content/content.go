@@ -55,6 +55,9 @@ type Client struct {
 	cancel context.CancelFunc
 }
 
+// maxPosts bounds the POSTs in flight.
+const maxPosts = 16
+
 // MaxRedirects is how many redirects a fetch follows.
 const MaxRedirects = 3
 
@@ -83,13 +86,17 @@ func New(cfg Config) *Client {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = cfg.TLS
 	transport.ResponseHeaderTimeout = cfg.Timeout
+	// Keep as many connections to a host as POSTs may be in flight
+	// (slots): the default of 2 closed and dialled one again for most
+	// requests once 4 round trips were in flight.
+	transport.MaxIdleConnsPerHost = maxPosts
 	base, cancel := context.WithCancel(context.Background())
 	return &Client{
 		base:   base,
 		cancel: cancel,
 		cfg:    cfg,
 		log:    log,
-		slots:  make(chan struct{}, 16),
+		slots:  make(chan struct{}, maxPosts),
 		http: &http.Client{
 			Transport: transport,
 			CheckRedirect: func(req *http.Request, via []*http.Request) error {
