@@ -415,7 +415,10 @@ func (w *Worker) Reply(ctx context.Context, m Message, content []byte, metadata 
 
 // SendData sends m to the dispatcher as it is. yggd refuses an answer it
 // cannot send (content not JSON for a directive that is not a URL, too
-// large, no ID or Directive), and tells the cloud (invalid-answer).
+// large, no ID or Directive), and tells the cloud (invalid-answer). A
+// content of 32 KiB or more is sent from m.Content itself, not from a
+// copy: leave it unchanged while the call runs (and, after a call that
+// failed, do not reuse its memory: gRPC may still be reading it).
 func (w *Worker) SendData(ctx context.Context, m Message) error {
 	_, err := w.dispatcher.Send(ctx, &pb.Data{MessageId: m.ID, ResponseTo: m.ResponseTo, Directive: m.Directive,
 		Metadata: m.Metadata, Content: m.Content})
