@@ -4,6 +4,10 @@
 // reused, so a 64 KiB message costs a cleared 1 MiB buffer: CPU in yggd,
 // and memory in a worker with many messages in flight. Pool has every
 // power of two from 256 B to 1 MiB and hands buffers out as they are.
+// Codec also sends a large bytes field (a content of LargeField bytes or
+// more) without copying it, and decodes it straight from gRPC's frames
+// into a buffer of GetLarge's, which the content's last user may give
+// back with ReleaseLarge.
 //
 // Use both on each side of a connection:
 //

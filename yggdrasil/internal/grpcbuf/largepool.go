@@ -21,10 +21,15 @@ import (
 // twice, is left alone. So a component may release what it was given
 // without knowing where it came from, but only when nothing else holds
 // it any more.
+//
+// The price is memory: after a burst, the buffers that were in flight at
+// its peak stay pooled until two GCs have passed them by, which at idle
+// (a GC forced every two minutes) takes up to four minutes. So buffers
+// above 4 MiB, rare and costly to keep, are not pooled.
 
 const (
 	largeMinExp = 15 // 32 KiB, LargeField
-	largeMaxExp = 26 // 64 MiB: above, buffers are not pooled
+	largeMaxExp = 22 // 4 MiB: above, buffers are not pooled
 	largeSteps  = 8  // classes per power of two
 )
 

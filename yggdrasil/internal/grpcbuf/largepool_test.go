@@ -18,8 +18,8 @@ func TestLargeClass(t *testing.T) {
 		{name: "just_over_32k", n: 32<<10 + 1, wantIdx: 8, wantSize: 36 << 10},
 		{name: "one_mib", n: 1 << 20, wantIdx: 5*8 + 7, wantSize: 1 << 20},
 		{name: "one_mib_and_a_bit", n: 1<<20 + 200, wantIdx: 6 * 8, wantSize: 1<<20 + 1<<17},
-		{name: "largest", n: 64 << 20, wantIdx: 95, wantSize: 64 << 20},
-		{name: "above", n: 64<<20 + 1, wantIdx: -1},
+		{name: "largest", n: 4 << 20, wantIdx: 63, wantSize: 4 << 20},
+		{name: "above", n: 4<<20 + 1, wantIdx: -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
