@@ -199,14 +199,42 @@ func readBody(resp *http.Response, max int) ([]byte, error) {
 		}
 		return body, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(max)+1))
+	body, err := readUnsized(resp.Body, max)
 	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
-	}
-	if len(body) > max {
-		return nil, permanent{fmt.Errorf("body is larger than the limit of %d bytes", max)}
+		return nil, err
 	}
 	return body, nil
+}
+
+// readUnsized reads a body of unknown length (chunked), at most max
+// bytes. It grows its buffer by doubling, as io.ReadAll does, but takes
+// each larger buffer from the pool of large buffers and gives the one it
+// outgrew back, so that a large body leaves no trail of garbage behind.
+func readUnsized(r io.Reader, max int) ([]byte, error) {
+	buf := make([]byte, 0, 4<<10)
+	for {
+		if len(buf) > max { // read one byte more than allowed: too large
+			grpcbuf.ReleaseLarge(buf)
+			return nil, permanent{fmt.Errorf("body is larger than the limit of %d bytes", max)}
+		}
+		if len(buf) == cap(buf) {
+			next := grpcbuf.GetLarge(min(2*cap(buf), max+1))
+			next = next[:copy(next, buf)]
+			grpcbuf.ReleaseLarge(buf)
+			buf = next
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), max+1)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF && len(buf) <= max:
+			return buf, nil
+		case err == io.EOF:
+			continue // too large, said above
+		case err != nil:
+			grpcbuf.ReleaseLarge(buf)
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+	}
 }
 
 // statusError turns an HTTP status of 400 or more into an error: 4xx is
