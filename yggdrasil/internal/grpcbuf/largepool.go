@@ -54,7 +54,7 @@ type largePool struct {
 	sweepAt int
 }
 
-// class returns the index of the smallest class that holds n bytes and its
+// largeClass returns the index of the smallest class that holds n bytes and its
 // size, or -1 when n is not pooled.
 func largeClass(n int) (int, int) {
 	if n < 1<<largeMinExp || n > 1<<largeMaxExp {
