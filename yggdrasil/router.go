@@ -63,6 +63,10 @@ type RouterConfig struct {
 	// Post sends a worker's answer whose directive is a URL by HTTP; nil
 	// publishes it on data/out like any other answer.
 	Post func(ctx context.Context, d *Data) error
+	// Release, if set, takes back a body Fetch returned once the worker
+	// has it (its Send returned without error), so that its memory serves
+	// again.
+	Release func(body []byte)
 
 	Log *slog.Logger
 	// OnEvent, if set, is told what happens to each data message and
@@ -710,6 +714,10 @@ func (r *Router) handTo(d *Data, taking func() error) error {
 	ctx, cancel := context.WithTimeout(r.sendCtx, r.cfg.DispatchTimeout)
 	err = w.Conn.Send(ctx, d)
 	cancel()
+	if err == nil && w.Detached && r.cfg.Release != nil {
+		r.cfg.Release(d.Content)
+		d.Content = nil
+	}
 	switch {
 	case err != nil && r.sendCtx.Err() != nil:
 		return errStopping // cut short on stop: answered as interrupted at the next start

@@ -260,7 +260,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := s.logger().With("component", "content", "method", r.Method, "path", r.URL.Path, "mode", mode)
 	tooLarge := false
 	if r.Method == http.MethodPost || r.Method == http.MethodPut {
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxPost+1))
+		body, err := readPost(r, maxPost)
 		if err != nil {
 			log.Warn("read post body", "error", err)
 		}
@@ -340,6 +340,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// readPost reads r's body, at most max+1 bytes (one more than allowed, so
+// that the caller sees it is too large). A body of a known length within
+// max is read into one buffer of that size: io.ReadAll grows its buffer by
+// doubling, which for a 1 MiB body allocated, cleared and copied about
+// twice that, a third of the bench's CPU in this server at detached-1m.
+func readPost(r *http.Request, max int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= max {
+		body := make([]byte, n)
+		m, err := io.ReadFull(r.Body, body)
+		return body[:m], err
+	}
+	return io.ReadAll(io.LimitReader(r.Body, max+1))
 }
 
 // payload finds p among the Put payloads, then in Dir.

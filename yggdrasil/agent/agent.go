@@ -155,6 +155,7 @@ func New(cfg Config) (*Agent, error) {
 		Starting: func() bool { return a.Supervisor.Starting() },
 		Fetch:    a.http.Fetch,
 		Post:     a.http.Post,
+		Release:  a.http.Release,
 		Log:      log.With("component", "router"),
 		OnEvent:  cfg.OnEvent,
 		Wedge:    cfg.Wedge,

@@ -24,9 +24,11 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ygglab/yggdrasil/yggdrasil"
+	"github.com/ygglab/yggdrasil/yggdrasil/internal/grpcbuf"
 )
 
 // Config configures a Client. Zero values mean the defaults.
@@ -52,6 +54,9 @@ type Client struct {
 	base   context.Context
 	cancel context.CancelFunc
 }
+
+// maxPosts bounds the POSTs in flight.
+const maxPosts = 16
 
 // MaxRedirects is how many redirects a fetch follows.
 const MaxRedirects = 3
@@ -81,13 +86,17 @@ func New(cfg Config) *Client {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.TLSClientConfig = cfg.TLS
 	transport.ResponseHeaderTimeout = cfg.Timeout
+	// Keep as many connections to a host as POSTs may be in flight
+	// (slots): the default of 2 closed and dialled one again for most
+	// requests once 4 round trips were in flight.
+	transport.MaxIdleConnsPerHost = maxPosts
 	base, cancel := context.WithCancel(context.Background())
 	return &Client{
 		base:   base,
 		cancel: cancel,
 		cfg:    cfg,
 		log:    log,
-		slots:  make(chan struct{}, 16),
+		slots:  make(chan struct{}, maxPosts),
 		http: &http.Client{
 			Transport: transport,
 			CheckRedirect: func(req *http.Request, via []*http.Request) error {
@@ -179,23 +188,53 @@ func (c *Client) get(ctx context.Context, u *url.URL) ([]byte, error) {
 // readBody reads resp's body, at most max bytes. A body of a known length
 // is read into one buffer of that size: io.ReadAll would grow its buffer
 // by doubling, allocating and copying about twice a MiB body, and hand
-// back up to twice the memory it needs.
+// back up to twice the memory it needs. A large one comes from the pool
+// of large buffers, to which Release returns it once the worker has it.
 func readBody(resp *http.Response, max int) ([]byte, error) {
 	if n := resp.ContentLength; n >= 0 {
-		body := make([]byte, n)
+		body := grpcbuf.GetLarge(int(n))
 		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			grpcbuf.ReleaseLarge(body)
 			return nil, fmt.Errorf("read body: %w", err)
 		}
 		return body, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(max)+1))
+	body, err := readUnsized(resp.Body, max)
 	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
-	}
-	if len(body) > max {
-		return nil, permanent{fmt.Errorf("body is larger than the limit of %d bytes", max)}
+		return nil, err
 	}
 	return body, nil
+}
+
+// readUnsized reads a body of unknown length (chunked), at most max
+// bytes. It grows its buffer by doubling, as io.ReadAll does, but takes
+// each larger buffer from the pool of large buffers and gives the one it
+// outgrew back, so that a large body leaves no trail of garbage behind.
+func readUnsized(r io.Reader, max int) ([]byte, error) {
+	buf := make([]byte, 0, 4<<10)
+	for {
+		if len(buf) > max { // read one byte more than allowed: too large
+			grpcbuf.ReleaseLarge(buf)
+			return nil, permanent{fmt.Errorf("body is larger than the limit of %d bytes", max)}
+		}
+		if len(buf) == cap(buf) {
+			next := grpcbuf.GetLarge(min(2*cap(buf), max+1))
+			next = next[:copy(next, buf)]
+			grpcbuf.ReleaseLarge(buf)
+			buf = next
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), max+1)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF && len(buf) <= max:
+			return buf, nil
+		case err == io.EOF:
+			continue // too large, said above
+		case err != nil:
+			grpcbuf.ReleaseLarge(buf)
+			return nil, fmt.Errorf("read body: %w", err)
+		}
+	}
 }
 
 // statusError turns an HTTP status of 400 or more into an error: 4xx is
@@ -211,9 +250,17 @@ func statusError(resp *http.Response) error {
 	return err
 }
 
+// Release takes back a body that Fetch returned, once nothing uses it any
+// more (the worker's Send has returned without error): its memory serves
+// a later fetch or answer. A body that did not come from Fetch is left
+// alone.
+func (c *Client) Release(body []byte) { grpcbuf.ReleaseLarge(body) }
+
 // Post sends d's content to the URL in its directive, in the background
 // (so it does not hold the worker's Send); it returns at once unless the URL
-// is unusable.
+// is unusable. The content belongs to the client from then on: once the
+// POST is over, its memory may serve a later fetch or answer (when it is
+// one of the large buffers the worker's answer was decoded into).
 func (c *Client) Post(_ context.Context, d *yggdrasil.Data) error {
 	u, err := c.target(d.Directive)
 	if err != nil {
@@ -223,7 +270,11 @@ func (c *Client) Post(_ context.Context, d *yggdrasil.Data) error {
 		c.slots <- struct{}{}
 		defer func() { <-c.slots }()
 		log := c.log.With("message_id", d.MessageID, "response_to", d.ResponseTo, "url", u.Redacted())
-		err := c.retry(c.base, c.retries(5), func() error { return c.post(c.base, u, d) })
+		var bodies bodies
+		err := c.retry(c.base, c.retries(5), func() error { return c.post(c.base, u, d, &bodies) })
+		if bodies.closed() {
+			grpcbuf.ReleaseLarge(d.Content)
+		}
 		if err != nil {
 			log.Error("answer lost: POST failed", "error", err)
 			return
@@ -233,13 +284,47 @@ func (c *Client) Post(_ context.Context, d *yggdrasil.Data) error {
 	return nil
 }
 
-func (c *Client) post(ctx context.Context, u *url.URL, d *yggdrasil.Data) error {
+// bodies counts the request bodies made of one answer's content that the
+// HTTP transport has not closed yet: it may go on reading a body after
+// Do has returned, so the content is released only when all are closed
+// (or, in the rare case one is still open, left to the GC).
+type bodies struct{ open atomic.Int32 }
+
+func (b *bodies) reader(content []byte) io.ReadCloser {
+	b.open.Add(1)
+	return &body{Reader: bytes.NewReader(content), done: b}
+}
+
+func (b *bodies) closed() bool { return b.open.Load() == 0 }
+
+// body is a request body that tells bodies when it is closed.
+type body struct {
+	*bytes.Reader
+	done *bodies
+	once sync.Once
+}
+
+func (b *body) Close() error {
+	b.once.Do(func() { b.done.open.Add(-1) })
+	return nil
+}
+
+func (c *Client) post(ctx context.Context, u *url.URL, d *yggdrasil.Data, bodies *bodies) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	// bytes.Reader, not strings.Reader(string(...)): no copy of the body.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(d.Content))
+	var rd io.ReadCloser = http.NoBody
+	if len(d.Content) > 0 {
+		rd = bodies.reader(d.Content) // a bytes.Reader over the content, not a copy
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), rd)
 	if err != nil {
+		rd.Close()
 		return permanent{err}
+	}
+	if len(d.Content) > 0 {
+		// What NewRequest sets by itself for a *bytes.Reader.
+		req.ContentLength = int64(len(d.Content))
+		req.GetBody = func() (io.ReadCloser, error) { return bodies.reader(d.Content), nil }
 	}
 	for k, v := range d.Metadata {
 		req.Header.Set(k, strings.TrimSpace(v))

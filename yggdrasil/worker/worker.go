@@ -141,6 +141,13 @@ type Worker struct {
 	// call's context: the dispatcher gets its receipt when Receive returns,
 	// and gives up (worker-timeout) after its dispatch deadline.
 	Sync bool
+	// Recycle promises that once Receive has returned nil, nothing holds
+	// m.Content any more (no goroutine it started, no answer still being
+	// sent: every SendData or Reply that carried it returned nil): the SDK
+	// then reuses the memory of a large content (32 KiB or more) for a
+	// later message instead of leaving it to the GC. A detached worker
+	// that passes the fetched bytes on and returns is the case in point.
+	Recycle bool
 	// SocketAddr is the dispatcher's address; default $YGG_SOCKET_ADDR.
 	SocketAddr string
 	// MaxMessageSize bounds gRPC messages; default 32 MiB.
@@ -344,6 +351,9 @@ func (w *Worker) receive(parent context.Context, m Message) {
 	}()
 	err := w.call(ctx, m)
 	if err == nil {
+		if w.Recycle {
+			grpcbuf.ReleaseLarge(m.Content)
+		}
 		return
 	}
 	log := w.Log.With("handler", w.Handler, "message_id", m.ID)
@@ -405,7 +415,10 @@ func (w *Worker) Reply(ctx context.Context, m Message, content []byte, metadata 
 
 // SendData sends m to the dispatcher as it is. yggd refuses an answer it
 // cannot send (content not JSON for a directive that is not a URL, too
-// large, no ID or Directive), and tells the cloud (invalid-answer).
+// large, no ID or Directive), and tells the cloud (invalid-answer). A
+// content of 32 KiB or more is sent from m.Content itself, not from a
+// copy: leave it unchanged while the call runs (and, after a call that
+// failed, do not reuse its memory: gRPC may still be reading it).
 func (w *Worker) SendData(ctx context.Context, m Message) error {
 	_, err := w.dispatcher.Send(ctx, &pb.Data{MessageId: m.ID, ResponseTo: m.ResponseTo, Directive: m.Directive,
 		Metadata: m.Metadata, Content: m.Content})

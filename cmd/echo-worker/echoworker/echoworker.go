@@ -100,6 +100,7 @@ func Detached(log *slog.Logger) *worker.Worker {
 	return &worker.Worker{
 		Handler:  "echo-detached",
 		Detached: true,
+		Recycle:  true, // the content is sent on, and not kept
 		Log:      log,
 		Receive: func(ctx context.Context, w *worker.Worker, m worker.Message) error {
 			log.Debug("echo detached", "message_id", m.ID, "bytes", len(m.Content))

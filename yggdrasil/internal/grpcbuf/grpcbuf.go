@@ -4,6 +4,10 @@
 // reused, so a 64 KiB message costs a cleared 1 MiB buffer: CPU in yggd,
 // and memory in a worker with many messages in flight. Pool has every
 // power of two from 256 B to 1 MiB and hands buffers out as they are.
+// Codec also sends a large bytes field (a content of LargeField bytes or
+// more) without copying it, and decodes it straight from gRPC's frames
+// into a buffer of GetLarge's, which the content's last user may give
+// back with ReleaseLarge.
 //
 // Use both on each side of a connection:
 //
@@ -44,6 +48,9 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return nil, fmt.Errorf("proto: cannot marshal %T", v)
 	}
+	if large := largeFields(m.ProtoReflect()); large != nil {
+		return marshalSplit(m.ProtoReflect(), large)
+	}
 	size := proto.Size(m)
 	opts := proto.MarshalOptions{UseCachedSize: true} // safe: Size was just computed
 	if mem.IsBelowBufferPoolingThreshold(size) {
@@ -65,6 +72,11 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("proto: cannot unmarshal into %T", v)
+	}
+	if data.Len() >= LargeField {
+		if done, err := unmarshalSplit(data, m.ProtoReflect()); done {
+			return err
+		}
 	}
 	buf := data.MaterializeToBuffer(Pool)
 	defer buf.Free()
