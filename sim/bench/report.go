@@ -54,6 +54,8 @@ func Report(w io.Writer, runs []MatrixRun) error {
 		}
 	}
 
+	durableTable(w, byCase, order)
+
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| goal | target | measured (median) | met |")
 	fmt.Fprintln(w, "|---|---|---|---|")
@@ -170,6 +172,7 @@ func Report(w io.Writer, runs []MatrixRun) error {
 		pk := medianProc(byCase["soak-64k"][SysYggd], func(r *Result) float64 { return float64(r.Proc.PeakRSS) / (1 << 20) })
 		goal("soak 64 KiB peak RSS", "≤ 96 MiB", fmt.Sprintf("%.1f MiB", pk), pk <= 96)
 	}
+	oneInFlightGoals(byCase, order, goal)
 	// Robustness, over every run.
 	var problems []string
 	var logBytes int64

@@ -37,6 +37,11 @@ type Host struct {
 	ClientID string
 	Prefix   string       // default yggdrasil
 	Log      *slog.Logger // nil: discard
+	// Inline handles each incoming message on paho's own goroutine, in
+	// order (OrderMatters), instead of on a new goroutine per message:
+	// the best configuration with one message in flight, where there is
+	// nothing to overlap and the goroutine hop is pure latency.
+	Inline bool
 
 	client                                 paho.Client
 	dataIn, dataOut, controlIn, controlOut string
@@ -56,8 +61,8 @@ func (h *Host) init() {
 }
 
 // connect connects with yggd's settings (persistent session, a handler
-// goroutine per message) and subscribes; data is called for every data/in
-// payload and acknowledged when it returns.
+// goroutine per message unless Inline) and subscribes; data is called for
+// every data/in payload and acknowledged when it returns.
 func (h *Host) connect(ctx context.Context, data func([]byte)) error {
 	route := func(_ paho.Client, m paho.Message) {
 		switch m.Topic() {
@@ -68,7 +73,7 @@ func (h *Host) connect(ctx context.Context, data func([]byte)) error {
 		}
 	}
 	opts := paho.NewClientOptions().AddBroker(h.Broker).SetClientID(h.ClientID).
-		SetCleanSession(false).SetOrderMatters(false).SetAutoReconnect(false).
+		SetCleanSession(false).SetOrderMatters(h.Inline).SetAutoReconnect(false).
 		SetKeepAlive(30 * time.Second).SetConnectTimeout(10 * time.Second).SetWriteTimeout(30 * time.Second).
 		SetDefaultPublishHandler(route)
 	c := paho.NewClient(opts)

@@ -31,6 +31,10 @@ import (
 type Pipeline struct {
 	Host
 	Workers []string // worker executables, started with YGG_SOCKET_ADDR
+	// Journal, if set, is a directory where the pipeline keeps a durable
+	// journal (ceiling bj): each message is appended and made durable
+	// before the worker's Send, and each answer before it is published.
+	Journal string
 
 	pb.UnimplementedDispatcherServer
 	mu       sync.RWMutex
@@ -38,7 +42,16 @@ type Pipeline struct {
 	closers  []*grpc.ClientConn
 	handlers []string
 	ready    chan struct{} // closed once connected to the broker
+	journal  *Durable      // nil without Journal
 }
+
+// JournalMethod is how the durable ceiling syncs (see BenchmarkDurable).
+const JournalMethod = SyncRWFDsync
+
+// window is gRPC's flow-control window on the pipeline's side of each
+// connection, fixed: a 64 KiB message then never waits for a window
+// update, and gRPC sends no BDP-estimation pings along with the data.
+const window = 4 << 20
 
 const maxMsg = yggdrasil.DefaultMaxMessageSize + 1<<20
 
@@ -48,12 +61,21 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.init()
 	p.conns = map[string]pb.WorkerClient{}
 	p.ready = make(chan struct{})
+	if p.Journal != "" {
+		j, err := OpenDurable(filepath.Join(p.Journal, "journal"), 0, JournalMethod)
+		if err != nil {
+			return fmt.Errorf("pipeline: %w", err)
+		}
+		defer j.Close()
+		p.journal = j
+	}
 	name := "@ygg-ceiling-" + rand.Text()[:16]
 	lis, err := net.Listen("unix", name)
 	if err != nil {
 		return fmt.Errorf("pipeline: listen: %w", err)
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg),
+		grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window))
 	pb.RegisterDispatcherServer(srv, p)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -110,6 +132,12 @@ func (p *Pipeline) data(payload []byte) {
 		p.Log.Warn("bad data message", "error", err)
 		return
 	}
+	if p.journal != nil {
+		if err := p.journal.Append(payload); err != nil {
+			p.Log.Error("journal message", "message_id", d.MessageID, "error", err)
+			return
+		}
+	}
 	p.mu.RLock()
 	w := p.conns[d.Directive]
 	p.mu.RUnlock()
@@ -136,6 +164,7 @@ func (p *Pipeline) Register(_ context.Context, req *pb.RegistrationRequest) (*pb
 			return d.DialContext(ctx, "unix", addr)
 		}),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(window),
 		grpc.WithDefaultCallOptions(grpc.WaitForReady(true), grpc.MaxCallSendMsgSize(maxMsg), grpc.MaxCallRecvMsgSize(maxMsg)))
 	if err != nil {
 		return nil, err
@@ -163,6 +192,11 @@ func (p *Pipeline) Send(_ context.Context, in *pb.Data) (*pb.Receipt, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return nil, errors.New("encode answer: " + err.Error())
+	}
+	if p.journal != nil {
+		if err := p.journal.Append(b); err != nil {
+			return nil, fmt.Errorf("journal answer: %w", err)
+		}
 	}
 	p.client.Publish(p.dataOut, 1, false, b)
 	return &pb.Receipt{}, nil
