@@ -10,7 +10,16 @@
 //     MQTT → JSON decode → one unary Worker.Send to a worker process → the
 //     worker's unary Dispatcher.Send back → JSON encode → MQTT, with
 //     persistent connections and concurrent dispatch, and nothing else: no
-//     validation, no dedupe, no outbox, no supervision (ceiling b).
+//     validation, no dedupe, no outbox, no supervision (ceiling b). In its
+//     best configuration for one message in flight (Inline), each message
+//     is handled on the MQTT client's own goroutine.
+//   - Pipeline with a Journal is ceiling bj: b plus exactly the two synced
+//     writes of yggd's delivery guarantee, the message before the
+//     worker's Send and the answer before it is published, each appended
+//     to a Durable file (preallocated, zero-filled, written in place with
+//     the fastest sync measured by BenchmarkDurable) on the calling
+//     goroutine. With one message in flight, yggd pays those two syncs in
+//     series and b does not: bj is the yardstick that includes them.
 //
 // Both answer ping with a pong and publish a retained online status that
 // lists their handlers, so the load generator (package bench) drives them
