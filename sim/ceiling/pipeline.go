@@ -1,6 +1,7 @@
 package ceiling
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"syscall"
@@ -48,10 +50,16 @@ type Pipeline struct {
 // JournalMethod is how the durable ceiling syncs (see BenchmarkDurable).
 const JournalMethod = SyncRWFDsync
 
-// window is gRPC's flow-control window on the pipeline's side of each
-// connection, fixed: a 64 KiB message then never waits for a window
-// update, and gRPC sends no BDP-estimation pings along with the data.
-const window = 4 << 20
+// gRPC settings on the pipeline's side of each connection. The
+// flow-control windows are fixed: a 64 KiB message then never waits for a
+// window update, and gRPC sends no BDP-estimation pings along with the
+// data. The buffers hold a 64 KiB message whole, so that it is written
+// and read in one system call rather than in 32 KiB pieces.
+const (
+	window     = 4 << 20
+	connWindow = 16 << 20
+	bufSize    = 128 << 10
+)
 
 const maxMsg = yggdrasil.DefaultMaxMessageSize + 1<<20
 
@@ -75,7 +83,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return fmt.Errorf("pipeline: listen: %w", err)
 	}
 	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg),
-		grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window))
+		grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(connWindow),
+		grpc.ReadBufferSize(bufSize), grpc.WriteBufferSize(bufSize),
+		// Answers are handled on long-lived goroutines, one per CPU as
+		// gRPC suggests, instead of on a new goroutine per call.
+		grpc.NumStreamWorkers(uint32(runtime.NumCPU())))
 	pb.RegisterDispatcherServer(srv, p)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -164,7 +176,8 @@ func (p *Pipeline) Register(_ context.Context, req *pb.RegistrationRequest) (*pb
 			return d.DialContext(ctx, "unix", addr)
 		}),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(window),
+		grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(connWindow),
+		grpc.WithReadBufferSize(bufSize), grpc.WithWriteBufferSize(bufSize),
 		grpc.WithDefaultCallOptions(grpc.WaitForReady(true), grpc.MaxCallSendMsgSize(maxMsg), grpc.MaxCallRecvMsgSize(maxMsg)))
 	if err != nil {
 		return nil, err
@@ -189,7 +202,7 @@ func (p *Pipeline) Send(_ context.Context, in *pb.Data) (*pb.Receipt, error) {
 	d := yggdrasil.Data{Type: yggdrasil.TypeData, MessageID: in.GetMessageId(), ResponseTo: in.GetResponseTo(),
 		Version: yggdrasil.Version, Sent: time.Now(), Directive: in.GetDirective(), Metadata: in.GetMetadata(),
 		Content: in.GetContent()}
-	b, err := json.Marshal(d)
+	b, err := encodeAnswer(d)
 	if err != nil {
 		return nil, errors.New("encode answer: " + err.Error())
 	}
@@ -200,4 +213,35 @@ func (p *Pipeline) Send(_ context.Context, in *pb.Data) (*pb.Receipt, error) {
 	}
 	p.client.Publish(p.dataOut, 1, false, b)
 	return &pb.Receipt{}, nil
+}
+
+// contentNull is how json.Marshal ends a Data whose Content is nil:
+// Content is its last field.
+const contentNull = `"content":null}`
+
+// encodeAnswer is json.Marshal(d) without re-encoding the content:
+// json.Marshal validates and compacts a RawMessage in one slow pass (2 ms
+// for 64 KiB on the bench machine), where json.Valid checks it in a
+// tenth of that. The envelope is encoded by json.Marshal with no content,
+// and the content, known valid, goes in place of its null.
+func encodeAnswer(d yggdrasil.Data) ([]byte, error) {
+	content := d.Content
+	if len(content) == 0 {
+		content = json.RawMessage("null") // as json.Marshal encodes a nil RawMessage
+	}
+	if !json.Valid(content) {
+		return nil, errors.New("content is not valid JSON")
+	}
+	d.Content = nil
+	env, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasSuffix(env, []byte(contentNull)) {
+		return nil, errors.New("unexpected envelope: " + string(env))
+	}
+	out := make([]byte, 0, len(env)+len(content))
+	out = append(out, env[:len(env)-len("null}")]...)
+	out = append(out, content...)
+	return append(out, '}'), nil
 }
