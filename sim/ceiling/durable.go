@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"os"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,11 @@ const (
 	SyncRWFDsync
 	// SyncODsync: pwritev on a file opened with O_DSYNC.
 	SyncODsync
+	// SyncDirect: pwrite of whole 4 KiB blocks from an aligned buffer on
+	// a file opened with O_DIRECT|O_DSYNC, past the page cache: the
+	// device writes the blocks through its cache (FUA) instead of a write
+	// and then a flush. Each record starts on a block boundary.
+	SyncDirect
 )
 
 func (m SyncMethod) String() string {
@@ -37,6 +43,8 @@ func (m SyncMethod) String() string {
 		return "pwritev2(RWF_DSYNC)"
 	case SyncODsync:
 		return "O_DSYNC+pwritev"
+	case SyncDirect:
+		return "O_DIRECT+O_DSYNC"
 	}
 	return fmt.Sprintf("SyncMethod(%d)", int(m))
 }
@@ -80,6 +88,9 @@ func OpenDurable(path string, size int64, method SyncMethod) (*Durable, error) {
 	if size <= 0 {
 		size = DefaultDurableSize
 	}
+	if method == SyncDirect {
+		size = (size + blockSize - 1) / blockSize * blockSize
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open durable file: %w", err)
@@ -96,9 +107,13 @@ func OpenDurable(path string, size int64, method SyncMethod) (*Durable, error) {
 			return nil, fmt.Errorf("sync directory of %s: %w", path, err)
 		}
 	}
-	if method == SyncODsync {
+	if method == SyncODsync || method == SyncDirect {
 		// The same file again, with every write synchronous.
-		g, err := os.OpenFile(path, os.O_RDWR|unix.O_DSYNC, 0)
+		flags := os.O_RDWR | unix.O_DSYNC
+		if method == SyncDirect {
+			flags |= unix.O_DIRECT
+		}
+		g, err := os.OpenFile(path, flags, 0)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("open durable file with O_DSYNC: %w", err)
@@ -134,6 +149,24 @@ func dirOf(path string) string {
 	return "."
 }
 
+// blockSize is the alignment O_DIRECT asks of offsets, lengths and
+// buffers (the page size; at least the logical block size of any disk).
+const blockSize = 4096
+
+// blocks holds aligned buffers for SyncDirect.
+var blocks sync.Pool
+
+// alignedBlocks returns n bytes (a multiple of blockSize) whose address
+// is a multiple of blockSize; put it back into blocks when done.
+func alignedBlocks(n int) []byte {
+	if b, ok := blocks.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	raw := make([]byte, n+blockSize)
+	a := int(-uintptr(unsafe.Pointer(&raw[0])) & (blockSize - 1))
+	return raw[a : a+n : a+n]
+}
+
 // ErrRecordTooLarge is returned by Append for a record that does not fit
 // in the file.
 var ErrRecordTooLarge = errors.New("record larger than the durable file")
@@ -143,6 +176,9 @@ var ErrRecordTooLarge = errors.New("record larger than the durable file")
 // SyncFdatasync, callers that arrive while a sync runs share the next one.
 func (d *Durable) Append(p []byte) error {
 	n := int64(headerSize + len(p))
+	if d.method == SyncDirect {
+		n = (n + blockSize - 1) / blockSize * blockSize
+	}
 	if n > d.size {
 		return ErrRecordTooLarge
 	}
@@ -164,9 +200,17 @@ func (d *Durable) Append(p []byte) error {
 
 	iov := [][]byte{hdr[:], p}
 	var err error
-	if d.method == SyncRWFDsync {
+	switch d.method {
+	case SyncDirect:
+		blk := alignedBlocks(int(n))
+		copy(blk, hdr[:])
+		copy(blk[headerSize:], p)
+		clear(blk[headerSize+len(p):])
+		_, err = unix.Pwrite(d.fd, blk, off)
+		blocks.Put(&blk)
+	case SyncRWFDsync:
 		_, err = unix.Pwritev2(d.fd, iov, off, unix.RWF_DSYNC)
-	} else {
+	default:
 		_, err = unix.Pwritev(d.fd, iov, off)
 	}
 	if err != nil {

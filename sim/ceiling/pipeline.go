@@ -47,8 +47,9 @@ type Pipeline struct {
 	journal  *Durable      // nil without Journal
 }
 
-// JournalMethod is how the durable ceiling syncs (see BenchmarkDurable).
-const JournalMethod = SyncRWFDsync
+// JournalMethod is how the durable ceiling syncs: the fastest on the
+// bench machine (BenchmarkDurableInterleaved).
+const JournalMethod = SyncDirect
 
 // gRPC settings on the pipeline's side of each connection. The
 // flow-control windows are fixed: a 64 KiB message then never waits for a
