@@ -32,6 +32,11 @@ const (
 	SysBase System = "base"
 )
 
+// SysDurable is ceiling bj: b with a durable journal (yggsim
+// ceiling-pipeline --journal); it runs after b in the cases with one
+// message in flight.
+const SysDurable System = "bj"
+
 // Case is one workload of the matrix.
 type Case struct {
 	ID       string
@@ -141,6 +146,9 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 			systems := c.Systems
 			if len(systems) == 0 {
 				systems = []System{SysRelay, SysPipeline, SysYggd}
+				if c.Window == 1 && c.Idle == 0 {
+					systems = slices.Insert(systems, 2, SysDurable)
+				}
 			}
 			if m.Baseline != "" && slices.Contains(systems, SysYggd) {
 				systems = append(slices.Clone(systems), SysBase)
@@ -265,6 +273,14 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 			}
 		}
 		cmd = exec.Command(yggd, args...)
+	}
+	if sys == SysDurable {
+		cmd = exec.Command(filepath.Join(m.Bin, "yggsim"), append([]string{"ceiling-pipeline", "--broker", broker,
+			"--client-id", host, "--journal", dir}, workers...)...)
+	}
+	if (sys == SysPipeline || sys == SysDurable) && c.Window == 1 {
+		// b's best configuration with one message in flight.
+		cmd.Args = slices.Insert(cmd.Args, 2, "--inline")
 	}
 	logFile := filepath.Join(dir, "host.log")
 	lf, err := os.Create(logFile)

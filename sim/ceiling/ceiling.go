@@ -10,7 +10,16 @@
 //     MQTT → JSON decode → one unary Worker.Send to a worker process → the
 //     worker's unary Dispatcher.Send back → JSON encode → MQTT, with
 //     persistent connections and concurrent dispatch, and nothing else: no
-//     validation, no dedupe, no outbox, no supervision (ceiling b).
+//     validation, no dedupe, no outbox, no supervision (ceiling b). In its
+//     best configuration for one message in flight (Inline), each message
+//     is handled on the MQTT client's own goroutine.
+//   - Pipeline with a Journal is ceiling bj: b plus exactly the two synced
+//     writes of yggd's delivery guarantee, the message before the
+//     worker's Send and the answer before it is published, each appended
+//     to a Durable file (preallocated, zero-filled, written in place with
+//     the fastest sync measured by BenchmarkDurable) on the calling
+//     goroutine. With one message in flight, yggd pays those two syncs in
+//     series and b does not: bj is the yardstick that includes them.
 //
 // Both answer ping with a pong and publish a retained online status that
 // lists their handlers, so the load generator (package bench) drives them
@@ -37,6 +46,11 @@ type Host struct {
 	ClientID string
 	Prefix   string       // default yggdrasil
 	Log      *slog.Logger // nil: discard
+	// Inline handles each incoming message on paho's own goroutine, in
+	// order (OrderMatters), instead of on a new goroutine per message:
+	// the best configuration with one message in flight, where there is
+	// nothing to overlap and the goroutine hop is pure latency.
+	Inline bool
 
 	client                                 paho.Client
 	dataIn, dataOut, controlIn, controlOut string
@@ -56,8 +70,8 @@ func (h *Host) init() {
 }
 
 // connect connects with yggd's settings (persistent session, a handler
-// goroutine per message) and subscribes; data is called for every data/in
-// payload and acknowledged when it returns.
+// goroutine per message unless Inline) and subscribes; data is called for
+// every data/in payload and acknowledged when it returns.
 func (h *Host) connect(ctx context.Context, data func([]byte)) error {
 	route := func(_ paho.Client, m paho.Message) {
 		switch m.Topic() {
@@ -68,7 +82,7 @@ func (h *Host) connect(ctx context.Context, data func([]byte)) error {
 		}
 	}
 	opts := paho.NewClientOptions().AddBroker(h.Broker).SetClientID(h.ClientID).
-		SetCleanSession(false).SetOrderMatters(false).SetAutoReconnect(false).
+		SetCleanSession(false).SetOrderMatters(h.Inline).SetAutoReconnect(false).
 		SetKeepAlive(30 * time.Second).SetConnectTimeout(10 * time.Second).SetWriteTimeout(30 * time.Second).
 		SetDefaultPublishHandler(route)
 	c := paho.NewClient(opts)

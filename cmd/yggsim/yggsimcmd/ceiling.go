@@ -46,7 +46,7 @@ func runCeilingRelay(ctx context.Context, args []string, stdout, stderr io.Write
 }
 
 const ceilingPipelineUsage = `
-Usage: yggsim ceiling-pipeline --broker URL --client-id ID WORKER...
+Usage: yggsim ceiling-pipeline --broker URL --client-id ID [--inline] [--journal DIR] WORKER...
 
 Reference ceiling b of "make bench" (hidden): the ideal yggd data path
 from the same libraries. It serves the Dispatcher gRPC service, starts each
@@ -55,6 +55,13 @@ message decodes the JSON, makes one unary Worker.Send call and returns; each
 answer (Dispatcher.Send) is encoded to JSON and published to data/out. It
 answers ping and publishes a retained online status listing the handlers
 that registered. Runs until SIGINT or SIGTERM, then stops its workers.
+
+--inline handles each message on the MQTT client's own goroutine, in
+order, instead of on a goroutine per message: its best configuration with
+one message in flight. --journal DIR makes it the durable ceiling bj: each
+message is appended to DIR/journal and made durable before the worker's
+Send, and each answer before it is published (two synced writes per
+message, the price of yggd's delivery guarantee).
 `
 
 func runCeilingPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -63,6 +70,8 @@ func runCeilingPipeline(ctx context.Context, args []string, stdout, stderr io.Wr
 	fs.StringVar(&p.Broker, "broker", "tcp://"+defaultMQTT, "broker `URL`")
 	fs.StringVar(&p.ClientID, "client-id", "", "client `id` (the host)")
 	fs.StringVar(&p.Prefix, "prefix", "yggdrasil", "topic `prefix`")
+	fs.BoolVar(&p.Inline, "inline", false, "handle each message in order on the MQTT client's goroutine")
+	fs.StringVar(&p.Journal, "journal", "", "keep a durable journal in this `directory` (ceiling bj)")
 	pos, err := parse(fs, args, stdout)
 	if err != nil {
 		return err
