@@ -144,7 +144,7 @@ func Report(w io.Writer, runs []MatrixRun) error {
 	}
 	if has("detached-1m") {
 		r := medianOf(byCase["detached-1m"][SysYggd], func(r *Result) float64 { return r.MsgsPerSec })
-		goal("detached 1 MiB round trips", "(reported)", fmt.Sprintf("%.0f/s", r), true)
+		goal("detached 1 MiB round trips", "≥ 150/s", fmt.Sprintf("%.0f/s", r), r >= 150)
 	}
 	if has("idle") {
 		// 0.1.5 on this machine (issue 17): yggd 14.9 MiB, with its echo
