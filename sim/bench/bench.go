@@ -60,6 +60,12 @@ type Config struct {
 	// LogFile is the daemon's log: its growth during the measured phase
 	// is reported. "": not measured.
 	LogFile string
+	// Start, when set, starts the daemon once the generator is connected
+	// and subscribed, and returns its process id (which replaces Pid):
+	// for a host that does not retain its status (0.1.5), whose one
+	// status listing every directive must not be missed. Not for
+	// Detached runs.
+	Start func() (pid int, err error)
 
 	// Detached runs detached round trips instead: see DetachedConfig.
 	Detached *DetachedConfig
@@ -287,6 +293,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer c.Disconnect(100)
+	if cfg.Start != nil {
+		pid, err := cfg.Start()
+		if err != nil {
+			return nil, fmt.Errorf("bench: start %s: %w", cfg.Host, err)
+		}
+		cfg.Pid, r.cfg.Pid = pid, pid
+	}
 
 	rctx, cancel := context.WithTimeout(ctx, cfg.Ready)
 	select {
