@@ -357,7 +357,8 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	if sys == SysUpstream {
 		// 0.1.5 does not retain its status: the generator starts it once
 		// it listens, so as not to miss the one listing the echo worker.
-		cfg.Start = start
+		// That status comes before the worker listens (Config.Settle).
+		cfg.Start, cfg.Settle = start, time.Second
 	} else {
 		pid, err := start()
 		if err != nil {
