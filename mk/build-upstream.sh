@@ -56,8 +56,7 @@ trap 'rm -rf "$src"' EXIT
 if [ -d "$src_git" ]; then
 	git -C "$src_git" archive "$ref" | tar -x -C "$src"
 else
-	git clone --quiet "$src_git" "$src"
-	git -C "$src" checkout --quiet "$ref"
+	git clone --quiet --depth 1 --branch "$ref" "$src_git" "$src"
 fi
 
 # 1. The deadlock fix: abort the write transaction when its Delete fails.
