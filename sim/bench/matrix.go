@@ -166,7 +166,7 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 			if len(systems) == 0 {
 				systems = []System{SysRelay, SysPipeline, SysYggd}
 			}
-			systems = m.systems(c, systems)
+			systems = m.systems(systems)
 			for _, sys := range systems {
 				if ctx.Err() != nil {
 					return runs, ctx.Err()
@@ -209,9 +209,9 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 	return runs, nil
 }
 
-// systems returns the systems of case c: those it names, then base and
+// systems returns the systems a case names, then base and
 // 0.1.5 where yggd runs and the matrix has them.
-func (m *Matrix) systems(c Case, systems []System) []System {
+func (m *Matrix) systems(systems []System) []System {
 	if !slices.Contains(systems, SysYggd) {
 		return systems
 	}

@@ -28,7 +28,7 @@ func TestMatrixSystems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := append([]System(nil), tt.systems...)
-			got := tt.m.systems(Case{}, in)
+			got := tt.m.systems(in)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("systems (-want +got):\n%s", diff)
 			}
