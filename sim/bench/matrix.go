@@ -194,7 +194,7 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 					line += " ERROR " + r.Error
 				}
 				logged := r.System == SysYggd && r.Result != nil && r.Result.Proc != nil && r.Result.Proc.LogBytes > 0
-				if r.Error != "" || logged {
+				if r.Error != "" || r.ExitErr != "" || logged {
 					// Keep the host's log for a look.
 					keep := filepath.Join(os.TempDir(), filepath.Base(work)+"-"+filepath.Base(dir)+".log")
 					if copyFile(filepath.Join(dir, "host.log"), keep) == nil {

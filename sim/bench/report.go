@@ -225,7 +225,9 @@ func Report(w io.Writer, runs []MatrixRun) error {
 // its own table): rates, latencies, CPU and peak RSS, and yggd/0.1.5 per
 // repetition. A case 0.1.5 skipped says why.
 func upstreamTable(w io.Writer, order []string, byCase map[string]map[System][]MatrixRun) {
-	if !slices.ContainsFunc(order, func(id string) bool { return len(byCase[id][SysUpstream]) > 0 }) {
+	if !slices.ContainsFunc(order, func(id string) bool {
+		return len(byCase[id][SysUpstream]) > 0 && !hasIdle(byCase[id][SysYggd])
+	}) {
 		return
 	}
 	fmt.Fprintln(w)

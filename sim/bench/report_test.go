@@ -62,3 +62,19 @@ func TestReportIdleWithoutUpstream(t *testing.T) {
 		t.Errorf("a 0.1.5 table without 0.1.5:\n%s", out)
 	}
 }
+
+func TestReportIdleOnlyUpstream(t *testing.T) {
+	run := func(sys System) MatrixRun {
+		return MatrixRun{Rep: 1, Case: "idle", System: sys, Result: &Result{Proc: &ProcStats{
+			Idle: &IdleStats{For: time.Minute, RSS: 13 << 20, WorkerRSS: 9 << 20}}}}
+	}
+	var b strings.Builder
+	Report(&b, []MatrixRun{run(SysYggd), run(SysUpstream)})
+	out := b.String()
+	if strings.Contains(out, "0.1.5 msgs/s") {
+		t.Errorf("an empty 0.1.5 table for the idle case alone:\n%s", out)
+	}
+	if !strings.Contains(out, "| together | 22.0 MiB | 22.0 MiB | 1.00 | 1.00 |\n") {
+		t.Errorf("no idle row for both:\n%s", out)
+	}
+}
