@@ -38,3 +38,13 @@ FLEETARGS  ?=
 .PHONY: bench-fleet
 bench-fleet: bench-build ## run FLEETHOSTS (10000) simulated hosts against yggsim serve: time to all online, the sim's RSS a host, GET /v2/connections p50/p99, a ping of every host
 	$(BENCHBIN)/yggsim bench-fleet --bin $(BENCHBIN) --hosts $(FLEETHOSTS) $(FLEETARGS)
+
+# yggdrasil 0.1.5 beside yggd (BENCHMARKS.md, "Side by side with 0.1.5"):
+#   make bench-upstream-build && make bench BENCHARGS='--upstream bin/upstream-0.1.5'
+# UPSTREAM_GIT=DIR takes the public tag from a local git directory instead
+# of cloning GitHub.
+UPSTREAMDIR ?= $(CURDIR)/bin/upstream-0.1.5
+
+.PHONY: bench-upstream-build
+bench-upstream-build: ## build yggdrasil 0.1.5 (its yggd and echo worker, deadlock fixed) into UPSTREAMDIR for bench-matrix --upstream
+	mk/build-upstream.sh $(UPSTREAMDIR)

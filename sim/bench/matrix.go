@@ -30,6 +30,10 @@ const (
 	// SysBase is another build of yggd and echo-worker (Matrix.Baseline),
 	// measured beside the one under test: a change's cost, side by side.
 	SysBase System = "base"
+	// SysUpstream is yggdrasil 0.1.5 (Matrix.Upstream), built by
+	// mk/build-upstream.sh with its deadlock fixed, with its own yggd and
+	// echo worker, measured beside yggd where it can run (upstreamSkip).
+	SysUpstream System = "0.1.5"
 )
 
 // SysDurable is ceiling bj: b with a durable journal (yggsim
@@ -48,7 +52,7 @@ type Case struct {
 	Detached bool
 	Systems  []System // default a, b, yggd
 	// Idle, when set, makes the case one round trip (Count 1) followed by
-	// this long idle, measured (Config.Idle); yggd and base only.
+	// this long idle, measured (Config.Idle); yggd, base and 0.1.5 only.
 	Idle time.Duration
 
 	Progress func(answered, total int) // see Config.Progress
@@ -88,6 +92,13 @@ type Matrix struct {
 	// echo-worker, run as system "base" after yggd in every case where
 	// yggd runs.
 	Baseline string
+	// Upstream, if set, is a directory from mk/build-upstream.sh: yggd
+	// and echo-worker of yggdrasil 0.1.5, run as system "0.1.5" after
+	// yggd (and base) in every case where yggd runs and 0.1.5 can. Its
+	// worker directory is set at link time to Upstream/run/libexec/yggdrasil,
+	// its state under Upstream/run: the matrix empties Upstream/run and
+	// fills it for each run.
+	Upstream string
 	Reps     int
 	Cases    []Case
 	Log      io.Writer // progress lines; nil: none
@@ -106,6 +117,9 @@ type MatrixRun struct {
 	// logs none.
 	FsyncsPerMsg float64 `json:"fsyncs_per_msg,omitempty"`
 	ExitErr      string  `json:"exit_error,omitempty"`
+	// Skipped says why the system did not run this case (0.1.5 cannot
+	// run some); such a run has no Result and is no failure.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // Run runs the matrix and returns every run.
@@ -126,6 +140,16 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 	for _, b := range []string{"yggd", "yggsim", "echo-worker"} {
 		if _, err := os.Stat(filepath.Join(m.Bin, b)); err != nil {
 			return nil, fmt.Errorf("bench matrix: %w (build the programs into %s first)", err, m.Bin)
+		}
+	}
+	if m.Upstream != "" {
+		if m.Upstream, err = filepath.Abs(m.Upstream); err != nil {
+			return nil, err
+		}
+		for _, b := range []string{"yggd", "echo-worker"} {
+			if _, err := os.Stat(filepath.Join(m.Upstream, b)); err != nil {
+				return nil, fmt.Errorf("bench matrix: upstream: %w (build 0.1.5 with mk/build-upstream.sh %s first)", err, m.Upstream)
+			}
 		}
 	}
 	s := &sim.Server{OpenACL: true, TLSAddr: sim.Off, APIAddr: sim.Off, JournalLimit: 1, HistoryLimit: 1,
@@ -150,12 +174,17 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 					systems = slices.Insert(systems, 2, SysDurable)
 				}
 			}
-			if m.Baseline != "" && slices.Contains(systems, SysYggd) {
-				systems = append(slices.Clone(systems), SysBase)
-			}
+			systems = m.systems(systems)
 			for _, sys := range systems {
 				if ctx.Err() != nil {
 					return runs, ctx.Err()
+				}
+				if sys == SysUpstream {
+					if why := upstreamSkip(c); why != "" {
+						runs = append(runs, MatrixRun{Rep: rep, Case: c.ID, System: sys, Skipped: why})
+						logf("rep %d %-15s %-4s skipped: %s", rep, c.ID, sys, why)
+						continue
+					}
 				}
 				dir := filepath.Join(work, fmt.Sprintf("%d-%s-%s", rep, c.ID, sys))
 				r := m.runOne(ctx, s.BrokerURL(), dir, rep, c, sys)
@@ -173,7 +202,7 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 					line += " ERROR " + r.Error
 				}
 				logged := r.System == SysYggd && r.Result != nil && r.Result.Proc != nil && r.Result.Proc.LogBytes > 0
-				if r.Error != "" || logged {
+				if r.Error != "" || r.ExitErr != "" || logged {
 					// Keep the host's log for a look.
 					keep := filepath.Join(os.TempDir(), filepath.Base(work)+"-"+filepath.Base(dir)+".log")
 					if copyFile(filepath.Join(dir, "host.log"), keep) == nil {
@@ -186,6 +215,22 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 		}
 	}
 	return runs, nil
+}
+
+// systems returns the systems a case names, then base and
+// 0.1.5 where yggd runs and the matrix has them.
+func (m *Matrix) systems(systems []System) []System {
+	if !slices.Contains(systems, SysYggd) {
+		return systems
+	}
+	systems = slices.Clone(systems)
+	if m.Baseline != "" {
+		systems = append(systems, SysBase)
+	}
+	if m.Upstream != "" {
+		systems = append(systems, SysUpstream)
+	}
+	return systems
 }
 
 // stoppedLine matches the counters of yggd's last log line.
@@ -223,18 +268,31 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 		out.Error = err.Error()
 		return out
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "workers"), 0o755); err != nil {
-		return fail(err)
-	}
 	host := fmt.Sprintf("bench-%d-%s-%s-%d", rep, c.ID, sys, time.Now().UnixNano()%1e6)
+	workerDir := filepath.Join(dir, "workers")
+	bin := m.Bin
+	switch sys {
+	case SysBase:
+		bin = m.Baseline
+	case SysUpstream:
+		bin = m.Upstream
+		// 0.1.5's directories are fixed at link time, under Upstream/run:
+		// start from an empty one (it kills the pids it finds there).
+		run := filepath.Join(m.Upstream, "run")
+		if err := os.RemoveAll(run); err != nil {
+			return fail(err)
+		}
+		workerDir = filepath.Join(run, "libexec", "yggdrasil")
+	}
+	for _, d := range []string{dir, workerDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fail(err)
+		}
+	}
 	directives := []string{"echo"}
 	var workers []string
-	bin := m.Bin
-	if sys == SysBase {
-		bin = m.Baseline
-	}
 	if c.Workers == 0 {
-		w := filepath.Join(dir, "workers", "echo-worker")
+		w := filepath.Join(workerDir, "echo-worker")
 		if err := copyFile(filepath.Join(bin, "echo-worker"), w); err != nil {
 			return fail(err)
 		}
@@ -246,7 +304,7 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 		directives = nil
 		for i := 1; i <= c.Workers; i++ {
 			h := fmt.Sprintf("echo%d", i)
-			w := filepath.Join(dir, "workers", h+"-worker")
+			w := filepath.Join(workerDir, h+"-worker")
 			script := fmt.Sprintf("#!/bin/sh\nexec %s bench-worker %s\n", filepath.Join(m.Bin, "yggsim"), h)
 			if err := os.WriteFile(w, []byte(script), 0o755); err != nil {
 				return fail(err)
@@ -265,7 +323,7 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 			"--client-id", host}, workers...)...)
 	case SysYggd, SysBase:
 		yggd := filepath.Join(bin, "yggd")
-		args := []string{"--broker", broker, "--client-id", host, "--worker-dir", filepath.Join(dir, "workers"), "--log-level", "info"}
+		args := []string{"--broker", broker, "--client-id", host, "--worker-dir", workerDir, "--log-level", "info"}
 		// Older builds have no runtime or state directory.
 		for _, f := range []string{"runtime-dir", "state-dir"} {
 			if hasFlag(yggd, f) {
@@ -273,6 +331,15 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 			}
 		}
 		cmd = exec.Command(yggd, args...)
+	case SysUpstream:
+		// Its client id is its certificate's CN; the same certificate is
+		// the consumer certificate of its canonical facts.
+		consumer := filepath.Join(m.Upstream, "run", "consumer")
+		certFile, keyFile := filepath.Join(consumer, "cert.pem"), filepath.Join(consumer, "key.pem")
+		if err := writeClientCert(certFile, keyFile, host); err != nil {
+			return fail(err)
+		}
+		cmd = exec.Command(filepath.Join(bin, "yggd"), upstreamArgs(broker, certFile, keyFile)...)
 	}
 	if sys == SysDurable {
 		cmd = exec.Command(filepath.Join(m.Bin, "yggsim"), append([]string{"ceiling-pipeline", "--broker", broker,
@@ -290,14 +357,31 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	defer lf.Close()
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fail(err)
-	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	started := false
+	start := func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		started = true
+		go func() { exited <- cmd.Wait() }()
+		return cmd.Process.Pid, nil
+	}
 
 	cfg := Config{Broker: broker, Host: host, Directives: directives, Window: c.Window, Size: c.Size,
-		Count: c.Count, Warmup: c.Warmup, Pid: cmd.Process.Pid, LogFile: logFile, Progress: c.Progress}
+		Count: c.Count, Warmup: c.Warmup, LogFile: logFile, Progress: c.Progress}
+	if sys == SysUpstream {
+		// 0.1.5 does not retain its status: the generator starts it once
+		// it listens, so as not to miss the one listing the echo worker.
+		// That status comes before the worker listens (Config.Settle).
+		cfg.Start, cfg.Settle = start, time.Second
+	} else {
+		pid, err := start()
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Pid = pid
+	}
 	if c.Detached {
 		cfg.Detached = &DetachedConfig{}
 		cfg.PingEvery = -1
@@ -313,6 +397,9 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	out.Result = res
 	if err != nil {
 		out.Error = err.Error()
+	}
+	if !started {
+		return out
 	}
 	children := Children(cmd.Process.Pid)
 

@@ -1,0 +1,80 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReportUpstream(t *testing.T) {
+	thru := func(rep int, sys System, rate float64, p50 time.Duration) MatrixRun {
+		return MatrixRun{Rep: rep, Case: "thru", System: sys, Result: &Result{MsgsPerSec: rate, P50: p50, P99: 2 * p50,
+			Proc: &ProcStats{CPUPerMsg: 100 * time.Microsecond, WorkerPerMsg: 50 * time.Microsecond, PeakRSS: 20 << 20}}}
+	}
+	idle := func(rep int, sys System, rss, worker int64) MatrixRun {
+		return MatrixRun{Rep: rep, Case: "idle", System: sys, Result: &Result{MsgsPerSec: 1, Proc: &ProcStats{
+			Idle: &IdleStats{For: time.Minute, RSS: rss << 20, RSSAnon: 2 << 20, WorkerRSS: worker << 20,
+				Threads: 9, WorkerThreads: 7, CPU: 40 * time.Millisecond, CtxSwitches: 600}}}}
+	}
+	runs := []MatrixRun{
+		thru(1, SysYggd, 4000, time.Millisecond), thru(1, SysUpstream, 1000, 4*time.Millisecond),
+		{Rep: 1, Case: "detached-1m", System: SysYggd, Result: &Result{MsgsPerSec: 80}},
+		{Rep: 1, Case: "detached-1m", System: SysUpstream, Skipped: "no detached directive"},
+		idle(1, SysYggd, 13, 9), idle(1, SysUpstream, 15, 11),
+		thru(2, SysYggd, 3000, time.Millisecond), thru(2, SysUpstream, 1500, 4*time.Millisecond),
+		idle(2, SysYggd, 13, 9), idle(2, SysUpstream, 15, 11),
+		{Rep: 2, Case: "idle", System: SysUpstream, Error: "bench: stalled"},
+	}
+	var b strings.Builder
+	Report(&b, runs)
+	out := b.String()
+	for _, want := range []string{
+		"| thru | 1250 | 3500 | 3.00 | 4.00 2.00 | 4ms / 1ms | 8ms / 2ms | 100 µs / 100 µs (50 µs / 50 µs) | 20.0 MiB / 20.0 MiB |\n",
+		"| detached-1m | skipped: no detached directive | 80 | | | | | | |\n",
+		"| idle 1m0s (median) | yggd | 0.1.5 | yggd/0.1.5 | per rep |\n",
+		"| yggd RSS | 13.0 MiB | 15.0 MiB | 0.87 | 0.87 0.87 |\n",
+		"| together | 22.0 MiB | 26.0 MiB | 0.85 | 0.85 0.85 |\n",
+		"| idle RSS, yggd + echo worker | ≤ 26 MiB (0.1.5 here: 26.0) | 22.0 MiB | yes |\n",
+		"| robust | 0 lost, 0 dup, no stall, pings answered, no worker left | 11 runs, 0 problems | yes |\n",
+		"- (not a goal) rep 2 idle 0.1.5: bench: stalled",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q; it is:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "| idle | 1 | 1 |") {
+		t.Errorf("the idle case is in the 0.1.5 table too:\n%s", out)
+	}
+}
+
+func TestReportIdleWithoutUpstream(t *testing.T) {
+	runs := []MatrixRun{{Rep: 1, Case: "idle", System: SysYggd, Result: &Result{Proc: &ProcStats{
+		Idle: &IdleStats{For: time.Minute, RSS: 13 << 20, WorkerRSS: 9 << 20}}}}}
+	var b strings.Builder
+	Report(&b, runs)
+	out := b.String()
+	for _, want := range []string{"| idle 1m0s (median) | yggd |\n", "| together | 22.0 MiB |\n", "(0.1.5: 26.3)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q; it is:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "0.1.5 msgs/s") {
+		t.Errorf("a 0.1.5 table without 0.1.5:\n%s", out)
+	}
+}
+
+func TestReportIdleOnlyUpstream(t *testing.T) {
+	run := func(sys System) MatrixRun {
+		return MatrixRun{Rep: 1, Case: "idle", System: sys, Result: &Result{Proc: &ProcStats{
+			Idle: &IdleStats{For: time.Minute, RSS: 13 << 20, WorkerRSS: 9 << 20}}}}
+	}
+	var b strings.Builder
+	Report(&b, []MatrixRun{run(SysYggd), run(SysUpstream)})
+	out := b.String()
+	if strings.Contains(out, "0.1.5 msgs/s") {
+		t.Errorf("an empty 0.1.5 table for the idle case alone:\n%s", out)
+	}
+	if !strings.Contains(out, "| together | 22.0 MiB | 22.0 MiB | 1.00 | 1.00 |\n") {
+		t.Errorf("no idle row for both:\n%s", out)
+	}
+}
