@@ -47,6 +47,10 @@ type Config struct {
 	// Ready bounds the wait for the host's online status listing every
 	// directive. Default 30 s.
 	Ready time.Duration
+	// Listed are handlers the online status must list too, beyond
+	// Directives, before the load starts: the other handlers of a worker
+	// that registers several, whose registration the host logs.
+	Listed []string
 	// Settle is a pause between that status and the first message: 0.1.5
 	// lists its echo worker once it has registered, before the worker
 	// listens, and loses a message sent in between. 0: none.
@@ -613,7 +617,7 @@ func (r *run) control(p []byte) bool {
 		if json.Unmarshal(m.Content, &s) != nil || s.State != yggdrasil.StateOnline {
 			return false
 		}
-		for _, d := range r.cfg.Directives {
+		for _, d := range slices.Concat(r.cfg.Directives, r.cfg.Listed) {
 			if _, ok := s.Dispatchers[d]; !ok {
 				return false
 			}
