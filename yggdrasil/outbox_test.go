@@ -96,14 +96,7 @@ func TestOutboxWindowResendsInOrderAfterLoss(t *testing.T) {
 			defer f.mu.Unlock()
 			// Every message reached the broker, and the first time each did
 			// was in the order they were put.
-			seen := map[string]bool{}
-			var first []string
-			for _, p := range f.acked {
-				if !seen[p] {
-					seen[p] = true
-					first = append(first, p)
-				}
-			}
+			first := firstArrivals(f.acked)
 			if len(first) != n {
 				t.Fatalf("%d distinct messages acknowledged, want %d", len(first), n)
 			}
@@ -302,14 +295,7 @@ func TestOutboxOrderAcrossQuickReconnect(t *testing.T) {
 			await(t, "every answer to be acknowledged", func() bool { c, _ := o.Len(); return c == 0 })
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			seen := map[string]bool{}
-			var first []string
-			for _, m := range h.acked {
-				if !seen[m] {
-					seen[m] = true
-					first = append(first, m)
-				}
-			}
+			first := firstArrivals(h.acked)
 			for i, m := range first {
 				if m != fmt.Sprintf("m%02d", i) {
 					t.Fatalf("answers reached the broker first in the order %v", first)
@@ -317,4 +303,18 @@ func TestOutboxOrderAcrossQuickReconnect(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstArrivals returns the payloads the broker acknowledged, each at its
+// first arrival only.
+func firstArrivals(acked []string) []string {
+	seen := map[string]bool{}
+	var first []string
+	for _, p := range acked {
+		if !seen[p] {
+			seen[p] = true
+			first = append(first, p)
+		}
+	}
+	return first
 }
