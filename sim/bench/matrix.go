@@ -324,11 +324,17 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	case SysYggd, SysBase:
 		yggd := filepath.Join(bin, "yggd")
 		args := []string{"--broker", broker, "--client-id", host, "--worker-dir", workerDir, "--log-level", "info"}
-		// Older builds have no runtime or state directory.
-		for _, f := range []string{"runtime-dir", "state-dir"} {
+		// Older builds have no runtime, state or worker settings
+		// directory. The settings directory exists, as an installed
+		// yggd's does: a missing one is looked for every 2 s, which an
+		// idle run would count.
+		for _, f := range []string{"runtime-dir", "state-dir", "worker-config-dir"} {
 			if hasFlag(yggd, f) {
 				args = append(args, "--"+f, filepath.Join(dir, f))
 			}
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "worker-config-dir"), 0o755); err != nil {
+			return fail(err)
 		}
 		cmd = exec.Command(yggd, args...)
 	case SysUpstream:
