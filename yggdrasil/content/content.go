@@ -292,22 +292,43 @@ type bodies struct{ open atomic.Int32 }
 
 func (b *bodies) reader(content []byte) io.ReadCloser {
 	b.open.Add(1)
-	return &body{Reader: bytes.NewReader(content), done: b}
+	return &body{r: bytes.NewReader(content), done: b}
 }
 
 func (b *bodies) closed() bool { return b.open.Load() == 0 }
 
-// body is a request body that tells bodies when it is closed.
+// body is a request body that tells bodies when it is closed. HTTP/2
+// closes a request body from another goroutine than the one that reads
+// it (on an early response or an aborted stream), so Close waits for a
+// Read under way and no Read reads after Close: once every body is
+// closed, nothing reads the content any more.
 type body struct {
-	*bytes.Reader
-	done *bodies
-	once sync.Once
+	mu     sync.Mutex
+	r      *bytes.Reader
+	done   *bodies
+	closed bool
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	return b.r.Read(p)
 }
 
 func (b *body) Close() error {
-	b.once.Do(func() { b.done.open.Add(-1) })
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		b.done.open.Add(-1)
+	}
 	return nil
 }
+
+var errBodyClosed = errors.New("request body read after it was closed")
 
 func (c *Client) post(ctx context.Context, u *url.URL, d *yggdrasil.Data, bodies *bodies) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)

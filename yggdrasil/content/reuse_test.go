@@ -116,3 +116,38 @@ func TestFetchBodyReleased(t *testing.T) {
 		t.Error("a buffer that Fetch did not return was taken into the pool")
 	}
 }
+
+// TestBodyCloseWhileRead: HTTP/2 closes a request body from another
+// goroutine than the one reading it. Close waits for a Read under way,
+// a Read after Close reads nothing, and only then does the answer's
+// content count as no longer read (a review found the content released
+// while a Read could still copy from it).
+func TestBodyCloseWhileRead(t *testing.T) {
+	for range 200 {
+		var bs bodies
+		content := bytes.Repeat([]byte("x"), 64<<10)
+		rd := bs.reader(content)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			buf := make([]byte, 512)
+			for {
+				if _, err := rd.Read(buf); err != nil {
+					return
+				}
+			}
+		})
+		rd.Close()
+		if !bs.closed() {
+			t.Fatal("the body is not counted closed after Close")
+		}
+		// From here nothing may read the content: scribble on it, which
+		// -race reports if a Read still copies from it.
+		for i := range content {
+			content[i] = 'y'
+		}
+		wg.Wait()
+		if n, err := rd.Read(make([]byte, 8)); n != 0 || err == nil {
+			t.Fatalf("Read after Close = %d, %v; want 0 and an error", n, err)
+		}
+	}
+}

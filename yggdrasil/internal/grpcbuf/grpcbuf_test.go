@@ -182,6 +182,10 @@ func TestCodecUnmarshalLikeProto(t *testing.T) {
 		{name: "unknown_varint_kept", wire: protowire.AppendVarint(protowire.AppendTag(enc(&pb.Data{Content: big}), 98, protowire.VarintType), 300)},
 		{name: "unknown_fixed_kept", wire: protowire.AppendFixed64(protowire.AppendFixed32(protowire.AppendTag(protowire.AppendTag(enc(&pb.Data{Content: big}), 97, protowire.Fixed32Type), 96, protowire.Fixed64Type), 7), 8)},
 		{name: "group", wire: protowire.AppendTag(protowire.AppendTag(enc(&pb.Data{Content: big}), 95, protowire.StartGroupType), 95, protowire.EndGroupType)},
+		// A ten-byte varint whose last byte overflows 64 bits is invalid
+		// protobuf (seen by a review's fuzzing of the codec).
+		{name: "varint_overflows", wire: append(enc(&pb.Data{Content: big}), 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f)},
+		{name: "varint_ten_bytes", wire: append(enc(&pb.Data{Content: big}), 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

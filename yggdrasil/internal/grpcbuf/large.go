@@ -219,6 +219,9 @@ func (r *sliceReader) varint() (uint64, bool) {
 		b := r.cur[0]
 		r.cur = r.cur[1:]
 		r.read++
+		if shift == 63 && b > 1 {
+			return 0, false // overflows 64 bits: invalid, as protobuf has it
+		}
 		v |= uint64(b&0x7f) << shift
 		if b < 0x80 {
 			return v, true

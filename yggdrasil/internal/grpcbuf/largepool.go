@@ -18,9 +18,11 @@ import (
 // that pooled buffers that stay unused are let go at the next GCs.
 // ReleaseLarge takes back only a buffer that GetLarge handed out and that
 // has not been released since: a buffer from anywhere else, or released
-// twice, is left alone. So a component may release what it was given
-// without knowing where it came from, but only when nothing else holds
-// it any more.
+// twice in a row, is left alone. So a component may release what it was
+// given without knowing where it came from, but only when nothing else
+// holds it any more, and only once: the check goes by address, so a
+// second release after GetLarge has handed the same memory out again
+// would take it from its new owner.
 //
 // The price is memory: after a burst, the buffers that were in flight at
 // its peak stay pooled until two GCs have passed them by, which at idle
@@ -41,7 +43,8 @@ var large = &largePool{}
 func GetLarge(n int) []byte { return large.get(n) }
 
 // ReleaseLarge takes back b, if GetLarge handed it out and it has not been
-// released since; b must then no longer be used by anyone.
+// released since; b must then no longer be used by anyone, and its holder
+// must not release it again (see above).
 func ReleaseLarge(b []byte) { large.release(b) }
 
 type largePool struct {
