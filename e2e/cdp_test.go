@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/ygglab/yggdrasil/fakes/logbuf"
 )
 
 // This file is a small client of the Chrome DevTools Protocol, enough to
@@ -31,34 +32,12 @@ import (
 type browser struct {
 	cmd    *exec.Cmd
 	dir    string
-	exited chan struct{} // closed when cmd has been waited for
-	stderr *lockedBuffer
+	exited chan struct{}  // closed when cmd has been waited for
+	stderr *logbuf.Buffer // chromium's stderr, read on failure
 	cdp    *cdpConn
 
 	mu   sync.Mutex
 	logs []string // errors and warnings: console, log entries, exceptions
-}
-
-// lockedBuffer is chromium's stderr, written by exec's copier and read on
-// failure.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startBrowser starts chromium (a path or a name on $PATH) headless with a
@@ -75,7 +54,7 @@ func startBrowser(ctx context.Context, chromium, dir string) (*browser, error) {
 	if os.Geteuid() == 0 {
 		args = append([]string{"--no-sandbox"}, args...) // Chromium's sandbox refuses to run as root
 	}
-	b := &browser{dir: dir, exited: make(chan struct{}), stderr: &lockedBuffer{}}
+	b := &browser{dir: dir, exited: make(chan struct{}), stderr: &logbuf.Buffer{}}
 	b.cmd = exec.Command(chromium, args...)
 	b.cmd.Stdout, b.cmd.Stderr = b.stderr, b.stderr
 	// Its own process group, so that closing it ends its zygote and

@@ -128,13 +128,14 @@ func cmdBrowser(ts *goscript.TestScript, _ bool, args []string) error {
 	return b.navigate(ctx, args[0])
 }
 
-// pageFlags parses -timeout and returns the other arguments and a context
+// pageFlags parses -timeout and the two arguments (selector, expectation)
+// of page-text and page-count, and returns those and a context
 // bounded by the timeout.
 func pageFlags(name string, args []string) (context.Context, context.CancelFunc, []string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(new(strings.Builder))
 	timeout := fs.Duration("timeout", pageWait, "")
-	if err := fs.Parse(args); err != nil || *timeout <= 0 {
+	if err := fs.Parse(args); err != nil || *timeout <= 0 || fs.NArg() != 2 {
 		return nil, nil, nil, testscript.ErrUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -147,9 +148,6 @@ func cmdPageText(ts *goscript.TestScript, _ bool, args []string) error {
 		return err
 	}
 	defer cancel()
-	if len(args) != 2 {
-		return testscript.ErrUsage
-	}
 	re, err := regexp.Compile(args[1])
 	if err != nil {
 		return fmt.Errorf("%w: %v", testscript.ErrUsage, err)
@@ -174,9 +172,6 @@ func cmdPageCount(ts *goscript.TestScript, _ bool, args []string) error {
 		return err
 	}
 	defer cancel()
-	if len(args) != 2 {
-		return testscript.ErrUsage
-	}
 	want, err := strconv.Atoi(args[1])
 	if err != nil || want < 0 {
 		return testscript.ErrUsage

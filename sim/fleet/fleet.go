@@ -221,14 +221,7 @@ func (h *host) onState(s mqtt.State) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	up := s.Broker != ""
-	if h.connected != up {
-		h.connected = up
-		if up {
-			h.fleet.connected.Add(1)
-		} else {
-			h.fleet.connected.Add(-1)
-		}
-	}
+	tally(&h.connected, up, &h.fleet.connected)
 	if !up {
 		h.acked = false // online again once the next connection's status is acknowledged
 	}
@@ -248,14 +241,20 @@ func (h *host) onStatus(up bool) {
 // count counts the host in the fleet's online hosts while it is connected
 // and its latest acknowledged status says online. Called with mu held.
 func (h *host) count() {
-	online := h.connected && h.acked
-	if h.online != online {
-		h.online = online
-		if online {
-			h.fleet.online.Add(1)
-		} else {
-			h.fleet.online.Add(-1)
-		}
+	tally(&h.online, h.connected && h.acked, &h.fleet.online)
+}
+
+// tally sets *b to v and, when that changes it, moves the fleet's count n
+// by one the same way.
+func tally(b *bool, v bool, n *atomic.Int64) {
+	if *b == v {
+		return
+	}
+	*b = v
+	if v {
+		n.Add(1)
+	} else {
+		n.Add(-1)
 	}
 }
 

@@ -119,18 +119,7 @@ func TestFleet(t *testing.T) {
 				}
 			})
 			t.Run("echo", func(t *testing.T) {
-				id, err := s.SendData(ctx, "h4", "echo", map[string]string{"k": "v"}, json.RawMessage(`{"hello":[1,2]}`))
-				if err != nil {
-					t.Fatal(err)
-				}
-				m, err := s.AwaitAnswer(ctx, id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var d yggdrasil.Data
-				if err := json.Unmarshal(m.Payload, &d); err != nil {
-					t.Fatal(err)
-				}
+				m, d := roundTrip(ctx, t, s, "h4", "echo", map[string]string{"k": "v"}, json.RawMessage(`{"hello":[1,2]}`))
 				if m.Host != "h4" || string(d.Content) != `{"hello":[1,2]}` || d.Metadata["k"] != "v" || d.Directive != "echo" {
 					t.Errorf("answer = %s from %s, want the content and metadata back from h4", m.Payload, m.Host)
 				}
@@ -149,16 +138,7 @@ func TestFleet(t *testing.T) {
 				}
 			})
 			t.Run("unknown_directive_refused", func(t *testing.T) {
-				id, err := s.SendData(ctx, "h1", "nope", nil, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m, err := s.AwaitAnswer(ctx, id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var d yggdrasil.Data
-				json.Unmarshal(m.Payload, &d)
+				m, d := roundTrip(ctx, t, s, "h1", "nope", nil, nil)
 				if d.Metadata[yggdrasil.MetadataError] == "" {
 					t.Errorf("answer = %s, want a negative acknowledgement", m.Payload)
 				}
@@ -237,4 +217,23 @@ func TestClientIDsSortInOrder(t *testing.T) {
 			t.Errorf("ClientID(%d) = %q, want %q", i, got, want)
 		}
 	}
+}
+
+// roundTrip sends a data message to host through the sim and returns the
+// answer, decoded too.
+func roundTrip(ctx context.Context, t *testing.T, s *sim.Server, host, directive string, metadata map[string]string, content json.RawMessage) (sim.Message, yggdrasil.Data) {
+	t.Helper()
+	id, err := s.SendData(ctx, host, directive, metadata, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.AwaitAnswer(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d yggdrasil.Data
+	if err := json.Unmarshal(m.Payload, &d); err != nil {
+		t.Fatalf("answer %s: %v", m.Payload, err)
+	}
+	return m, d
 }

@@ -178,7 +178,6 @@ type Journal struct {
 	spare  []byte // wmu: a buffer to swap in for the batch
 	dirty  bool   // wmu: written since the last sync
 	zeroed int64  // wmu: the segment is written (records, then zeros) up to here
-	zeros  []byte // wmu: zeroAhead's zeros
 }
 
 // fixup tells the writer where a payload ended up: rel is its offset in

@@ -122,15 +122,18 @@ func (j *Journal) turn() (closed bool) {
 // wmu is held.
 func (j *Journal) zeroAhead(end int64) error {
 	n := min(max(j.opts.SegmentSize/16, 4<<10), 1<<20)
-	if cap(j.zeros) < int(n) {
-		j.zeros = make([]byte, n)
-	}
-	if _, err := j.f.WriteAt(j.zeros[:n], end); err != nil {
-		return err
+	for off := int64(0); off < n; off += int64(len(zeroBlock)) {
+		if _, err := j.f.WriteAt(zeroBlock[:min(n-off, int64(len(zeroBlock)))], end+off); err != nil {
+			return err
+		}
 	}
 	j.zeroed = end + n
 	return nil
 }
+
+// zeroBlock is what zeroAhead writes, a piece at a time: shared by every
+// journal (64 KiB in all, where each journal kept a 1 MiB buffer).
+var zeroBlock = make([]byte, 64<<10)
 
 // sync makes f's written data durable, unless Options.NoSync.
 func (j *Journal) sync(f *os.File) error {
