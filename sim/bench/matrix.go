@@ -41,6 +41,12 @@ const (
 // message in flight.
 const SysDurable System = "bj"
 
+// SysTmpfs is yggd itself, the same build, with its state directory on
+// tmpfs (Matrix.Tmpfs), where the journal's syncs cost nothing: beside
+// yggd it tells what yggd costs apart from its disk. It runs after yggd
+// in the cases with Case.Tmpfs (see tmpfs.go).
+const SysTmpfs System = "yggd-tmpfs"
+
 // Case is one workload of the matrix.
 type Case struct {
 	ID       string
@@ -50,7 +56,9 @@ type Case struct {
 	Warmup   int // 0: the default
 	Workers  int // 0: one echo-worker; n: n bench-workers, handlers echo1..echoN round-robin
 	Detached bool
-	Systems  []System // default a, b, yggd
+	// Tmpfs adds SysTmpfs after yggd when the systems are the default.
+	Tmpfs   bool
+	Systems []System // default a, b, yggd (bj with Window 1, yggd-tmpfs with Tmpfs)
 	// Idle, when set, makes the case one round trip (Count 1) followed by
 	// this long idle, measured (Config.Idle); yggd, base and 0.1.5 only.
 	Idle time.Duration
@@ -62,11 +70,11 @@ type Case struct {
 // minutes on two cores at five repetitions.
 func DefaultCases() []Case {
 	return []Case{
-		{ID: "thru", Window: 64, Size: 100, Count: 20_000},
-		{ID: "lat", Window: 1, Size: 100, Count: 3_000, Warmup: 300},
+		{ID: "thru", Window: 64, Size: 100, Count: 20_000, Tmpfs: true},
+		{ID: "lat", Window: 1, Size: 100, Count: 3_000, Warmup: 300, Tmpfs: true},
 		{ID: "payload-4k", Window: 64, Size: 4 << 10, Count: 10_000},
 		{ID: "payload-64k", Window: 64, Size: 64 << 10, Count: 2_000},
-		{ID: "payload-64k-w1", Window: 1, Size: 64 << 10, Count: 1_000, Warmup: 100},
+		{ID: "payload-64k-w1", Window: 1, Size: 64 << 10, Count: 1_000, Warmup: 100, Tmpfs: true},
 		{ID: "workers-1", Window: 64, Size: 100, Count: 10_000, Workers: 1},
 		{ID: "workers-4", Window: 64, Size: 100, Count: 10_000, Workers: 4},
 		{ID: "workers-16", Window: 64, Size: 100, Count: 10_000, Workers: 16},
@@ -99,9 +107,12 @@ type Matrix struct {
 	// its state under Upstream/run: the matrix empties Upstream/run and
 	// fills it for each run.
 	Upstream string
-	Reps     int
-	Cases    []Case
-	Log      io.Writer // progress lines; nil: none
+	// Tmpfs is a directory on tmpfs for SysTmpfs's state directories;
+	// default /dev/shm. Where it is not tmpfs, SysTmpfs is skipped.
+	Tmpfs string
+	Reps  int
+	Cases []Case
+	Log   io.Writer // progress lines; nil: none
 }
 
 // Run is one measured run of the matrix.
@@ -152,6 +163,7 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 			}
 		}
 	}
+	tmpfsSkip := m.tmpfsSkip()
 	s := &sim.Server{OpenACL: true, TLSAddr: sim.Off, APIAddr: sim.Off, JournalLimit: 1, HistoryLimit: 1,
 		Logger: slog.New(slog.DiscardHandler)}
 	if err := s.Start(); err != nil {
@@ -173,18 +185,26 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 				if c.Window == 1 && c.Idle == 0 {
 					systems = slices.Insert(systems, 2, SysDurable)
 				}
+				if c.Tmpfs {
+					systems = append(systems, SysTmpfs)
+				}
 			}
 			systems = m.systems(systems)
 			for _, sys := range systems {
 				if ctx.Err() != nil {
 					return runs, ctx.Err()
 				}
-				if sys == SysUpstream {
-					if why := upstreamSkip(c); why != "" {
-						runs = append(runs, MatrixRun{Rep: rep, Case: c.ID, System: sys, Skipped: why})
-						logf("rep %d %-15s %-4s skipped: %s", rep, c.ID, sys, why)
-						continue
-					}
+				why := ""
+				switch sys {
+				case SysUpstream:
+					why = upstreamSkip(c)
+				case SysTmpfs:
+					why = tmpfsSkip
+				}
+				if why != "" {
+					runs = append(runs, MatrixRun{Rep: rep, Case: c.ID, System: sys, Skipped: why})
+					logf("rep %d %-15s %-4s skipped: %s", rep, c.ID, sys, why)
+					continue
 				}
 				dir := filepath.Join(work, fmt.Sprintf("%d-%s-%s", rep, c.ID, sys))
 				r := m.runOne(ctx, s.BrokerURL(), dir, rep, c, sys)
@@ -268,6 +288,15 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 		out.Error = err.Error()
 		return out
 	}
+	stateDir := filepath.Join(dir, "state-dir")
+	if sys == SysTmpfs {
+		d, err := os.MkdirTemp(m.Tmpfs, "yggbench-state-")
+		if err != nil {
+			return fail(err)
+		}
+		defer os.RemoveAll(d)
+		stateDir = d
+	}
 	host := fmt.Sprintf("bench-%d-%s-%s-%d", rep, c.ID, sys, time.Now().UnixNano()%1e6)
 	workerDir := filepath.Join(dir, "workers")
 	bin := m.Bin
@@ -321,16 +350,17 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	case SysPipeline:
 		cmd = exec.Command(filepath.Join(m.Bin, "yggsim"), append([]string{"ceiling-pipeline", "--broker", broker,
 			"--client-id", host}, workers...)...)
-	case SysYggd, SysBase:
+	case SysYggd, SysBase, SysTmpfs:
 		yggd := filepath.Join(bin, "yggd")
 		args := []string{"--broker", broker, "--client-id", host, "--worker-dir", workerDir, "--log-level", "info"}
 		// Older builds have no runtime, state or worker settings
 		// directory. The settings directory exists, as an installed
 		// yggd's does: a missing one is looked for every 2 s, which an
 		// idle run would count.
-		for _, f := range []string{"runtime-dir", "state-dir", "worker-config-dir"} {
-			if hasFlag(yggd, f) {
-				args = append(args, "--"+f, filepath.Join(dir, f))
+		for _, f := range [][2]string{{"runtime-dir", filepath.Join(dir, "runtime-dir")}, {"state-dir", stateDir},
+			{"worker-config-dir", filepath.Join(dir, "worker-config-dir")}} {
+			if hasFlag(yggd, f[0]) {
+				args = append(args, "--"+f[0], f[1])
 			}
 		}
 		if err := os.MkdirAll(filepath.Join(dir, "worker-config-dir"), 0o755); err != nil {
@@ -395,7 +425,7 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	if c.Idle > 0 {
 		cfg.Idle, cfg.PingEvery = c.Idle, -1
 	}
-	if sys == SysYggd || sys == SysBase {
+	if sys == SysYggd || sys == SysBase || sys == SysTmpfs {
 		// Log lines written before the load (startup) do not count.
 		cfg.LogFile = logFile
 		if c.Workers == 0 {

@@ -38,7 +38,7 @@ func Report(w io.Writer, runs []MatrixRun) error {
 			cpu(sys[SysPipeline]), cpu(y), workerCPU(y), sysCPU(y), peak(y), fsyncs(y))
 	}
 
-	durableTable(w, byCase, order)
+	diskTable(w, byCase, order)
 
 	if hasBase := slices.ContainsFunc(runs, func(r MatrixRun) bool { return r.System == SysBase }); hasBase {
 		fmt.Fprintln(w)
@@ -139,7 +139,7 @@ func Report(w io.Writer, runs []MatrixRun) error {
 			mib(func(p *ProcStats) int64 { return p.WorkerPeakRSS }), mib(func(p *ProcStats) int64 { return p.PeakRSS })), ratio <= 1.5)
 	}
 	ratioGoal("workers-16")
-	oneInFlightGoals(byCase, order, goal)
+	footprintGoals(byCase, order, goal)
 	if has("workers-1") && has("workers-16") {
 		rss := func(id string) float64 {
 			return medianProc(byCase[id][SysYggd], func(r *Result) float64 { return float64(r.Proc.RSSEnd) / (1 << 20) })

@@ -78,3 +78,42 @@ func TestReportIdleOnlyUpstream(t *testing.T) {
 		t.Errorf("no idle row for both:\n%s", out)
 	}
 }
+
+func TestReportDisk(t *testing.T) {
+	run := func(rep int, id string, sys System, window int, rate float64, p50 time.Duration) MatrixRun {
+		return MatrixRun{Rep: rep, Case: id, System: sys, Result: &Result{Window: window, MsgsPerSec: rate, P50: p50, P99: 2 * p50,
+			Proc: &ProcStats{CPUPerMsg: 100 * time.Microsecond}}}
+	}
+	var runs []MatrixRun
+	for rep := 1; rep <= 2; rep++ {
+		runs = append(runs,
+			run(rep, "lat", SysPipeline, 1, 1000, time.Millisecond),
+			run(rep, "lat", SysDurable, 1, 500, 2*time.Millisecond),
+			run(rep, "lat", SysYggd, 1, 480, 2100*time.Microsecond),
+			run(rep, "lat", SysTmpfs, 1, 960, 1050*time.Microsecond),
+			run(rep, "thru", SysPipeline, 64, 8000, 8*time.Millisecond),
+			run(rep, "thru", SysYggd, 64, 6400, 10*time.Millisecond))
+	}
+	runs = append(runs, MatrixRun{Rep: 1, Case: "thru", System: SysTmpfs, Skipped: "no tmpfs for its state"},
+		run(2, "thru", SysTmpfs, 64, 7800, 8*time.Millisecond))
+	var b strings.Builder
+	Report(&b, runs)
+	out := b.String()
+	for _, want := range []string{
+		"| lat | 1000 | 500 | 960 | 480 | 0.96 | 0.96 0.96 | 0.96 | 0.96 0.96 | 0.50 | 1ms / 2ms / 1.05ms / 2.1ms |",
+		"| thru | 8000 | – | 7800 | 6400 | 0.97 | 0.97 | – |  | 0.82 |",
+		"| lat msgs/s, yggd vs b | ≥ 0.95 × b | 0.48 | **no** |\n",
+		"| lat p50, yggd vs bj | ≤ 1.1 × bj | 1.05 | yes |\n",
+		"| lat msgs/s, yggd-tmpfs vs b | ≥ 0.95 × b | 0.96 | yes |\n",
+		"| lat p99, yggd-tmpfs vs b | ≤ 1.1 × b | 1.05 | yes |\n",
+		"| thru msgs/s, yggd vs b | ≥ 0.95 × b | 0.80 | **no** |\n",
+		"| thru msgs/s, yggd-tmpfs vs b | ≥ 0.95 × b | 0.97 | yes |\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q; it is:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "thru p50, yggd") {
+		t.Errorf("latency goals for 64 in flight:\n%s", out)
+	}
+}

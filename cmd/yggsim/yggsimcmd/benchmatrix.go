@@ -17,7 +17,7 @@ import (
 func init() { hidden["bench-matrix"] = runBenchMatrix }
 
 const benchMatrixUsage = `
-Usage: yggsim bench-matrix --bin DIR [--baseline DIR] [--upstream DIR] [--reps 5] [--cases a,b] [--soak] [--json FILE]
+Usage: yggsim bench-matrix --bin DIR [--baseline DIR] [--upstream DIR] [--tmpfs DIR] [--reps 5] [--cases a,b] [--soak] [--json FILE]
        yggsim bench-matrix --report FILE
 
 The driver of "make bench" (hidden). It starts one embedded broker (the
@@ -28,9 +28,11 @@ as separate processes from DIR, loads each with the bench load generator,
 stops each with SIGTERM and checks that no worker is left. It prints one
 line per run, then Markdown tables of medians, per-repetition ratios to
 ceiling b, and the goals. --soak runs the long cases instead. Exit status
-1 when a goal is missed. --baseline adds another build of yggd ("base"),
---upstream yggdrasil 0.1.5 built by mk/build-upstream.sh ("0.1.5"), both
-after yggd in each case where yggd runs.
+1 when a goal is missed. In thru, lat and payload-64k-w1 yggd runs
+again with its state directory on tmpfs ("yggd-tmpfs", in --tmpfs DIR):
+what yggd costs apart from its disk. --baseline adds another build of
+yggd ("base"), --upstream yggdrasil 0.1.5 built by mk/build-upstream.sh
+("0.1.5"), both after yggd in each case where yggd runs.
 `
 
 func runBenchMatrix(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -38,6 +40,7 @@ func runBenchMatrix(ctx context.Context, args []string, stdout, stderr io.Writer
 	bin := fs.String("bin", "", "`directory` with yggd, yggsim and echo-worker")
 	baseline := fs.String("baseline", "", "`directory` with another build of yggd and echo-worker, measured beside it as \"base\"")
 	upstream := fs.String("upstream", "", "`directory` with yggdrasil 0.1.5 from mk/build-upstream.sh, measured beside it as \"0.1.5\"")
+	tmpfs := fs.String("tmpfs", "/dev/shm", "a `directory` on tmpfs for yggd-tmpfs's state (not tmpfs: yggd-tmpfs is skipped)")
 	reps := fs.Int("reps", 5, "repetitions")
 	cases := fs.String("cases", "", "comma-separated case `ids` (default all)")
 	soak := fs.Bool("soak", false, "run the soak cases")
@@ -76,7 +79,7 @@ func runBenchMatrix(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	start := time.Now()
 	fmt.Fprintf(stdout, "bench: %s, %s/%s, %d CPUs, %d repetitions\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), *reps)
-	m := &bench.Matrix{Bin: *bin, Baseline: *baseline, Upstream: *upstream, Reps: *reps, Cases: all, Log: stdout}
+	m := &bench.Matrix{Bin: *bin, Baseline: *baseline, Upstream: *upstream, Tmpfs: *tmpfs, Reps: *reps, Cases: all, Log: stdout}
 	runs, err := m.Run(ctx)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(runs, "", "  ")
