@@ -52,6 +52,14 @@ type Options struct {
 	// NoSync skips fdatasync. It is for tests only: without it, nothing
 	// written survives a power cut.
 	NoSync bool
+	// GroupWait bounds how long a group commit waits for more records
+	// before its sync when the group before it held the durable records
+	// of two callers or more: many messages are in flight then, and one
+	// sync covers more of them. It waits four times what a sync takes, at
+	// most GroupWait; a caller alone (one message in flight) never waits.
+	// Default 1 ms; negative: never. Not with NoSync or Memory, where a
+	// sync costs nothing.
+	GroupWait time.Duration
 	// Memory keeps the journal in memory only: Open ignores dir, reads
 	// and writes no file, and nothing survives the process. The bounds,
 	// the dedupe window and the outcome of every call are the same. It is
@@ -86,6 +94,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.DedupeAge <= 0 {
 		o.DedupeAge = 10 * time.Minute
+	}
+	if o.GroupWait == 0 {
+		o.GroupWait = time.Millisecond
+	}
+	if o.NoSync || o.Memory {
+		o.GroupWait = -1
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -175,9 +189,13 @@ type Journal struct {
 	stats   Stats
 	rollAt  int64 // do not try to roll before size reaches this
 
-	spare  []byte // wmu: a buffer to swap in for the batch
-	dirty  bool   // wmu: written since the last sync
-	zeroed int64  // wmu: the segment is written (records, then zeros) up to here
+	spare    []byte        // wmu: a buffer to swap in for the batch
+	dirty    bool          // wmu: written since the last sync
+	zeroed   int64         // wmu: the segment is written (records, then zeros) up to here
+	group    int           // wmu: durable callers in the last synced group
+	syncTime time.Duration // wmu: moving average of a sync's duration
+	// groupWait is Options.GroupWait's wait; tests replace it.
+	groupWait func(time.Duration)
 }
 
 // fixup tells the writer where a payload ended up: rel is its offset in
@@ -198,6 +216,8 @@ func Open(dir string, opts Options) (*Journal, error) {
 		opts: opts,
 		log:  opts.Log.With("component", "journal"),
 		kick: make(chan struct{}, 1),
+
+		groupWait: time.Sleep,
 	}
 	if opts.Memory {
 		j.st = newState(opts.DedupeSize)

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -848,4 +849,72 @@ func TestZerosAhead(t *testing.T) {
 		t.Errorf("no warning for the stray byte at the records' end %d; log:\n%s", end, lb.String())
 	}
 	MustClose(t, j)
+}
+
+func TestGroupWait(t *testing.T) {
+	// A commit after a group of two durable callers waits four times what
+	// a sync takes for the records of other callers, and syncs them all at
+	// once; a caller alone never waits, nor does a group whose syncs cost
+	// next to nothing.
+	opts := testOpts(t, nil)
+	opts.NoSync, opts.GroupWait = false, time.Hour
+	j := MustOpen(t, t.TempDir(), opts)
+	var waits atomic.Int32
+	j.groupWait = func(time.Duration) { waits.Add(1) }
+	for i := range 5 {
+		MustAppend(t, j, "t", payload(fmt.Sprint("alone", i), 100))
+	}
+	if n := waits.Load(); n != 0 {
+		t.Fatalf("a caller alone waited %d times", n)
+	}
+
+	j.wmu.Lock()
+	j.group, j.syncTime = 2, time.Microsecond
+	j.wmu.Unlock()
+	MustAppend(t, j, "t", payload("free sync", 100))
+	if n := waits.Load(); n != 0 {
+		t.Fatalf("waited %d times where a sync takes 1 µs", n)
+	}
+
+	j.wmu.Lock()
+	j.group, j.syncTime = 2, time.Millisecond
+	j.wmu.Unlock()
+	before := j.Stats()
+	waiting := make(chan struct{})
+	j.groupWait = func(d time.Duration) {
+		if d != 4*time.Millisecond {
+			t.Errorf("waited %v; want 4 ms, four syncs of 1 ms", d)
+		}
+		close(waiting)
+		// Wait for the second caller's record to join the batch.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			j.mu.RLock()
+			n := j.nrec
+			j.mu.RUnlock()
+			if n >= 2 || time.Now().After(deadline) {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { MustAppend(t, j, "t", payload("first", 100)) })
+	select {
+	case <-waiting:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the commit after a group of two did not wait")
+	}
+	wg.Go(func() { MustAppend(t, j, "t", payload("second", 100)) })
+	wg.Wait()
+	after := j.Stats()
+	if c, s := after.Commits-before.Commits, after.Syncs-before.Syncs; c != 1 || s != 1 {
+		t.Errorf("two callers during a group wait took %d commits and %d syncs; want 1 and 1", c, s)
+	}
+	j.wmu.Lock()
+	g := j.group
+	j.wmu.Unlock()
+	if g != 2 {
+		t.Errorf("group = %d after a sync of two callers; want 2", g)
+	}
 }

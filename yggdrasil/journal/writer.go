@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -50,6 +51,7 @@ func (j *Journal) lead() {
 // turn is one group commit; it reports whether the journal is closing, in
 // which case it was the last. The caller holds wmu.
 func (j *Journal) turn() (closed bool) {
+	j.awaitGroup()
 	j.mu.Lock()
 	batch, fix, waiters, nrec := j.batch, j.fix, j.waiters, j.nrec
 	closing, base, failed := j.closing, j.size, j.err != nil
@@ -70,7 +72,7 @@ func (j *Journal) turn() (closed bool) {
 	}
 	if err == nil && !failed && j.dirty && (len(waiters) > 0 || closing) {
 		if err = j.sync(j.f); err == nil {
-			j.dirty = false
+			j.dirty, j.group = false, len(waiters)
 		}
 	}
 
@@ -111,6 +113,32 @@ func (j *Journal) turn() (closed bool) {
 	return false
 }
 
+// awaitGroup waits before a turn that is to sync, when the last sync
+// covered two durable callers or more, so that the records of the
+// messages in flight meanwhile join this group: four times what a sync
+// takes (its moving average), at most Options.GroupWait. Here a sync
+// costs about 200 µs of wall time and 130 µs of system CPU
+// (BENCHMARKS.md), and at 64 messages in flight and 100 B a wait of 1 ms
+// cut the syncs from 0.21 to 0.09 a message; where a sync costs next to
+// nothing (tmpfs), there is no wait. A caller alone never waits: with one
+// message in flight nothing would join it. Closing does not wait. wmu is
+// held.
+func (j *Journal) awaitGroup() {
+	if j.opts.GroupWait <= 0 || j.group < 2 {
+		return
+	}
+	d := min(4*j.syncTime, j.opts.GroupWait)
+	if d < 20*time.Microsecond {
+		return
+	}
+	j.mu.RLock()
+	wait := len(j.waiters) > 0 && !j.closing
+	j.mu.RUnlock()
+	if wait {
+		j.groupWait(d)
+	}
+}
+
 // zeroAhead writes zeros after end, the end of the records, so that the
 // next batches are written in place into blocks the file already has: a
 // data sync then commits no metadata (the file's size and its extents do
@@ -141,7 +169,9 @@ func (j *Journal) sync(f *os.File) error {
 		return nil
 	}
 	for {
+		t0 := time.Now()
 		err := unix.Fdatasync(int(f.Fd()))
+		j.syncTime += (time.Since(t0) - j.syncTime) / 8
 		if err != unix.EINTR {
 			if err == nil {
 				j.mu.Lock()
