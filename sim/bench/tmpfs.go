@@ -14,10 +14,8 @@ import (
 // comes near b. On tmpfs a sync returns at once, while yggd runs the same
 // code and writes the same records: its figures beside b are yggd's own
 // cost; yggd's beside them, the price of its disk; bj's, the least any
-// pipeline would pay for that disk.
-//
-// It is also a configuration an admin may choose (README, "Guarantees"):
-// the journal then survives a crash or restart of yggd, not of the host.
+// pipeline would pay for that disk. It is a measurement, not a way to
+// run yggd: a journal on tmpfs does not survive the host.
 
 // tmpfsSkip returns why SysTmpfs cannot run, "" when m.Tmpfs (default
 // /dev/shm) is a tmpfs directory, which it then makes absolute.
