@@ -25,10 +25,7 @@ func TestReportUpstream(t *testing.T) {
 		idle(2, SysYggd, 13, 9), idle(2, SysUpstream, 15, 11),
 		{Rep: 2, Case: "idle", System: SysUpstream, Error: "bench: stalled"},
 	}
-	var b strings.Builder
-	Report(&b, runs)
-	out := b.String()
-	for _, want := range []string{
+	out := reportHas(t, runs,
 		"| thru | 1250 | 3500 | 3.00 | 4.00 2.00 | 4ms / 1ms | 8ms / 2ms | 100 µs / 100 µs (50 µs / 50 µs) | 20.0 MiB / 20.0 MiB |\n",
 		"| detached-1m | skipped: no detached directive | 80 | | | | | | |\n",
 		"| idle 1m0s (median) | yggd | 0.1.5 | yggd/0.1.5 | per rep |\n",
@@ -36,12 +33,7 @@ func TestReportUpstream(t *testing.T) {
 		"| together | 22.0 MiB | 26.0 MiB | 0.85 | 0.85 0.85 |\n",
 		"| idle RSS, yggd + echo worker | ≤ 26 MiB (0.1.5 here: 26.0) | 22.0 MiB | yes |\n",
 		"| robust | 0 lost, 0 dup, no stall, pings answered, no worker left | 11 runs, 0 problems | yes |\n",
-		"- (not a goal) rep 2 idle 0.1.5: bench: stalled",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q; it is:\n%s", want, out)
-		}
-	}
+		"- (not a goal) rep 2 idle 0.1.5: bench: stalled")
 	if strings.Contains(out, "| idle | 1 | 1 |") {
 		t.Errorf("the idle case is in the 0.1.5 table too:\n%s", out)
 	}
@@ -50,14 +42,7 @@ func TestReportUpstream(t *testing.T) {
 func TestReportIdleWithoutUpstream(t *testing.T) {
 	runs := []MatrixRun{{Rep: 1, Case: "idle", System: SysYggd, Result: &Result{Proc: &ProcStats{
 		Idle: &IdleStats{For: time.Minute, RSS: 13 << 20, WorkerRSS: 9 << 20}}}}}
-	var b strings.Builder
-	Report(&b, runs)
-	out := b.String()
-	for _, want := range []string{"| idle 1m0s (median) | yggd |\n", "| together | 22.0 MiB |\n", "(0.1.5: 26.3)"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q; it is:\n%s", want, out)
-		}
-	}
+	out := reportHas(t, runs, "| idle 1m0s (median) | yggd |\n", "| together | 22.0 MiB |\n", "(0.1.5: 26.3)")
 	if strings.Contains(out, "0.1.5 msgs/s") {
 		t.Errorf("a 0.1.5 table without 0.1.5:\n%s", out)
 	}
@@ -96,10 +81,7 @@ func TestReportDisk(t *testing.T) {
 	}
 	runs = append(runs, MatrixRun{Rep: 1, Case: "thru", System: SysTmpfs, Skipped: "no tmpfs for its state"},
 		run(2, "thru", SysTmpfs, 64, 7800, 8*time.Millisecond))
-	var b strings.Builder
-	Report(&b, runs)
-	out := b.String()
-	for _, want := range []string{
+	out := reportHas(t, runs,
 		"| lat | 1000 | 500 | 960 | 480 | 0.96 | 0.96 0.96 | 0.96 | 0.96 0.96 | 0.50 | 1ms / 2ms / 1.05ms / 2.1ms |",
 		"| thru | 8000 | – | 7800 | 6400 | 0.97 | 0.97 | – |  | 0.82 |",
 		"| lat msgs/s, yggd vs b | ≥ 0.95 × b | 0.48 | **no** |\n",
@@ -107,13 +89,23 @@ func TestReportDisk(t *testing.T) {
 		"| lat msgs/s, yggd-tmpfs vs b | ≥ 0.95 × b | 0.96 | yes |\n",
 		"| lat p99, yggd-tmpfs vs b | ≤ 1.1 × b | 1.05 | yes |\n",
 		"| thru msgs/s, yggd vs b | ≥ 0.95 × b | 0.80 | **no** |\n",
-		"| thru msgs/s, yggd-tmpfs vs b | ≥ 0.95 × b | 0.97 | yes |\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("report lacks %q; it is:\n%s", want, out)
-		}
-	}
+		"| thru msgs/s, yggd-tmpfs vs b | ≥ 0.95 × b | 0.97 | yes |\n")
 	if strings.Contains(out, "thru p50, yggd") {
 		t.Errorf("latency goals for 64 in flight:\n%s", out)
 	}
+}
+
+// reportHas writes the report of runs and checks that it holds each of
+// want; it returns the report.
+func reportHas(t *testing.T, runs []MatrixRun, want ...string) string {
+	t.Helper()
+	var b strings.Builder
+	Report(&b, runs)
+	out := b.String()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("report lacks %q; it is:\n%s", w, out)
+		}
+	}
+	return out
 }
