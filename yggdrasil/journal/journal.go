@@ -344,7 +344,7 @@ func (j *Journal) Done(id string) error {
 	j.batch = encInDone(j.batch, id, now)
 	j.enqueue(false)
 	j.mu.Unlock()
-	j.lead()
+	j.lead(false)
 	return nil
 }
 
@@ -364,7 +364,7 @@ func (j *Journal) Forget(id string) {
 	j.batch = encInID(j.batch, kindInForget, id)
 	j.enqueue(false)
 	j.mu.Unlock()
-	j.lead()
+	j.lead(false)
 }
 
 // Waiting reports whether id is still pending or being handed: not done,
@@ -523,7 +523,7 @@ func (j *Journal) Acked(seq uint64) error {
 	j.batch = encSeq(j.batch, kindOutDel, seq)
 	j.enqueue(false)
 	j.mu.Unlock()
-	j.lead()
+	j.lead(false)
 	return nil
 }
 
@@ -597,7 +597,7 @@ func (j *Journal) signal() {
 // commit when no turn is under way, and returns its outcome or ctx's
 // error. j.mu is not held.
 func (j *Journal) await(ctx context.Context, ch chan error) error {
-	j.lead()
+	j.lead(true)
 	select {
 	case err := <-ch:
 		return err

@@ -876,6 +876,24 @@ func TestGroupWait(t *testing.T) {
 		t.Fatalf("waited %d times where a sync takes 1 µs", n)
 	}
 
+	// A caller that does not wait for the sync (here Acked, as the
+	// outbox's pump calls it) syncs the durable records in its turn
+	// without waiting for a group.
+	seq := MustAppend(t, j, "t", payload("acked", 100))
+	waiter := make(chan error, 1)
+	j.mu.Lock()
+	j.waiters = append(j.waiters, waiter)
+	j.mu.Unlock()
+	j.wmu.Lock()
+	j.group, j.syncTime = 2, time.Millisecond
+	j.wmu.Unlock()
+	if err := j.Acked(seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiter; err != nil || waits.Load() != 0 {
+		t.Fatalf("Acked's turn: waiter got %v after %d group waits; want nil after none", err, waits.Load())
+	}
+
 	j.wmu.Lock()
 	j.group, j.syncTime = 2, time.Millisecond
 	j.wmu.Unlock()

@@ -28,7 +28,7 @@ func (j *Journal) run() {
 	for {
 		<-j.kick
 		j.wmu.Lock()
-		closed := j.turn()
+		closed := j.turn(true)
 		j.wmu.Unlock()
 		if closed {
 			return
@@ -38,20 +38,26 @@ func (j *Journal) run() {
 
 // lead writes the batch on the caller's goroutine if no turn is under way,
 // and otherwise wakes the writer goroutine, which takes the next turn
-// once the current one is over. j.mu is not held.
-func (j *Journal) lead() {
+// once the current one is over. A caller that waits for the sync (durable)
+// may wait for a group (awaitGroup); one that does not (Done, Forget,
+// Acked) never waits, as the outbox's pump, which acknowledges, would
+// stall meanwhile. j.mu is not held.
+func (j *Journal) lead(durable bool) {
 	if !j.wmu.TryLock() {
 		j.signal()
 		return
 	}
-	j.turn()
+	j.turn(durable)
 	j.wmu.Unlock()
 }
 
-// turn is one group commit; it reports whether the journal is closing, in
-// which case it was the last. The caller holds wmu.
-func (j *Journal) turn() (closed bool) {
-	j.awaitGroup()
+// turn is one group commit, after waiting for a group if group says it
+// may; it reports whether the journal is closing, in which case it was
+// the last. The caller holds wmu.
+func (j *Journal) turn(group bool) (closed bool) {
+	if group {
+		j.awaitGroup()
+	}
 	j.mu.Lock()
 	batch, fix, waiters, nrec := j.batch, j.fix, j.waiters, j.nrec
 	closing, base, failed := j.closing, j.size, j.err != nil
