@@ -877,8 +877,9 @@ func TestGroupWait(t *testing.T) {
 	}
 
 	// A caller that does not wait for the sync (here Acked, as the
-	// outbox's pump calls it) syncs the durable records in its turn
-	// without waiting for a group.
+	// outbox's pump calls it) does not wait for a group either: it leaves
+	// the turn to the writer goroutine, which waits and syncs the durable
+	// records with its own.
 	seq := MustAppend(t, j, "t", payload("acked", 100))
 	waiter := make(chan error, 1)
 	j.mu.Lock()
@@ -887,12 +888,34 @@ func TestGroupWait(t *testing.T) {
 	j.wmu.Lock()
 	j.group, j.syncTime = 2, time.Millisecond
 	j.wmu.Unlock()
-	if err := j.Acked(seq); err != nil {
-		t.Fatal(err)
+	inWait, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before Close, which waits for the turn
+	j.groupWait = func(time.Duration) {
+		close(inWait)
+		<-release
 	}
-	if err := <-waiter; err != nil || waits.Load() != 0 {
-		t.Fatalf("Acked's turn: waiter got %v after %d group waits; want nil after none", err, waits.Load())
+	acked := make(chan error, 1)
+	go func() { acked <- j.Acked(seq) }()
+	select {
+	case <-inWait:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no group wait for the durable record")
 	}
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Acked waited for the group")
+	}
+	free()
+	if err := <-waiter; err != nil {
+		t.Fatalf("the durable record after Acked's turn: %v", err)
+	}
+	j.groupWait = func(time.Duration) { waits.Add(1) }
 
 	j.wmu.Lock()
 	j.group, j.syncTime = 2, time.Millisecond

@@ -28,7 +28,7 @@ func (j *Journal) run() {
 	for {
 		<-j.kick
 		j.wmu.Lock()
-		closed := j.turn(true)
+		closed := j.turn()
 		j.wmu.Unlock()
 		if closed {
 			return
@@ -38,25 +38,31 @@ func (j *Journal) run() {
 
 // lead writes the batch on the caller's goroutine if no turn is under way,
 // and otherwise wakes the writer goroutine, which takes the next turn
-// once the current one is over. A caller that waits for the sync (durable)
-// may wait for a group (awaitGroup); one that does not (Done, Forget,
-// Acked) never waits, as the outbox's pump, which acknowledges, would
-// stall meanwhile. j.mu is not held.
+// once the current one is over. A caller that waits for the sync
+// (durable) waits for a group first when one is due (groupDue). One that
+// does not (Done, Forget, Acked) never waits: when a group is due it
+// leaves the turn to the writer goroutine, as the outbox's pump, which
+// acknowledges, would otherwise stall meanwhile. j.mu is not held.
 func (j *Journal) lead(durable bool) {
 	if !j.wmu.TryLock() {
 		j.signal()
 		return
 	}
-	j.turn(durable)
+	if !durable && j.groupDue() > 0 {
+		j.wmu.Unlock()
+		j.signal()
+		return
+	}
+	j.turn()
 	j.wmu.Unlock()
 }
 
-// turn is one group commit, after waiting for a group if group says it
-// may; it reports whether the journal is closing, in which case it was
-// the last. The caller holds wmu.
-func (j *Journal) turn(group bool) (closed bool) {
-	if group {
-		j.awaitGroup()
+// turn is one group commit, after waiting for a group if one is due; it
+// reports whether the journal is closing, in which case it was the last.
+// The caller holds wmu.
+func (j *Journal) turn() (closed bool) {
+	if d := j.groupDue(); d > 0 {
+		j.groupWait(d)
 	}
 	j.mu.Lock()
 	batch, fix, waiters, nrec := j.batch, j.fix, j.waiters, j.nrec
@@ -119,30 +125,31 @@ func (j *Journal) turn(group bool) (closed bool) {
 	return false
 }
 
-// awaitGroup waits before a turn that is to sync, when the last sync
-// covered two durable callers or more, so that the records of the
-// messages in flight meanwhile join this group: four times what a sync
-// takes (its moving average), at most Options.GroupWait. Here a sync
-// costs about 200 µs of wall time and 130 µs of system CPU
+// groupDue returns how long a turn that is to sync waits first, so that
+// the records of the messages in flight meanwhile join its group: when the
+// last sync covered two durable callers or more, four times what a sync
+// takes (its moving average), at most Options.GroupWait; else 0. Here a
+// sync costs about 200 µs of wall time and 130 µs of system CPU
 // (BENCHMARKS.md), and at 64 messages in flight and 100 B a wait of 1 ms
 // cut the syncs from 0.21 to 0.09 a message; where a sync costs next to
 // nothing (tmpfs), there is no wait. A caller alone never waits: with one
 // message in flight nothing would join it. Closing does not wait. wmu is
 // held.
-func (j *Journal) awaitGroup() {
+func (j *Journal) groupDue() time.Duration {
 	if j.opts.GroupWait <= 0 || j.group < 2 {
-		return
+		return 0
 	}
 	d := min(4*j.syncTime, j.opts.GroupWait)
 	if d < 20*time.Microsecond {
-		return
+		return 0
 	}
 	j.mu.RLock()
-	wait := len(j.waiters) > 0 && !j.closing
+	due := len(j.waiters) > 0 && !j.closing
 	j.mu.RUnlock()
-	if wait {
-		j.groupWait(d)
+	if !due {
+		return 0
 	}
+	return d
 }
 
 // zeroAhead writes zeros after end, the end of the records, so that the
