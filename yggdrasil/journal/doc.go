@@ -25,15 +25,16 @@
 // write call and syncs once, then wakes every caller, so one fsync covers
 // everything appended meanwhile. The caller whose record finds no turn
 // under way takes the turn on its own goroutine; the others wake the
-// writer goroutine, which takes the next. Done, Forget and Acked do not
-// wait for a sync of their own: their record goes to the file at once
-// (it survives a crash of yggd) and is synced by the next group commit
-// (it may be lost in a power cut); one that takes a turn syncs the
-// records of durable callers in it. Losing
-// one is harmless: a lost Done leaves the message handing (because Handing
-// was durable), so it is nacked rather than run twice; a lost Acked
-// publishes the answer again, which QoS 1 allows; a lost Forget leaves the
-// id as it was.
+// writer goroutine, which takes the next. With many messages in flight a
+// turn waits for a group before its sync (at most Options.GroupWait).
+// Done, Forget and Acked do not wait at all: their record goes to the
+// file with the turn under way or the next one, within a millisecond or
+// so (from then on it survives a crash of yggd), and is synced by the
+// next group commit (it may be lost in a power cut); one that takes a turn
+// syncs the records of durable callers in it. Losing one is harmless: a
+// lost Done leaves the message handing (because Handing was durable), so
+// it is nacked rather than run twice; a lost Acked publishes the answer
+// again, which QoS 1 allows; a lost Forget leaves the id as it was.
 //
 // # Files
 //
