@@ -56,7 +56,8 @@ type Options struct {
 	// before its sync when the group before it held the durable records
 	// of two callers or more: many messages are in flight then, and one
 	// sync covers more of them. It waits four times what a sync takes, at
-	// most GroupWait; a caller alone (one message in flight) never waits.
+	// most GroupWait; with one message in flight no commit waits but the
+	// first after a burst.
 	// Default 1 ms; negative: never. Not with NoSync or Memory, where a
 	// sync costs nothing.
 	GroupWait time.Duration
