@@ -221,7 +221,7 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 				if r.Error != "" {
 					line += " ERROR " + r.Error
 				}
-				logged := r.System == SysYggd && r.Result != nil && r.Result.Proc != nil && r.Result.Proc.LogBytes > 0
+				logged := (r.System == SysYggd || r.System == SysTmpfs) && r.Result != nil && r.Result.Proc != nil && r.Result.Proc.LogBytes > 0
 				if r.Error != "" || r.ExitErr != "" || logged {
 					// Keep the host's log for a look.
 					keep := filepath.Join(os.TempDir(), filepath.Base(work)+"-"+filepath.Base(dir)+".log")

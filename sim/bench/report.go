@@ -203,12 +203,12 @@ func Report(w io.Writer, runs []MatrixRun) error {
 		} else {
 			problems = append(problems, p...)
 		}
-		if r.System == SysYggd && r.Result != nil && r.Result.Proc != nil {
+		if (r.System == SysYggd || r.System == SysTmpfs) && r.Result != nil && r.Result.Proc != nil {
 			logBytes += r.Result.Proc.LogBytes
 		}
 	}
 	goal("robust", "0 lost, 0 dup, no stall, pings answered, no worker left", fmt.Sprintf("%d runs, %d problems", len(runs), len(problems)), len(problems) == 0)
-	goal("log at info", "0 B per successful message", fmt.Sprintf("%d B in all yggd runs", logBytes), logBytes == 0)
+	goal("log at info", "0 B per successful message", fmt.Sprintf("%d B in all yggd and yggd-tmpfs runs", logBytes), logBytes == 0)
 	for _, p := range problems {
 		fmt.Fprintf(w, "\n- %s", p)
 	}
