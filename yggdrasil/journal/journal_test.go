@@ -854,7 +854,7 @@ func TestZerosAhead(t *testing.T) {
 func TestGroupWait(t *testing.T) {
 	// A commit after a group of two durable callers waits four times what
 	// a sync takes for the records of other callers, and syncs them all at
-	// once; a caller alone never waits, nor does a group whose syncs cost
+	// once; a caller alone does not wait, nor does a group whose syncs cost
 	// next to nothing.
 	opts := testOpts(t, nil)
 	opts.NoSync, opts.GroupWait = false, time.Hour
