@@ -63,8 +63,10 @@ func (j *Journal) lead(durable bool) {
 // and one is due; it reports whether the journal is closing, in which
 // case it was the last. The caller holds wmu.
 func (j *Journal) turn(group bool) (closed bool) {
-	if d := j.groupDue(); group && d > 0 {
-		j.groupWait(d)
+	if group {
+		if d := j.groupDue(); d > 0 {
+			j.groupWait(d)
+		}
 	}
 	j.mu.Lock()
 	batch, fix, waiters, nrec := j.batch, j.fix, j.waiters, j.nrec
