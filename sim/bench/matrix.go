@@ -47,6 +47,15 @@ const SysDurable System = "bj"
 // in the cases with Case.Tmpfs (see tmpfs.go).
 const SysTmpfs System = "yggd-tmpfs"
 
+// yggd reports whether s is a yggd of this project's (this build, on
+// disk or on tmpfs, or another build): one the matrix starts with yggd's
+// flags and whose log it reads.
+func (s System) yggd() bool { return s == SysYggd || s == SysBase || s == SysTmpfs }
+
+// thisBuild reports whether s is the yggd under test, whose runs count in
+// its goals (log at info).
+func (s System) thisBuild() bool { return s == SysYggd || s == SysTmpfs }
+
 // Case is one workload of the matrix.
 type Case struct {
 	ID       string
@@ -221,7 +230,7 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 				if r.Error != "" {
 					line += " ERROR " + r.Error
 				}
-				logged := (r.System == SysYggd || r.System == SysTmpfs) && r.Result != nil && r.Result.Proc != nil && r.Result.Proc.LogBytes > 0
+				logged := r.System.thisBuild() && r.Result != nil && r.Result.Proc != nil && r.Result.Proc.LogBytes > 0
 				if r.Error != "" || r.ExitErr != "" || logged {
 					// Keep the host's log for a look.
 					keep := filepath.Join(os.TempDir(), filepath.Base(work)+"-"+filepath.Base(dir)+".log")
@@ -292,7 +301,7 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	if sys == SysTmpfs {
 		d, err := os.MkdirTemp(m.Tmpfs, "yggbench-state-")
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("state directory on tmpfs: %w", err))
 		}
 		defer os.RemoveAll(d)
 		stateDir = d
@@ -425,7 +434,7 @@ func (m *Matrix) runOne(ctx context.Context, broker, dir string, rep int, c Case
 	if c.Idle > 0 {
 		cfg.Idle, cfg.PingEvery = c.Idle, -1
 	}
-	if sys == SysYggd || sys == SysBase || sys == SysTmpfs {
+	if sys.yggd() {
 		// Log lines written before the load (startup) do not count.
 		cfg.LogFile = logFile
 		if c.Workers == 0 {

@@ -81,10 +81,7 @@ func Report(w io.Writer, runs []MatrixRun) error {
 	}
 	ratioGoal("thru")
 	if has("lat") {
-		for _, q := range []struct {
-			name string
-			f    func(*Result) float64
-		}{{"p50", func(r *Result) float64 { return float64(r.P50) }}, {"p99", func(r *Result) float64 { return float64(r.P99) }}} {
+		for _, q := range latencies {
 			r := median(perRep(byCase["lat"][SysPipeline], byCase["lat"][SysYggd], q.f))
 			goal("lat "+q.name, "≤ 1.3 × b", ratio(r), r <= 1.3)
 		}
@@ -203,7 +200,7 @@ func Report(w io.Writer, runs []MatrixRun) error {
 		} else {
 			problems = append(problems, p...)
 		}
-		if (r.System == SysYggd || r.System == SysTmpfs) && r.Result != nil && r.Result.Proc != nil {
+		if r.System.thisBuild() && r.Result != nil && r.Result.Proc != nil {
 			logBytes += r.Result.Proc.LogBytes
 		}
 	}
@@ -223,6 +220,12 @@ func Report(w io.Writer, runs []MatrixRun) error {
 	}
 	return nil
 }
+
+// latencies are the quantiles that latency goals judge.
+var latencies = []struct {
+	name string
+	f    func(*Result) float64
+}{{"p50", func(r *Result) float64 { return float64(r.P50) }}, {"p99", func(r *Result) float64 { return float64(r.P99) }}}
 
 // upstreamTable puts 0.1.5 beside yggd, case by case (the idle case has
 // its own table): rates, latencies, CPU and peak RSS, and yggd/0.1.5 per

@@ -58,13 +58,12 @@ func ran(runs []MatrixRun) []MatrixRun {
 // against b and against bj, and for yggd-tmpfs against b; with 64 in
 // flight (thru), ≥ 0.95 × b's msgs/s for yggd and yggd-tmpfs.
 func footprintGoals(byCase map[string]map[System][]MatrixRun, order []string, goal func(name, target, measured string, ok bool)) {
-	type pair struct{ sys, ref System }
+	pairs := []struct{ sys, ref System }{{SysYggd, SysPipeline}, {SysYggd, SysDurable}, {SysTmpfs, SysPipeline}}
 	for _, id := range order {
 		y := byCase[id][SysYggd]
 		if len(y) == 0 || y[0].Result == nil {
 			continue
 		}
-		pairs := []pair{{SysYggd, SysPipeline}, {SysYggd, SysDurable}, {SysTmpfs, SysPipeline}}
 		oneInFlight := y[0].Result.Window == 1
 		if !oneInFlight && id != "thru" {
 			continue
@@ -74,18 +73,15 @@ func footprintGoals(byCase map[string]map[System][]MatrixRun, order []string, go
 			if len(c) == 0 || len(s) == 0 {
 				continue
 			}
-			name := fmt.Sprintf("%s %%s, %s vs %s", id, p.sys, p.ref)
+			name := func(q string) string { return fmt.Sprintf("%s %s, %s vs %s", id, q, p.sys, p.ref) }
 			r := median(perRep(c, s, func(r *Result) float64 { return r.MsgsPerSec }))
-			goal(fmt.Sprintf(name, "msgs/s"), fmt.Sprintf("≥ 0.95 × %s", p.ref), ratio(r), r >= 0.95)
+			goal(name("msgs/s"), fmt.Sprintf("≥ 0.95 × %s", p.ref), ratio(r), r >= 0.95)
 			if !oneInFlight {
 				continue
 			}
-			for _, q := range []struct {
-				name string
-				f    func(*Result) float64
-			}{{"p50", func(r *Result) float64 { return float64(r.P50) }}, {"p99", func(r *Result) float64 { return float64(r.P99) }}} {
+			for _, q := range latencies {
 				r := median(perRep(c, s, q.f))
-				goal(fmt.Sprintf(name, q.name), fmt.Sprintf("≤ 1.1 × %s", p.ref), ratio(r), r > 0 && r <= 1.1)
+				goal(name(q.name), fmt.Sprintf("≤ 1.1 × %s", p.ref), ratio(r), r > 0 && r <= 1.1)
 			}
 		}
 	}

@@ -10,12 +10,13 @@ import (
 // yggd with its state directory on tmpfs (SysTmpfs) splits what yggd
 // costs from what its disk costs. With one message in flight, every round
 // trip waits for two synced writes of yggd's journal, and on a disk whose
-// sync takes a third of ceiling b's whole round trip, no durable yggd
-// comes near b. On tmpfs a sync returns at once, while yggd runs the same
-// code and writes the same records: its figures beside b are yggd's own
-// cost; yggd's beside them, the price of its disk; bj's, the least any
-// pipeline would pay for that disk. It is a measurement, not a way to
-// run yggd: a journal on tmpfs does not survive the host.
+// sync takes a quarter to a third of ceiling b's whole round trip (207 to
+// 218 µs here, against 550 to 930 µs), no durable yggd comes near b. On
+// tmpfs a sync returns at once, while yggd runs the same code and writes
+// the same records: its figures beside b are yggd's own cost; yggd's
+// beside them, the price of its disk; bj's, the least any pipeline would
+// pay for that disk. It is a measurement, not a way to run yggd: a
+// journal on tmpfs does not survive the host.
 
 // tmpfsSkip returns why SysTmpfs cannot run, "" when m.Tmpfs (default
 // /dev/shm) is a tmpfs directory, which it then makes absolute.
@@ -25,7 +26,7 @@ func (m *Matrix) tmpfsSkip() string {
 	}
 	dir, err := filepath.Abs(m.Tmpfs)
 	if err != nil {
-		return err.Error()
+		return fmt.Sprintf("no tmpfs for its state: %v", err)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {

@@ -57,9 +57,8 @@ type Options struct {
 	// of two callers or more: many messages are in flight then, and one
 	// sync covers more of them. It waits four times what a sync takes, at
 	// most GroupWait; with one message in flight no commit waits but the
-	// first after a burst.
-	// Default 1 ms; negative: never. Not with NoSync or Memory, where a
-	// sync costs nothing.
+	// first after a burst. Default 1 ms; negative: never. Not with NoSync
+	// or Memory, where a sync costs nothing.
 	GroupWait time.Duration
 	// Memory keeps the journal in memory only: Open ignores dir, reads
 	// and writes no file, and nothing survives the process. The bounds,

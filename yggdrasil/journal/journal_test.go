@@ -861,6 +861,28 @@ func TestGroupWait(t *testing.T) {
 	j := MustOpen(t, t.TempDir(), opts)
 	var waits atomic.Int32
 	j.groupWait = func(time.Duration) { waits.Add(1) }
+	// setGroup sets what the last sync left: its group and sync time.
+	setGroup := func(group int, syncTime time.Duration) {
+		j.wmu.Lock()
+		j.group, j.syncTime = group, syncTime
+		j.wmu.Unlock()
+	}
+	// batched polls, for up to 10 s, until the batch holds n records, n
+	// of them durable if durable.
+	batched := func(n int, durable bool) bool {
+		for until := time.Now().Add(10 * time.Second); time.Now().Before(until); runtime.Gosched() {
+			j.mu.RLock()
+			got := j.nrec
+			if durable {
+				got = len(j.waiters)
+			}
+			j.mu.RUnlock()
+			if got >= n {
+				return true
+			}
+		}
+		return false
+	}
 	for i := range 5 {
 		MustAppend(t, j, "t", payload(fmt.Sprint("alone", i), 100))
 	}
@@ -875,16 +897,7 @@ func TestGroupWait(t *testing.T) {
 	for i := range 2 {
 		pair.Go(func() { MustAppend(t, j, "t", payload(fmt.Sprint("pair", i), 100)) })
 	}
-	until := time.Now().Add(10 * time.Second)
-	for {
-		j.mu.RLock()
-		n := len(j.waiters)
-		j.mu.RUnlock()
-		if n == 2 || time.Now().After(until) {
-			break
-		}
-		runtime.Gosched()
-	}
+	batched(2, true)
 	j.syncTime = 0
 	j.wmu.Unlock()
 	pair.Wait()
@@ -911,9 +924,7 @@ func TestGroupWait(t *testing.T) {
 		t.Fatalf("a closing journal's group is due in %v; want none", d)
 	}
 
-	j.wmu.Lock()
-	j.group, j.syncTime = 2, time.Microsecond
-	j.wmu.Unlock()
+	setGroup(2, time.Microsecond)
 	MustAppend(t, j, "t", payload("free sync", 100))
 	if n := waits.Load(); n != 0 {
 		t.Fatalf("waited %d times where a sync takes 1 µs", n)
@@ -928,9 +939,7 @@ func TestGroupWait(t *testing.T) {
 	j.mu.Lock()
 	j.waiters = append(j.waiters, waiter)
 	j.mu.Unlock()
-	j.wmu.Lock()
-	j.group, j.syncTime = 2, time.Millisecond
-	j.wmu.Unlock()
+	setGroup(2, time.Millisecond)
 	inWait, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
@@ -960,9 +969,7 @@ func TestGroupWait(t *testing.T) {
 	}
 	j.groupWait = func(time.Duration) { waits.Add(1) }
 
-	j.wmu.Lock()
-	j.group, j.syncTime = 2, time.Millisecond
-	j.wmu.Unlock()
+	setGroup(2, time.Millisecond)
 	before := j.Stats()
 	waiting := make(chan struct{})
 	j.groupWait = func(d time.Duration) {
@@ -970,17 +977,7 @@ func TestGroupWait(t *testing.T) {
 			t.Errorf("waited %v; want 4 ms, four syncs of 1 ms", d)
 		}
 		close(waiting)
-		// Wait for the second caller's record to join the batch.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			j.mu.RLock()
-			n := j.nrec
-			j.mu.RUnlock()
-			if n >= 2 || time.Now().After(deadline) {
-				return
-			}
-			runtime.Gosched()
-		}
+		batched(2, false) // the second caller's record joins the batch
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { MustAppend(t, j, "t", payload("first", 100)) })
