@@ -38,7 +38,8 @@ const (
 
 // SysDurable is ceiling bj: b with a durable journal (yggsim
 // ceiling-pipeline --journal); it runs after b in the cases with one
-// message in flight.
+// message in flight and in those with Case.Tmpfs (thru), where yggd's
+// disk is split from its own cost.
 const SysDurable System = "bj"
 
 // SysTmpfs is yggd itself, the same build, with its state directory on
@@ -67,7 +68,7 @@ type Case struct {
 	Detached bool
 	// Tmpfs adds SysTmpfs after yggd when the systems are the default.
 	Tmpfs   bool
-	Systems []System // default a, b, yggd (bj with Window 1, yggd-tmpfs with Tmpfs)
+	Systems []System // default a, b, yggd (bj with Window 1 or Tmpfs, yggd-tmpfs with Tmpfs)
 	// Idle, when set, makes the case one round trip (Count 1) followed by
 	// this long idle, measured (Config.Idle); yggd, base and 0.1.5 only.
 	Idle time.Duration
@@ -191,7 +192,7 @@ func (m *Matrix) Run(ctx context.Context) ([]MatrixRun, error) {
 			systems := c.Systems
 			if len(systems) == 0 {
 				systems = []System{SysRelay, SysPipeline, SysYggd}
-				if c.Window == 1 && c.Idle == 0 {
+				if (c.Window == 1 || c.Tmpfs) && c.Idle == 0 {
 					systems = slices.Insert(systems, 2, SysDurable)
 				}
 				if c.Tmpfs {

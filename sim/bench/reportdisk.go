@@ -7,11 +7,12 @@ import (
 	"time"
 )
 
-// The disk in the report. With one message in flight, yggd pays two synced
-// writes a message that b does not, so its figures are set beside b, beside
-// bj (b plus exactly those writes) and beside yggd-tmpfs (yggd whose writes
-// cost nothing): yggd-tmpfs / b is yggd's own cost, yggd / bj the price of
-// its disk against the least a pipeline would pay for it.
+// The disk in the report. yggd pays two synced writes a message that b
+// does not (in series with one message in flight, shared among messages
+// with many), so its figures are set beside b, beside bj (b plus exactly
+// those writes) and beside yggd-tmpfs (yggd whose writes cost nothing):
+// yggd-tmpfs / b is yggd's own cost, yggd / bj the price of its disk
+// against the least a pipeline would pay for it.
 
 // diskTable writes b, bj, yggd-tmpfs and yggd side by side for the cases
 // where bj or yggd-tmpfs ran.
@@ -56,7 +57,7 @@ func ran(runs []MatrixRun) []MatrixRun {
 // footprintGoals adds issue 17's goals against the ceilings: with one
 // message in flight, ≥ 0.95 × msgs/s and p50 and p99 ≤ 1.1 ×, for yggd
 // against b and against bj, and for yggd-tmpfs against b; with 64 in
-// flight (thru), ≥ 0.95 × b's msgs/s for yggd and yggd-tmpfs.
+// flight (thru), ≥ 0.95 × msgs/s for the same three pairs.
 func footprintGoals(byCase map[string]map[System][]MatrixRun, order []string, goal func(name, target, measured string, ok bool)) {
 	pairs := []struct{ sys, ref System }{{SysYggd, SysPipeline}, {SysYggd, SysDurable}, {SysTmpfs, SysPipeline}}
 	for _, id := range order {

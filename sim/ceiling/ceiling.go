@@ -16,10 +16,12 @@
 //   - Pipeline with a Journal is ceiling bj: b plus exactly the two synced
 //     writes of yggd's delivery guarantee, the message before the
 //     worker's Send and the answer before it is published, each appended
-//     to a Durable file (preallocated, zero-filled, written in place with
-//     the fastest sync measured by BenchmarkDurable) on the calling
-//     goroutine. With one message in flight, yggd pays those two syncs in
-//     series and b does not: bj is the yardstick that includes them.
+//     to a Durable file (preallocated, zero-filled, written in place) on
+//     the calling goroutine: with one message in flight (Inline) through
+//     O_DIRECT|O_DSYNC, the fastest sync measured by
+//     BenchmarkDurableInterleaved; with many, the records of concurrent
+//     messages share one fdatasync (group commit). yggd pays those syncs
+//     and b does not: bj is the yardstick that includes them.
 //
 // Both answer ping with a pong and publish a retained online status that
 // lists their handlers, so the load generator (package bench) drives them

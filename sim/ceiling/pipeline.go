@@ -54,9 +54,17 @@ type Pipeline struct {
 	journal  *Durable      // nil without Journal
 }
 
-// JournalMethod is how the durable ceiling syncs: the fastest on the
-// bench machine (BenchmarkDurableInterleaved).
-const JournalMethod = SyncDirect
+// journalMethod is how the durable ceiling syncs: with one message in
+// flight (Inline), each record on its own through O_DIRECT|O_DSYNC, the
+// fastest per append on the bench machine (BenchmarkDurableInterleaved);
+// with many in flight, pwritev and an fdatasync shared by every caller
+// that arrived meanwhile (group commit), as yggd's journal does.
+func (p *Pipeline) journalMethod() SyncMethod {
+	if p.Inline {
+		return SyncDirect
+	}
+	return SyncFdatasync
+}
 
 // gRPC settings on the pipeline's side of each connection. The
 // flow-control windows are fixed: a 64 KiB message then never waits for a
@@ -78,7 +86,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.conns = map[string]pb.WorkerClient{}
 	p.ready = make(chan struct{})
 	if p.Journal != "" {
-		j, err := OpenDurable(filepath.Join(p.Journal, "journal"), 0, JournalMethod)
+		j, err := OpenDurable(filepath.Join(p.Journal, "journal"), 0, p.journalMethod())
 		if err != nil {
 			return fmt.Errorf("pipeline: %w", err)
 		}

@@ -94,10 +94,31 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestPipelineJournals runs ceiling bj (inline, with a journal) against
-// the sim's broker and an echo worker: one message goes round, and the
-// journal holds the message and then the answer, byte for byte.
+// TestPipelineJournals runs ceiling bj (with a journal) against the sim's
+// broker and an echo worker, inline as at one message in flight and not
+// inline as at many: one message goes round, and the journal holds the
+// message and then the answer, byte for byte, in the layout of the sync
+// method bj uses there.
 func TestPipelineJournals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		inline bool
+		method SyncMethod
+	}{
+		{"inline", true, SyncDirect},
+		{"many_in_flight", false, SyncFdatasync},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Pipeline{Host: Host{ClientID: "ceiling-test-" + tc.name, Inline: tc.inline}}
+			if got := p.journalMethod(); got != tc.method {
+				t.Fatalf("journal method %v, want %v", got, tc.method)
+			}
+			testPipelineJournals(t, p)
+		})
+	}
+}
+
+func testPipelineJournals(t *testing.T, p *Pipeline) {
 	s := &sim.Server{OpenACL: true, TLSAddr: sim.Off, APIAddr: sim.Off, Logger: slog.New(slog.DiscardHandler)}
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
@@ -112,8 +133,8 @@ func TestPipelineJournals(t *testing.T) {
 	if err := os.WriteFile(script, fmt.Appendf(nil, "#!/bin/sh\nCEILING_TEST_WORKER=echo exec %s\n", exe), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	const host = "ceiling-test"
-	p := &Pipeline{Host: Host{Broker: s.BrokerURL(), ClientID: host, Inline: true}, Workers: []string{script}, Journal: dir}
+	host := p.ClientID
+	p.Broker, p.Workers, p.Journal = s.BrokerURL(), []string{script}, dir
 
 	// Listen before the pipeline starts: the online status is retained,
 	// answers are not.
@@ -179,7 +200,7 @@ func TestPipelineJournals(t *testing.T) {
 	if got := record(t, path, 0); !bytes.Equal(got, msg) {
 		t.Errorf("journal record 0: %s, want the message %s", got, msg)
 	}
-	next := span(JournalMethod, len(msg))
+	next := span(p.journalMethod(), len(msg))
 	if got := record(t, path, next); !bytes.Equal(got, answer.Payload()) {
 		t.Errorf("journal record 1: %s, want the answer %s", got, answer.Payload())
 	}

@@ -61,7 +61,9 @@ order, instead of on a goroutine per message: its best configuration with
 one message in flight. --journal DIR makes it the durable ceiling bj: each
 message is appended to DIR/journal and made durable before the worker's
 Send, and each answer before it is published (two synced writes per
-message, the price of yggd's delivery guarantee).
+message, the price of yggd's delivery guarantee). With --inline each
+record is written through O_DIRECT|O_DSYNC; without, the records of
+concurrent messages share one fdatasync (group commit).
 `
 
 func runCeilingPipeline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
