@@ -10,8 +10,8 @@ import (
 // yggd with its state directory on tmpfs (SysTmpfs) splits what yggd
 // costs from what its disk costs. With one message in flight, every round
 // trip waits for two synced writes of yggd's journal, and on a disk whose
-// sync takes a quarter to a third of ceiling b's whole round trip (207 to
-// 218 µs here, against 550 to 930 µs), no durable yggd comes near b. On
+// sync takes a fifth to two fifths of ceiling b's whole round trip (207
+// to 218 µs here, against 550 to 950 µs), no durable yggd comes near b. On
 // tmpfs a sync returns at once, while yggd runs the same code and writes
 // the same records: its figures beside b are yggd's own cost; yggd's
 // beside them, the price of its disk; bj's, the least any pipeline would

@@ -897,7 +897,10 @@ func TestGroupWait(t *testing.T) {
 	for i := range 2 {
 		pair.Go(func() { MustAppend(t, j, "t", payload(fmt.Sprint("pair", i), 100)) })
 	}
-	batched(2, true)
+	if !batched(2, true) {
+		j.wmu.Unlock()
+		t.Fatal("the two durable records did not reach the batch within 10 s")
+	}
 	j.syncTime = 0
 	j.wmu.Unlock()
 	pair.Wait()
@@ -977,7 +980,9 @@ func TestGroupWait(t *testing.T) {
 			t.Errorf("waited %v; want 4 ms, four syncs of 1 ms", d)
 		}
 		close(waiting)
-		batched(2, false) // the second caller's record joins the batch
+		if !batched(2, false) { // the second caller's record joins the batch
+			t.Error("the second caller's record did not join the waiting batch within 10 s")
+		}
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { MustAppend(t, j, "t", payload("first", 100)) })

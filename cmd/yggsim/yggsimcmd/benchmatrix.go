@@ -28,9 +28,11 @@ as separate processes from DIR, loads each with the bench load generator,
 stops each with SIGTERM and checks that no worker is left. It prints one
 line per run, then Markdown tables of medians, per-repetition ratios to
 ceiling b, and the goals. --soak runs the long cases instead. Exit status
-1 when a goal is missed. In thru, lat and payload-64k-w1 yggd runs
-again with its state directory on tmpfs ("yggd-tmpfs", in --tmpfs DIR):
-what yggd costs apart from its disk. --baseline adds another build of
+1 when a goal is missed. In thru and in the cases with one message in
+flight, ceiling bj (ceiling-pipeline --journal: b plus the syncs yggd
+pays) runs after b. In thru, lat and payload-64k-w1 yggd runs again
+with its state directory on tmpfs ("yggd-tmpfs", in --tmpfs DIR): what
+yggd costs apart from its disk. --baseline adds another build of
 yggd ("base"), --upstream yggdrasil 0.1.5 built by mk/build-upstream.sh
 ("0.1.5"), both after yggd in each case where yggd runs.
 `
