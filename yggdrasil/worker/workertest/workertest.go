@@ -143,8 +143,16 @@ func (d *Dispatcher) awaitServing(ctx context.Context) error {
 	cc := d.cc
 	d.mu.Unlock()
 	if cc != nil {
-		cc.Connect()
-		for s := cc.GetState(); s != connectivity.Ready && cc.WaitForStateChange(ctx, s); s = cc.GetState() {
+		// The first attempt may come before the worker listens. After a
+		// failed attempt and its backoff, the channel goes idle and stays
+		// there until asked to connect again: ask each time.
+		for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+			if s == connectivity.Idle {
+				cc.Connect()
+			}
+			if !cc.WaitForStateChange(ctx, s) {
+				break
+			}
 		}
 	}
 	select {
