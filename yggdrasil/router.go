@@ -19,11 +19,12 @@ import (
 // Transport is the connection to the broker, as the router uses it.
 type Transport interface {
 	Publisher
-	// Disconnect publishes nothing itself: it closes the connection cleanly
-	// and stays disconnected until the process restarts.
+	// Disconnect publishes the retained offline status (Will) and waits for
+	// the broker's acknowledgement, closes the connection cleanly and stays
+	// disconnected until the process restarts.
 	Disconnect()
-	// Reconnect closes the connection cleanly, waits delay, and connects
-	// again.
+	// Reconnect publishes the offline status as Disconnect does, closes the
+	// connection cleanly, waits delay, and connects again.
 	Reconnect(delay time.Duration)
 }
 
@@ -404,9 +405,6 @@ func (r *Router) HandleControl(payload []byte) {
 		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
 		defer cancel()
 		r.out.Flush(ctx, r.tr)
-		if err := r.tr.Publish(ctx, r.topic(KindControl), r.Will(), true); err != nil {
-			log.Warn("publish offline status", "error", err)
-		}
 		r.tr.Disconnect()
 	case CommandReconnect:
 		delay, err := reconnectDelay(c.Content)
@@ -414,11 +412,6 @@ func (r *Router) HandleControl(payload []byte) {
 			log.Warn("reconnect: bad delay, reconnecting at once", "error", err)
 		}
 		log.Info("reconnecting on request", "delay", delay)
-		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
-		defer cancel()
-		if err := r.tr.Publish(ctx, r.topic(KindControl), r.Will(), true); err != nil {
-			log.Warn("publish offline status", "error", err)
-		}
 		r.tr.Reconnect(delay)
 	case CommandCancel:
 		r.handleCancel(c)

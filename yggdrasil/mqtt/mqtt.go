@@ -198,6 +198,7 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 				break connected
 			case cmd := <-t.cmds:
 				t.setClient(nil)
+				t.sayOffline(ctx, c, h, lost)
 				c.Disconnect(250)
 				if cmd.stay {
 					t.log.Info("disconnected from broker on request; restart yggd to connect again")
@@ -214,6 +215,46 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 				}
 				break connected
 			}
+		}
+	}
+}
+
+// offlineWait bounds the wait for the broker's acknowledgement of the
+// offline status published before a close on request.
+const offlineWait = 10 * time.Second
+
+// sayOffline publishes the will, retained, before a close on request, and
+// waits for the broker's acknowledgement (at most offlineWait, answering
+// Alive's probes). The broker discards the will of a clean close, so
+// without it the cloud would go on seeing the host online. The
+// acknowledgement also shows that the broker has read every packet sent
+// before it on this connection, since a broker handles a connection's
+// packets in order: among them the acknowledgement of the command that
+// asked for the close. A broker that hands the session to the next
+// connection at once (mochi does, while the old connection's last packets
+// may still be unread) would otherwise send the command again, and it would
+// run twice.
+func (t *Transport) sayOffline(ctx context.Context, c paho.Client, h Handler, lost <-chan error) {
+	tok := c.Publish(h.WillTopic(), 1, true, h.Will())
+	timer := time.NewTimer(offlineWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				t.log.Warn("publish offline status", "error", err)
+			}
+			return
+		case err := <-lost:
+			t.log.Warn("publish offline status: connection lost before the broker acknowledged", "error", err)
+			return
+		case <-timer.C:
+			t.log.Warn("publish offline status: no acknowledgement from the broker", "waited", offlineWait)
+			return
+		case <-ctx.Done():
+			return
+		case reply := <-t.probes:
+			t.answer(reply)
 		}
 	}
 }
@@ -298,7 +339,8 @@ func (t *Transport) connect(ctx context.Context, h Handler) (paho.Client, string
 			// Acknowledged first: a command is for the moment it is sent,
 			// and reconnect or disconnect close the connection its
 			// acknowledgement would go out on, so the broker would send
-			// it again and it would run twice.
+			// it again and it would run twice. (sayOffline then makes
+			// sure the broker has read the acknowledgement.)
 			m.Ack()
 			t.handlers.Go(func() { h.HandleControl(m.Payload()) })
 		case m.Topic() == dataIn:
@@ -463,11 +505,13 @@ func (t *Transport) Connected() bool {
 	return t.client != nil
 }
 
-// Disconnect closes the connection cleanly (the broker discards the will)
-// and stays disconnected until the process restarts.
+// Disconnect publishes the offline status (the will, which the broker
+// discards on a clean close), closes the connection cleanly and stays
+// disconnected until the process restarts.
 func (t *Transport) Disconnect() { t.request(command{stay: true}) }
 
-// Reconnect closes the connection cleanly, waits delay and connects again.
+// Reconnect publishes the offline status as Disconnect does, closes the
+// connection cleanly, waits delay and connects again.
 func (t *Transport) Reconnect(delay time.Duration) { t.request(command{delay: delay}) }
 
 // Update makes the transport connect to brokers with tlsConfig from now on,
