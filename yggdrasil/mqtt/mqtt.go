@@ -203,7 +203,7 @@ func (t *Transport) Run(ctx context.Context, h Handler) error {
 				if cmd.stay {
 					t.log.Info("disconnected from broker on request; restart yggd to connect again")
 					t.report(State{Offline: true})
-					t.await(ctx, nil, -1)
+					t.await(ctx, nil, nil, -1)
 					return nil
 				}
 				t.log.Info("disconnected from broker on request", "reconnect_in", cmd.delay)
@@ -236,26 +236,15 @@ const offlineWait = 10 * time.Second
 // run twice.
 func (t *Transport) sayOffline(ctx context.Context, c paho.Client, h Handler, lost <-chan error) {
 	tok := c.Publish(h.WillTopic(), 1, true, h.Will())
-	timer := time.NewTimer(offlineWait)
-	defer timer.Stop()
-	for {
-		select {
-		case <-tok.Done():
-			if err := tok.Error(); err != nil {
-				t.log.Warn("publish offline status", "error", err)
-			}
-			return
-		case err := <-lost:
-			t.log.Warn("publish offline status: connection lost before the broker acknowledged", "error", err)
-			return
-		case <-timer.C:
-			t.log.Warn("publish offline status: no acknowledgement from the broker", "waited", offlineWait)
-			return
-		case <-ctx.Done():
-			return
-		case reply := <-t.probes:
-			t.answer(reply)
+	switch t.await(ctx, tok.Done(), lost, offlineWait) {
+	case doneFirst:
+		if err := tok.Error(); err != nil {
+			t.log.Warn("publish offline status", "error", err)
 		}
+	case lostFirst:
+		t.log.Warn("publish offline status: connection lost before the broker acknowledged")
+	case timedOut:
+		t.log.Warn("publish offline status: no acknowledgement from the broker", "waited", offlineWait)
 	}
 }
 
@@ -287,15 +276,17 @@ type outcome int
 
 const (
 	doneFirst outcome = iota
+	lostFirst
 	timedOut
 	cancelled
 )
 
-// await waits until done is closed, timeout has passed (never, when it is
-// negative) or ctx ends, answering Alive's probes meanwhile: every wait of
-// Run's loop goes through it, so that the loop is seen alive in every
-// state.
-func (t *Transport) await(ctx context.Context, done <-chan struct{}, timeout time.Duration) outcome {
+// await waits until done is closed, lost (a connection's loss) has a
+// value, timeout has passed (never, when it is negative) or ctx ends,
+// answering Alive's probes meanwhile: every wait of Run's loop goes
+// through it, so that the loop is seen alive in every state. done and lost
+// may be nil.
+func (t *Transport) await(ctx context.Context, done <-chan struct{}, lost <-chan error, timeout time.Duration) outcome {
 	var expired <-chan time.Time
 	if timeout >= 0 {
 		timer := time.NewTimer(timeout)
@@ -306,6 +297,8 @@ func (t *Transport) await(ctx context.Context, done <-chan struct{}, timeout tim
 		select {
 		case <-done:
 			return doneFirst
+		case <-lost:
+			return lostFirst
 		case <-expired:
 			return timedOut
 		case <-ctx.Done():
@@ -541,7 +534,7 @@ func (t *Transport) target() ([]string, *tls.Config) {
 // pause waits d between connection attempts, or less when Update asks for
 // a reconnect, answering Alive's probes; it returns false when ctx ends.
 func (t *Transport) pause(ctx context.Context, d time.Duration) bool {
-	return t.await(ctx, t.updated, d) != cancelled
+	return t.await(ctx, t.updated, nil, d) != cancelled
 }
 
 func (t *Transport) request(c command) {
@@ -580,7 +573,7 @@ func Backoff(n int, max time.Duration) time.Duration {
 
 // wait waits for a paho token, at most timeout.
 func (t *Transport) wait(ctx context.Context, tok paho.Token, timeout time.Duration) error {
-	switch t.await(ctx, tok.Done(), timeout) {
+	switch t.await(ctx, tok.Done(), nil, timeout) {
 	case doneFirst:
 		return tok.Error()
 	case timedOut:
@@ -595,5 +588,5 @@ func (t *Transport) sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	return t.await(ctx, nil, d) == timedOut
+	return t.await(ctx, nil, nil, d) == timedOut
 }
